@@ -1,0 +1,124 @@
+# kiln - one non-recursive Makefile.
+#
+#   make          build everything (host tools, kiln-init, test guests)
+#   make run      set up, build, build the guest kernel once, boot a guest
+#   make test     set up, build, run unit, VMM and end-to-end tests
+#   make asan     build with AddressSanitizer + UBSan and run the fast tests
+#   make bench    benchmarks side by side with QEMU, see bench/RESULTS.md
+#   make format   clang-format every C file
+
+CC      ?= gcc
+BUILD   ?= build
+PYTHON  ?= /usr/bin/python3
+KILN_CACHE ?= $(HOME)/.cache/kiln
+export KILN_CACHE
+
+WARNINGS := -Wall -Wextra -Werror -Wformat=2 -Winit-self -Wmissing-prototypes \
+	-Wmissing-declarations -Wnested-externs -Wold-style-definition -Wredundant-decls \
+	-Wsign-compare -Wstrict-prototypes -Wundef -Wwrite-strings -Wno-format-nonliteral \
+	-Wshadow -Wvla
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARNINGS) -Isrc -MMD -MP
+LDFLAGS ?=
+LDLIBS  := -lpthread
+
+ifeq ($(ASAN),1)
+BUILD   := build-asan
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+# ---- sources -----------------------------------------------------------
+COMMON_SRCS := $(wildcard src/common/*.c)
+VMM_SRCS    := $(filter-out src/vmm/main.c,$(wildcard src/vmm/*.c src/vmm/*/*.c))
+AGENT_SRCS  := $(wildcard src/agent/*.c)
+UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+GUEST_SRCS  := $(wildcard tests/vmm/guests/*.S)
+
+COMMON_OBJS := $(COMMON_SRCS:%.c=$(BUILD)/%.o)
+VMM_OBJS    := $(VMM_SRCS:%.c=$(BUILD)/%.o)
+UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
+GUEST_ELFS  := $(GUEST_SRCS:tests/vmm/guests/%.S=$(BUILD)/tests/vmm/guests/%.elf)
+
+LIBCOMMON := $(BUILD)/libkilncommon.a
+LIBVMM    := $(BUILD)/libkilnvmm.a
+VMM_BIN   := $(BUILD)/kiln-vmm
+INIT_BIN  := $(BUILD)/kiln-init
+
+.PHONY: all run test asan bench format setup kernel rootfs unit-test vmm-test e2e-test clean
+
+all: $(VMM_BIN) $(INIT_BIN) $(UNIT_BINS) $(GUEST_ELFS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIBCOMMON): $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIBVMM): $(VMM_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(VMM_BIN): $(BUILD)/src/vmm/main.o $(LIBVMM) $(LIBCOMMON)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# kiln-init runs as PID 1 in the guest: static, no sanitizers.
+$(INIT_BIN): $(AGENT_SRCS) $(COMMON_SRCS) $(wildcard src/agent/*.h src/common/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARNINGS) -Isrc -O2 -static -o $@ $(AGENT_SRCS) $(COMMON_SRCS)
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBVMM) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBVMM) $(LIBCOMMON) -lcmocka $(LDLIBS)
+
+# Tiny hand-written guests: 64-bit code linked at 1 MiB into an ELF.
+$(BUILD)/tests/vmm/guests/%.elf: tests/vmm/guests/%.S tests/vmm/guests/guest.ld
+	@mkdir -p $(dir $@)
+	$(CC) -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-T,tests/vmm/guests/guest.ld -o $@ $<
+
+# ---- images ---------------------------------------------------------------
+# Both scripts print the path of what they built (cached under KILN_CACHE).
+kernel:
+	@images/kernel/build.sh
+
+rootfs: $(INIT_BIN)
+	@images/rootfs/build.sh $(BUILD)
+
+# ---- top-level jobs ---------------------------------------------------------
+setup:
+	@scripts/setup
+
+run: setup
+	@$(MAKE) --no-print-directory all
+	@scripts/run-demo $(BUILD)
+
+unit-test: $(UNIT_BINS)
+	@scripts/run-unit-tests $(UNIT_BINS)
+
+vmm-test: $(VMM_BIN) $(GUEST_ELFS)
+	KILN_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/vmm
+
+e2e-test: all
+	KILN_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/e2e
+
+test: setup
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit-test vmm-test e2e-test
+
+asan: setup
+	@$(MAKE) --no-print-directory ASAN=1 all
+	@$(MAKE) --no-print-directory ASAN=1 unit-test vmm-test
+
+bench: setup
+	@$(MAKE) --no-print-directory all
+	@bench/run $(BUILD)
+
+format:
+	clang-format -i $(shell find src tests -name '*.[ch]')
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,28 @@
+/* serial.h - a 16550A UART (COM1) faithful enough for Linux's 8250 driver. */
+#ifndef KILN_VMM_DEVICES_SERIAL_H
+#define KILN_VMM_DEVICES_SERIAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/iobus.h"
+#include "vmm/irq.h"
+
+struct serial;
+
+/* Returns a new UART that writes transmitted bytes to `out_fd` (not owned,
+ * may be -1 to discard) and raises `irq`. NULL when out of memory. */
+struct serial *serial_create(int out_fd, struct irq_line irq);
+
+/* Frees the UART. Accepts NULL. */
+void serial_destroy(struct serial *s);
+
+/* Registers the 8 ports at `port` on `bus`. Returns 0 or -errno. */
+int serial_attach(struct serial *s, struct iobus *bus, uint16_t port);
+
+/* Queues host input for the guest (the receive FIFO and a bounded backlog)
+ * and raises the receive interrupt when enabled. Thread-safe. Returns the
+ * number of bytes accepted (less than len when the backlog is full). */
+size_t serial_input(struct serial *s, const uint8_t *buf, size_t len);
+
+#endif
