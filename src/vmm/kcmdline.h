@@ -1,0 +1,24 @@
+/* kcmdline.h - assembling the guest kernel command line. */
+#ifndef KILN_VMM_KCMDLINE_H
+#define KILN_VMM_KCMDLINE_H
+
+#include <stdbool.h>
+
+/* Arguments every kiln guest gets: console on COM1, reset through the i8042
+ * (which the VMM sees), no reboot after a panic, where the control page is. */
+#define KCMDLINE_BASE "console=ttyS0 reboot=k panic=-1 kiln.ctl=0xd0000000"
+
+/* Extra arguments for the nested kvm_pvm host: hide CPU features whose
+ * instructions KVM's emulator lacks, and switch on the guest kernel's
+ * SYSCALL fix-up (images/kernel/patches). */
+#define KCMDLINE_COMPAT \
+	"clearcpuid=smap,smep,xsave,popcnt,fsgsbase,rdpid,pku,umip kiln_syscall_fixup=1"
+
+/* Returns a newly allocated command line: KCMDLINE_BASE, then KCMDLINE_COMPAT
+ * when `compat`, then `user` (may be NULL). kiln's own arguments come first,
+ * so they always stay before a " -- " (the start of the init arguments) in
+ * `user`. The caller frees it. NULL when out of memory. The length is checked
+ * by boot_prepare(), which knows the kernel's limit. */
+char *kcmdline_build(const char *user, bool compat);
+
+#endif

@@ -1,0 +1,54 @@
+/* vcpu.h - one virtual CPU: its KVM fd, its kvm_run page, its initial state
+ * and the loop that runs it and dispatches exits to the I/O bus. */
+#ifndef KILN_VMM_VCPU_H
+#define KILN_VMM_VCPU_H
+
+#include <linux/kvm.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/boot/boot.h"
+#include "vmm/iobus.h"
+#include "vmm/vm.h"
+
+/* Why a vCPU stopped running guest code for good. */
+enum vcpu_stop {
+	VCPU_STOP_NONE = 0,   /* still running, or asked to stop from outside */
+	VCPU_STOP_SHUTDOWN,   /* triple fault (KVM_EXIT_SHUTDOWN) */
+	VCPU_STOP_INTERNAL,   /* KVM could not emulate or enter the guest */
+	VCPU_STOP_HALTED,     /* the guest halted with nothing to wake it */
+	VCPU_STOP_SYSTEM,     /* KVM_EXIT_SYSTEM_EVENT reset/shutdown */
+	VCPU_STOP_ERROR,      /* KVM_RUN failed */
+};
+
+struct vcpu {
+	struct vm *vm;
+	unsigned int index; /* also the APIC id */
+	int fd;
+	struct kvm_run *run; /* mmap'd, vm->vcpu_mmap_size bytes */
+};
+
+/* Creates vCPU `index` of `count`, with CPUID from KVM's supported set
+ * (APIC ids and topology filled in). Returns NULL after logging on failure.
+ * The caller owns it; vcpu_destroy frees it. */
+struct vcpu *vcpu_create(struct vm *vm, unsigned int index, unsigned int count);
+
+/* Closes and unmaps. Accepts NULL. */
+void vcpu_destroy(struct vcpu *v);
+
+/* Puts the boot processor into 64-bit long mode at boot->entry, with the
+ * boot GDT and identity page tables, RSI = boot_params, interrupts off.
+ * Returns 0 or -errno after logging. Application processors are left in
+ * their reset state: the guest starts them with INIT/SIPI. */
+int vcpu_setup_boot(struct vcpu *v, const struct boot_info *boot);
+
+/* Runs one KVM_RUN and handles the exit. Port and MMIO exits are dispatched
+ * on `bus` (reads of nothing return all ones). Returns 0 to keep running,
+ * -EINTR when the run was interrupted (by a signal or immediate_exit), or a
+ * positive enum vcpu_stop when the vCPU must stop, after logging why. */
+int vcpu_run_once(struct vcpu *v, const struct iobus *bus);
+
+/* Logs RIP and the general registers at error level (for crash reports). */
+void vcpu_log_state(struct vcpu *v);
+
+#endif

@@ -1,0 +1,35 @@
+/* vm.h - a KVM virtual machine: the /dev/kvm and VM file descriptors, guest
+ * RAM and its memory slots, the in-kernel irqchip (PIC + IOAPIC) and PIT. */
+#ifndef KILN_VMM_VM_H
+#define KILN_VMM_VM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/memory.h"
+
+struct vm {
+	int kvm_fd;           /* /dev/kvm */
+	int vm_fd;            /* KVM_CREATE_VM */
+	int vcpu_mmap_size;   /* size of each vCPU's struct kvm_run mapping */
+	struct guest_mem mem; /* guest RAM, registered as slots 0 (low) and 1 (high) */
+};
+
+/* Opens /dev/kvm, checks the API version and the capabilities kiln needs,
+ * creates a VM with `mem_size` bytes of RAM, the in-kernel irqchip and PIT.
+ * Returns the VM (caller owns it; vm_destroy frees it) or NULL after logging
+ * why (no /dev/kvm, no permission, missing capability, out of memory). */
+struct vm *vm_create(uint64_t mem_size);
+
+/* Closes the VM and unmaps its RAM. Accepts NULL. */
+void vm_destroy(struct vm *vm);
+
+/* Sets interrupt line `irq` (GSI) to `level` with KVM_IRQ_LINE. Thread-safe.
+ * Signature matches irq_set_fn; `opaque` is the struct vm. */
+void vm_set_irq(void *opaque, unsigned int irq, int level);
+
+/* Returns true when this host's /dev/kvm is the nested, software-assisted
+ * kind (the kvm_pvm module), which needs guest kernel workarounds. */
+bool vm_host_is_nested_pvm(void);
+
+#endif
