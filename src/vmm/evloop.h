@@ -1,0 +1,50 @@
+/* evloop.h - kiln-vmm's I/O event loop (epoll), in the spirit of Redis's ae.c.
+ *
+ * One loop runs in its own thread (the "I/O thread") and calls a handler
+ * when its file descriptor is ready. Device back ends (virtio queues woken by
+ * ioeventfds, vsock's unix sockets, the control socket) live on it, so vCPU
+ * threads never block on host I/O.
+ *
+ * Threading: evloop_add/mod/del may be called before evloop_start from any
+ * thread, and afterwards only from handlers (the loop thread). To run work on
+ * the loop from another thread, use evloop_call().
+ */
+#ifndef KILN_VMM_EVLOOP_H
+#define KILN_VMM_EVLOOP_H
+
+#include <stdint.h>
+
+/* Called on the loop thread with the epoll events (EPOLLIN, EPOLLOUT, EPOLLHUP...). */
+typedef void (*evloop_fn)(void *opaque, uint32_t events);
+
+struct evloop;
+
+/* Returns a new loop (not running) or NULL after logging. Caller owns it. */
+struct evloop *evloop_create(void);
+
+/* Stops the loop if it runs, joins its thread and frees it. Registered fds are
+ * not closed (their owners close them). Accepts NULL. */
+void evloop_destroy(struct evloop *l);
+
+/* Watches `fd` for `events` (EPOLLIN/EPOLLOUT/...; level-triggered). Returns 0
+ * or -errno (-EEXIST when fd is already watched). */
+int evloop_add(struct evloop *l, int fd, uint32_t events, evloop_fn fn, void *opaque);
+
+/* Changes the events watched for `fd`. Returns 0 or -errno. */
+int evloop_mod(struct evloop *l, int fd, uint32_t events);
+
+/* Stops watching `fd`; its handler is not called again, even for events
+ * already collected in the current iteration. Returns 0 or -errno. */
+int evloop_del(struct evloop *l, int fd);
+
+/* Starts the loop thread. Returns 0 or -errno. */
+int evloop_start(struct evloop *l);
+
+/* Asks the loop thread to run fn(opaque, 0) soon. Thread-safe. Returns 0 or
+ * -ENOMEM. */
+int evloop_call(struct evloop *l, evloop_fn fn, void *opaque);
+
+/* Returns true when called on the loop's own thread. */
+_Bool evloop_on_loop_thread(const struct evloop *l);
+
+#endif

@@ -1,0 +1,90 @@
+/* mmio.h - the virtio-mmio transport (virtio 1.x, "modern", version 2).
+ *
+ * A device back end (blk, vsock, net) fills a struct virtio_device_ops and
+ * gets a transport that owns the register window, feature negotiation, status
+ * handling, the queues' addresses, interrupts and notifications:
+ *   - interrupts go through an irqfd (KVM_IRQFD) when KVM offers it, else
+ *     through KVM_IRQ_LINE pulses;
+ *   - the guest's QueueNotify writes are caught by an ioeventfd per queue
+ *     (KVM_IOEVENTFD with datamatch) when KVM offers it, else the MMIO handler
+ *     (vCPU thread) writes that same eventfd; either way the device's
+ *     queue_notify runs on the I/O event loop thread.
+ * Announced to Linux on the kernel command line by
+ * virtio_mmio_cmdline_arg(): "virtio_mmio.device=4K@0xd0001000:5".
+ */
+#ifndef KILN_VMM_VIRTIO_MMIO_H
+#define KILN_VMM_VIRTIO_MMIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/evloop.h"
+#include "vmm/iobus.h"
+#include "vmm/memory.h"
+#include "vmm/virtio/queue.h"
+#include "vmm/vm.h"
+
+#define VIRTIO_MAX_QUEUES 8
+
+#define VIRTIO_ID_NET   1
+#define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_VSOCK 19
+
+#define VIRTIO_F_INDIRECT_DESC (1ULL << 28)
+#define VIRTIO_F_EVENT_IDX     (1ULL << 29)
+#define VIRTIO_F_VERSION_1     (1ULL << 32)
+
+struct virtio_mmio;
+
+struct virtio_device_ops {
+	uint32_t device_id;
+	uint64_t features;        /* device features; the transport adds VERSION_1,
+				   * INDIRECT_DESC and EVENT_IDX */
+	unsigned int num_queues;  /* 1..VIRTIO_MAX_QUEUES */
+	uint16_t queue_max;       /* power of two <= VIRTQ_MAX_SIZE */
+	/* Device config space (offset 0x100 on): fill `data` / consume it. */
+	void (*config_read)(void *dev, uint64_t offset, uint8_t *data, uint32_t len);
+	void (*config_write)(void *dev, uint64_t offset, const uint8_t *data, uint32_t len);
+	/* The driver set DRIVER_OK: queues are live. Called on the loop thread. */
+	void (*activate)(void *dev);
+	/* The guest notified queue `q` (on the loop thread). */
+	void (*queue_notify)(void *dev, unsigned int q);
+	/* The driver reset the device: drop in-flight work (on the loop thread). */
+	void (*reset)(void *dev);
+};
+
+/* Creates the transport for device `dev` (not owned) at MMIO `base` with
+ * interrupt `irq`, registering its window on `bus` and its eventfds with KVM
+ * and `loop`. Returns NULL after logging. */
+struct virtio_mmio *virtio_mmio_create(struct vm *vm, struct iobus *bus, struct evloop *loop,
+				       uint64_t base, unsigned int irq,
+				       const struct virtio_device_ops *ops, void *dev);
+
+/* Unregisters eventfds and frees. Accepts NULL. */
+void virtio_mmio_destroy(struct virtio_mmio *t);
+
+/* Returns queue `q` (NULL when out of range). */
+struct virtq *virtio_mmio_queue(struct virtio_mmio *t, unsigned int q);
+
+/* Returns the negotiated driver features. */
+uint64_t virtio_mmio_driver_features(const struct virtio_mmio *t);
+
+/* Interrupts the guest for used buffers on queue `q` when the queue asks for
+ * it (event index / NO_INTERRUPT). Thread-safe. */
+void virtio_mmio_notify_used(struct virtio_mmio *t, unsigned int q);
+
+/* Interrupts the guest for a configuration change. Thread-safe. */
+void virtio_mmio_notify_config(struct virtio_mmio *t);
+
+/* Marks the device broken (DEVICE_NEEDS_RESET) after logging why. */
+void virtio_mmio_set_broken(struct virtio_mmio *t, const char *why);
+
+/* Returns true when the device has been marked broken. */
+bool virtio_mmio_is_broken(const struct virtio_mmio *t);
+
+/* Writes " virtio_mmio.device=4K@0x<base>:<irq>" into buf. Returns the length
+ * or -E2BIG when it does not fit. */
+int virtio_mmio_cmdline_arg(const struct virtio_mmio *t, char *buf, size_t len);
+
+#endif
