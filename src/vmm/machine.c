@@ -290,18 +290,23 @@ static void machine_tty_restore(struct machine *m)
 	}
 }
 
-/* The main thread: waits for the stop event, a terminating signal, or input. */
+/* The main thread: waits for the stop event, a terminating signal, or input.
+ * Input the UART cannot take yet is kept and offered again every 10 ms
+ * instead of reading more, so nothing typed or piped in is lost. */
 static void machine_wait(struct machine *m, int sig_fd)
 {
 	bool input = m->stdin_input;
+	uint8_t pending[256];
+	size_t pending_len = 0, pending_off = 0;
 
 	while (!atomic_load(&m->stopping)) {
+		bool want_input = input && pending_len == 0;
 		struct pollfd fds[3] = {
 			{.fd = m->stop_fd, .events = POLLIN},
 			{.fd = sig_fd, .events = POLLIN},
-			{.fd = input ? STDIN_FILENO : -1, .events = POLLIN},
+			{.fd = want_input ? STDIN_FILENO : -1, .events = POLLIN},
 		};
-		int n = poll(fds, 3, -1);
+		int n = poll(fds, 3, pending_len ? 10 : -1);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -319,13 +324,20 @@ static void machine_wait(struct machine *m, int sig_fd)
 			}
 		}
 		if (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) {
-			uint8_t buf[256];
-			ssize_t r = read(STDIN_FILENO, buf, sizeof(buf));
+			ssize_t r = read(STDIN_FILENO, pending, sizeof(pending));
 
-			if (r > 0)
-				serial_input(m->serial, buf, (size_t)r);
-			else if (r == 0 || (errno != EINTR && errno != EAGAIN))
+			if (r > 0) {
+				pending_len = (size_t)r;
+				pending_off = 0;
+			} else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
 				input = false; /* EOF: stop watching stdin */
+			}
+		}
+		if (pending_len) {
+			size_t took = serial_input(m->serial, pending + pending_off, pending_len);
+
+			pending_off += took;
+			pending_len -= took;
 		}
 	}
 }
@@ -336,6 +348,8 @@ int machine_run(struct machine *m)
 	sigset_t term, kick;
 	int sig_fd, status;
 
+	/* A console reader that went away must not kill the VMM: writes fail with EPIPE. */
+	signal(SIGPIPE, SIG_IGN);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = machine_kick_handler; /* no SA_RESTART: KVM_RUN returns EINTR */
 	sigaction(MACHINE_KICK_SIGNAL, &sa, NULL);
