@@ -74,7 +74,7 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBVMM) $(LIBCOMMON)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBVMM) $(LIBCOMMON) -lcmocka $(LDLIBS)
 
 # Tiny hand-written guests: 64-bit code linked at 1 MiB into an ELF.
-$(BUILD)/tests/vmm/guests/%.elf: tests/vmm/guests/%.S tests/vmm/guests/guest.ld
+$(BUILD)/tests/vmm/guests/%.elf: tests/vmm/guests/%.S tests/vmm/guests/guest.ld tests/vmm/guests/guest.h
 	@mkdir -p $(dir $@)
 	$(CC) -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-T,tests/vmm/guests/guest.ld -o $@ $<
 

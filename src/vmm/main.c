@@ -91,7 +91,7 @@ int main(int argc, char **argv)
 	machine_mark_start();
 	log_set_program("kiln-vmm");
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "vqh", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":vqh", options, NULL)) != -1) {
 		switch (opt) {
 		case OPT_KERNEL:
 			cfg.kernel = optarg;
