@@ -100,7 +100,7 @@ unit-test: $(UNIT_BINS)
 vmm-test: $(VMM_BIN) $(GUEST_ELFS)
 	KILN_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/vmm
 
-e2e-test: all
+e2e-test: all rootfs
 	KILN_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/e2e
 
 test: setup

@@ -1,0 +1,242 @@
+/* main.c - kiln-init, PID 1 of a kiln microVM.
+ *
+ * Mounts the basic file systems, sets up the console, prints the ready line,
+ * runs the command given after " -- " on the kernel command line (or an
+ * interactive shell), reaps every process, and when the command ends powers
+ * the VM off with its exit status through kiln's control page. The contract
+ * with kiln-vmm is docs/guest-abi.md.
+ *
+ * Testing hooks (docs/guest-abi.md): KILN_INIT_CMDLINE_FILE replaces
+ * /proc/cmdline and KILN_INIT_MEM_FILE replaces /dev/mem. When kiln-init is
+ * not PID 1 it only supervises: no mounts, no new session, no kill(-1), no
+ * reboot; it exits with the status instead.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/console.h"
+#include "agent/ctlpage.h"
+#include "agent/mounts.h"
+#include "agent/supervise.h"
+#include "common/argv.h"
+#include "common/log.h"
+
+#define INIT_PATH	  "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define INIT_SHELL	  "/bin/sh"
+#define INIT_CMDLINE_MAX  4096 /* the kernel's is at most 2048 on x86 */
+#define INIT_MAIN_GRACE	  3000 /* ms between SIGTERM and SIGKILL for the command */
+#define INIT_SWEEP_GRACE  1000 /* ms for the leftovers, per signal */
+#define INIT_STATUS_USAGE 2    /* the command line cannot be parsed (as sh does) */
+
+/* Reads the kernel command line into buf (NUL-terminated, trailing newline
+ * removed). Returns 0 or -errno (-E2BIG when it does not fit). */
+static int init_read_cmdline(const char *path, char *buf, size_t size)
+{
+	size_t len = 0;
+	int fd, err = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t n;
+
+		if (len == size - 1) {
+			char extra;
+
+			/* Full: fine only at end of file. */
+			n = read(fd, &extra, 1);
+			if (n != 0)
+				err = n > 0 ? -E2BIG : -errno;
+			break;
+		}
+		n = read(fd, buf + len, size - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	while (len > 0 && buf[len - 1] == '\n')
+		len--;
+	buf[len] = '\0';
+	return err;
+}
+
+/* Maps kiln's control page named by kiln.ctl= on the command line. Returns
+ * NULL when there is none (not under kiln-vmm) or it is unusable (warned). */
+static struct ctlpage *init_open_ctl(const char *cmdline)
+{
+	const char *mem = getenv("KILN_INIT_MEM_FILE");
+	struct ctlpage *ctl;
+	char val[32], *end;
+	uint64_t addr;
+	int err;
+
+	err = argv_get_param(cmdline, "kiln.ctl", val, sizeof(val));
+	if (err == -ENOENT)
+		return NULL;
+	errno = 0;
+	addr = err ? 0 : strtoull(val, &end, 0);
+	if (err || errno || end == val || *end != '\0') {
+		log_warn("bad kiln.ctl= parameter; no control page");
+		return NULL;
+	}
+	ctl = ctlpage_create(mem ? mem : "/dev/mem", addr);
+	if (!ctl)
+		log_warn("cannot use the control page at 0x%" PRIx64 ": %s", addr, strerror(errno));
+	return ctl;
+}
+
+static uint64_t init_clock_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	if (clock_gettime(clk, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* The one machine-readable line on the console, and the ready register. */
+static void init_announce_ready(struct ctlpage *ctl)
+{
+	uint64_t mono = init_clock_ns(CLOCK_MONOTONIC);
+	uint64_t boot = init_clock_ns(CLOCK_BOOTTIME);
+	char line[128];
+	int n;
+
+	n = snprintf(line, sizeof(line),
+		     "kiln-init: ready monotonic_ns=%" PRIu64 " boottime_ns=%" PRIu64 "\n", mono,
+		     boot);
+	if (n > 0 && (size_t)n < sizeof(line) && write(STDOUT_FILENO, line, (size_t)n) < 0)
+		log_debug("cannot write the ready line: %s", strerror(errno));
+	if (ctl)
+		ctlpage_ready(ctl, (uint32_t)(mono / 1000000ULL));
+}
+
+/* Hands status to the VMM and stops the VM. Returns only when not PID 1. */
+static void init_power_off(struct ctlpage *ctl, int status, bool pid1)
+{
+	sync();
+	if (!ctl) {
+		/* No control page (e.g. under QEMU): the console is the only channel. */
+		char line[64];
+		int n = snprintf(line, sizeof(line), "kiln-init: exit status=%d\n", status);
+
+		if (n > 0 && (size_t)n < sizeof(line) && write(STDOUT_FILENO, line, (size_t)n) < 0)
+			log_debug("cannot write the exit line: %s", strerror(errno));
+	}
+	console_drain();
+	if (ctl)
+		ctlpage_exit(ctl, status);
+	if (!pid1)
+		return;
+	/* Fallback, and the normal path without a control page: with reboot=k
+	 * the kernel resets through the i8042, which the VMM sees. */
+	reboot(RB_AUTOBOOT);
+	log_error("reboot: %s", strerror(errno));
+	/* PID 1 must never exit: that panics the kernel. */
+	for (;;)
+		pause();
+}
+
+/* Runs the command (or the shell) and returns its exit status. */
+static int init_run(const char *cmdline, bool pid1, bool foreground)
+{
+	static char shell_arg0[] = "-sh"; /* a login shell */
+	static char *const shell_argv[] = {shell_arg0, NULL};
+	const char *cmd = argv_find_command(cmdline);
+	const char *file = INIT_SHELL;
+	char *const *argv = shell_argv;
+	char **words = NULL;
+	int argc = 0, status, err;
+	pid_t pid;
+
+	if (cmd) {
+		err = argv_split(cmd, &words, &argc);
+		if (err) {
+			log_error("cannot parse the command after \" -- \": %s",
+				  err == -EINVAL ? "unterminated quote or trailing backslash"
+						 : strerror(-err));
+			return INIT_STATUS_USAGE;
+		}
+		if (argc == 0) {
+			/* Only line continuations: no words, so the shell. */
+			argv_free(words);
+			words = NULL;
+		} else {
+			file = words[0];
+			argv = words;
+		}
+	}
+	pid = supervise_spawn(file, argv, foreground);
+	if (pid < 0) {
+		log_error("cannot run %s: fork: %s", file, strerror((int)-pid));
+		argv_free(words);
+		return 127;
+	}
+	status = supervise_wait(pid, INIT_MAIN_GRACE);
+	supervise_sweep(pid1, pid, INIT_SWEEP_GRACE);
+	argv_free(words);
+	return status;
+}
+
+int main(void)
+{
+	const char *cmdline_path = getenv("KILN_INIT_CMDLINE_FILE");
+	bool pid1 = getpid() == 1, foreground = false;
+	static char cmdline[INIT_CMDLINE_MAX];
+	struct ctlpage *ctl = NULL;
+	int status, err;
+
+	log_set_program("kiln-init");
+	err = supervise_signals_init();
+	if (err)
+		log_error("cannot set up signals: %s", strerror(-err));
+	if (pid1) {
+		umask(022);
+		mounts_setup();
+		if (chdir("/") < 0)
+			log_warn("chdir /: %s", strerror(errno));
+	} else if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
+		log_warn("cannot become a subreaper: %s", strerror(errno));
+	}
+	err = console_setup(pid1, &foreground);
+	if (err)
+		log_warn("cannot open the console: %s", strerror(-err));
+	if (setenv("PATH", INIT_PATH, 1) < 0 || setenv("HOME", "/root", 1) < 0 ||
+	    setenv("TERM", "linux", 0) < 0)
+		log_warn("cannot set the environment: %s", strerror(errno));
+
+	err = init_read_cmdline(cmdline_path ? cmdline_path : "/proc/cmdline", cmdline,
+				sizeof(cmdline));
+	if (err == 0)
+		ctl = init_open_ctl(cmdline);
+	init_announce_ready(ctl);
+
+	if (err) {
+		log_error("cannot read the kernel command line: %s", strerror(-err));
+		status = INIT_STATUS_USAGE;
+	} else {
+		status = init_run(cmdline, pid1, foreground);
+	}
+
+	init_power_off(ctl, status, pid1);
+	ctlpage_destroy(ctl);
+	return status;
+}
