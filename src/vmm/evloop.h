@@ -5,9 +5,11 @@
  * ioeventfds, vsock's unix sockets, the control socket) live on it, so vCPU
  * threads never block on host I/O.
  *
- * Threading: evloop_add/mod/del may be called before evloop_start from any
- * thread, and afterwards only from handlers (the loop thread). To run work on
- * the loop from another thread, use evloop_call().
+ * Threading: evloop_add/mod/del may be called from any thread. evloop_del
+ * called off the loop thread while the loop runs waits until the loop thread
+ * has done it, so when it returns the handler is not running and never runs
+ * again (do not hold a lock the handler takes while calling it). To run work
+ * on the loop from another thread, use evloop_call() or evloop_call_sync().
  */
 #ifndef KILN_VMM_EVLOOP_H
 #define KILN_VMM_EVLOOP_H
@@ -43,6 +45,12 @@ int evloop_start(struct evloop *l);
 /* Asks the loop thread to run fn(opaque, 0) soon. Thread-safe. Returns 0 or
  * -ENOMEM. */
 int evloop_call(struct evloop *l, evloop_fn fn, void *opaque);
+
+/* Runs fn(opaque, 0) on the loop thread and waits until it has returned.
+ * Runs it at once on the calling thread when that is the loop thread, or when
+ * the loop thread is not running (not started yet, or stopped). Never call it
+ * while holding a lock that a loop handler may take. Returns 0 or -ENOMEM. */
+int evloop_call_sync(struct evloop *l, evloop_fn fn, void *opaque);
 
 /* Returns true when called on the loop's own thread. */
 _Bool evloop_on_loop_thread(const struct evloop *l);

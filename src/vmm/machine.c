@@ -6,10 +6,14 @@
 #include "vmm/devices/ctl.h"
 #include "vmm/devices/i8042.h"
 #include "vmm/devices/serial.h"
+#include "vmm/evloop.h"
 #include "vmm/iobus.h"
 #include "vmm/kcmdline.h"
 #include "vmm/layout.h"
 #include "vmm/vcpu.h"
+#include "vmm/virtio/blk.h"
+#include "vmm/virtio/mmio.h"
+#include "vmm/virtio/vsock.h"
 #include "vmm/vm.h"
 
 #include <errno.h>
@@ -18,6 +22,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -27,6 +32,18 @@
 #include <unistd.h>
 
 #define MACHINE_KICK_SIGNAL SIGUSR1
+
+/* virtio-mmio windows: slot i is at LAYOUT_VIRTIO_BASE + i * STRIDE with
+ * GSI LAYOUT_VIRTIO_IRQ_BASE + i (ISA IRQs 5..15 are free). */
+#define MACHINE_MAX_VIRTIO 8
+
+/* One virtio device in the machine's table: the back end, its transport
+ * (for the kernel command line) and how to free the back end. */
+struct machine_virtio {
+	void *dev;
+	struct virtio_mmio *transport;
+	void (*destroy)(void *dev);
+};
 
 struct machine_cpu {
 	struct machine *m;
@@ -41,6 +58,9 @@ struct machine {
 	struct serial *serial;
 	struct i8042 *i8042;
 	struct ctl *ctl;
+	struct evloop *loop; /* the I/O thread: virtio back ends */
+	struct machine_virtio virtio[MACHINE_MAX_VIRTIO];
+	unsigned int nvirtio;
 	struct machine_cpu cpus[BOOT_MAX_VCPUS];
 	unsigned int ncpus;
 	struct boot_info boot;
@@ -198,12 +218,121 @@ static int machine_attach_devices(struct machine *m)
 	return ret;
 }
 
+/* Where the next virtio device goes; -ENOSPC when every slot is taken. */
+static int machine_virtio_slot(const struct machine *m, uint64_t *base, unsigned int *irq)
+{
+	if (m->nvirtio >= MACHINE_MAX_VIRTIO)
+		return -ENOSPC;
+	*base = LAYOUT_VIRTIO_BASE + m->nvirtio * LAYOUT_VIRTIO_STRIDE;
+	*irq = LAYOUT_VIRTIO_IRQ_BASE + m->nvirtio;
+	return 0;
+}
+
+/* Records a virtio device created at the slot machine_virtio_slot() gave. */
+static void machine_virtio_add(struct machine *m, void *dev, struct virtio_mmio *transport,
+			       void (*destroy)(void *dev))
+{
+	m->virtio[m->nvirtio++] = (struct machine_virtio){
+		.dev = dev, .transport = transport, .destroy = destroy};
+}
+
+static void machine_blk_destroy(void *dev)
+{
+	virtio_blk_destroy(dev);
+}
+
+static void machine_vsock_destroy(void *dev)
+{
+	virtio_vsock_destroy(dev);
+}
+
+/* Adds the virtio-vsock device whose host side is cfg->vsock_uds. */
+static int machine_attach_vsock(struct machine *m, const struct machine_config *cfg)
+{
+	struct virtio_vsock_config vcfg = {
+		.guest_cid = cfg->vsock_cid ? cfg->vsock_cid : VSOCK_DEFAULT_GUEST_CID,
+		.uds_path = cfg->vsock_uds,
+	};
+	struct virtio_vsock *v;
+	uint64_t base;
+	unsigned int irq;
+
+	if (machine_virtio_slot(m, &base, &irq) < 0) {
+		log_error("too many virtio devices");
+		return -ENOSPC;
+	}
+	v = virtio_vsock_create(m->loop, &vcfg);
+	if (!v)
+		return -EINVAL;
+	if (virtio_vsock_attach(v, m->vm, m->bus, base, irq) < 0) {
+		virtio_vsock_destroy(v);
+		return -EINVAL;
+	}
+	machine_virtio_add(m, v, virtio_vsock_transport(v), machine_vsock_destroy);
+	return 0;
+}
+
+/* Adds the virtio devices the configuration asks for. To add another kind
+ * (vsock, net): take a slot, create it on m->vm/m->bus/m->loop, and
+ * machine_virtio_add() it; the command line and teardown follow. */
+static int machine_attach_virtio(struct machine *m, const struct machine_config *cfg)
+{
+	uint64_t base;
+	unsigned int irq;
+
+	if (cfg->ndisks > MACHINE_MAX_DISKS) {
+		log_error("at most %d disks", MACHINE_MAX_DISKS);
+		return -EINVAL;
+	}
+	for (unsigned int i = 0; i < cfg->ndisks; i++) {
+		struct virtio_blk *b;
+
+		if (machine_virtio_slot(m, &base, &irq) < 0) {
+			log_error("too many virtio devices");
+			return -ENOSPC;
+		}
+		b = virtio_blk_create(cfg->disks[i].path, cfg->disks[i].read_only, m->vm, m->bus,
+				      m->loop, base, irq);
+		if (!b)
+			return -EINVAL;
+		machine_virtio_add(m, b, virtio_blk_transport(b), machine_blk_destroy);
+	}
+	if (cfg->vsock_uds)
+		return machine_attach_vsock(m, cfg);
+	return 0;
+}
+
+/* Returns the user's command line with kiln's virtio_mmio.device= arguments
+ * in front (so they stay before a " -- "), newly allocated; NULL when out
+ * of memory. */
+static char *machine_user_cmdline(const struct machine *m, const char *user)
+{
+	size_t cap = 2 + (user ? strlen(user) : 0) + m->nvirtio * 64, len = 0; /* " ", NUL */
+	char *out = malloc(cap);
+
+	if (!out)
+		return NULL;
+	out[0] = '\0';
+	for (unsigned int i = 0; i < m->nvirtio; i++) {
+		int n = virtio_mmio_cmdline_arg(m->virtio[i].transport, out + len, cap - len);
+
+		if (n < 0) {
+			free(out);
+			return NULL;
+		}
+		len += (size_t)n;
+	}
+	if (user && *user)
+		snprintf(out + len, cap - len, " %s", user);
+	return out;
+}
+
 struct machine *machine_create(const struct machine_config *cfg)
 {
 	struct machine *m;
 	struct boot_args args;
 	bool compat = cfg->compat && vm_host_is_nested_pvm();
-	char *cmdline;
+	char *cmdline, *user;
 	int ret;
 
 	if (cfg->vcpus < 1 || cfg->vcpus > BOOT_MAX_VCPUS) {
@@ -229,8 +358,17 @@ struct machine *machine_create(const struct machine_config *cfg)
 	m->vm = vm_create(cfg->mem_mib << 20);
 	if (!m->vm)
 		goto out_destroy;
+	m->loop = evloop_create();
+	if (!m->loop)
+		goto out_destroy;
 
-	cmdline = kcmdline_build(cfg->cmdline, compat);
+	/* Devices first: the virtio ones put arguments on the command line. */
+	if (machine_attach_devices(m) < 0 || machine_attach_virtio(m, cfg) < 0)
+		goto out_destroy;
+
+	user = machine_user_cmdline(m, cfg->cmdline);
+	cmdline = user ? kcmdline_build(user, compat) : NULL;
+	free(user);
 	if (!cmdline) {
 		log_error("out of memory");
 		goto out_destroy;
@@ -247,9 +385,6 @@ struct machine *machine_create(const struct machine_config *cfg)
 	ret = boot_prepare(&m->vm->mem, &args, &m->boot);
 	free(cmdline);
 	if (ret < 0)
-		goto out_destroy;
-
-	if (machine_attach_devices(m) < 0)
 		goto out_destroy;
 
 	for (unsigned int i = 0; i < cfg->vcpus; i++) {
@@ -370,6 +505,11 @@ int machine_run(struct machine *m)
 		log_error("signalfd: %s", strerror(errno));
 		return 1;
 	}
+	/* The I/O thread runs before any vCPU can notify a queue. */
+	if (evloop_start(m->loop) < 0) {
+		close(sig_fd);
+		return 1;
+	}
 
 	for (unsigned int i = 0; i < m->ncpus; i++) {
 		struct machine_cpu *c = &m->cpus[i];
@@ -415,6 +555,11 @@ void machine_destroy(struct machine *m)
 		vcpu_destroy(m->cpus[i].vcpu);
 	}
 	machine_tty_restore(m);
+	/* vCPUs are gone; the loop still runs so each transport can take its
+	 * eventfds off it, then it stops. */
+	for (unsigned int i = m->nvirtio; i-- > 0;)
+		m->virtio[i].destroy(m->virtio[i].dev);
+	evloop_destroy(m->loop);
 	serial_destroy(m->serial);
 	i8042_destroy(m->i8042);
 	ctl_destroy(m->ctl);

@@ -6,6 +6,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define MACHINE_MAX_DISKS 4
+
+/* A raw disk image the guest sees as a virtio-blk device (/dev/vda, vdb...
+ * in the order given). */
+struct machine_disk {
+	const char *path;
+	bool read_only; /* opened O_RDONLY and offered with VIRTIO_BLK_F_RO */
+};
+
 struct machine_config {
 	const char *kernel;  /* required */
 	const char *initrd;  /* NULL for none */
@@ -14,6 +23,10 @@ struct machine_config {
 	unsigned int vcpus;  /* 1..BOOT_MAX_VCPUS */
 	const char *console; /* "stdio" or a file path that receives the output */
 	bool compat;         /* add the nested-KVM compatibility arguments when needed */
+	struct machine_disk disks[MACHINE_MAX_DISKS];
+	unsigned int ndisks;
+	const char *vsock_uds; /* host unix socket of a virtio-vsock device; NULL: none */
+	uint64_t vsock_cid;    /* its guest CID (0: VSOCK_DEFAULT_GUEST_CID) */
 };
 
 struct machine;

@@ -2,6 +2,7 @@
 #include "common/log.h"
 #include "vmm/boot/boot.h"
 #include "vmm/machine.h"
+#include "vmm/virtio/vsock.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -28,6 +29,14 @@ static void vmm_usage(FILE *out)
 		"                       arguments after ' -- ' are the command kiln-init runs\n"
 		"  --mem MiB            guest memory in MiB (default %d)\n"
 		"  --vcpus N            number of vCPUs, 1 to %d (default 1)\n"
+		"  --disk PATH[,ro|rw]  a raw disk image as a virtio-blk device (/dev/vda,\n"
+		"                       then vdb...; repeat up to %d times); read-only\n"
+		"                       (the file is never modified) unless ',rw' is given\n"
+		"  --vsock-uds PATH     a virtio-vsock device whose host side is the unix\n"
+		"                       socket PATH: connect and write 'CONNECT <port>\\n' to\n"
+		"                       reach a guest port; the guest's connections to host\n"
+		"                       port P go to the socket PATH_P (docs/vsock.md)\n"
+		"  --vsock-cid N        the guest's vsock CID, 3 to 4294967294 (default %d)\n"
 		"  --console PATH|stdio where guest console output goes (default stdio;\n"
 		"                       with stdio, standard input is the guest's console input)\n"
 		"  --no-compat          never add the nested-KVM compatibility arguments\n"
@@ -38,7 +47,7 @@ static void vmm_usage(FILE *out)
 		"Exit status: the guest's own (kiln-init reports its command's status),\n"
 		"0 when the guest resets itself, 1 when the guest crashes or kiln-vmm\n"
 		"fails, 2 for a usage error, 128+N when stopped by signal N.\n",
-		VMM_DEFAULT_MEM_MIB, BOOT_MAX_VCPUS);
+		VMM_DEFAULT_MEM_MIB, BOOT_MAX_VCPUS, MACHINE_MAX_DISKS, VSOCK_DEFAULT_GUEST_CID);
 }
 
 static int vmm_parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max,
@@ -61,10 +70,36 @@ out_bad:
 	return -EINVAL;
 }
 
+/* Parses "PATH[,ro|rw]" into cfg's next disk. PATH may itself hold commas;
+ * only a final ",ro" or ",rw" is an option. */
+static int vmm_parse_disk(struct machine_config *cfg, char *arg)
+{
+	struct machine_disk *d;
+	char *comma = strrchr(arg, ',');
+
+	if (cfg->ndisks >= MACHINE_MAX_DISKS) {
+		log_error("--disk: at most %d disks", MACHINE_MAX_DISKS);
+		return -EINVAL;
+	}
+	d = &cfg->disks[cfg->ndisks];
+	d->read_only = true;
+	if (comma && (strcmp(comma, ",ro") == 0 || strcmp(comma, ",rw") == 0)) {
+		d->read_only = comma[2] == 'o';
+		*comma = '\0';
+	}
+	if (!*arg) {
+		log_error("--disk needs a path");
+		return -EINVAL;
+	}
+	d->path = arg;
+	cfg->ndisks++;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_VCPUS, OPT_CONSOLE,
-	       OPT_NO_COMPAT };
+	       OPT_NO_COMPAT, OPT_DISK, OPT_VSOCK_UDS, OPT_VSOCK_CID };
 	static const struct option options[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -73,6 +108,9 @@ int main(int argc, char **argv)
 		{"vcpus", required_argument, NULL, OPT_VCPUS},
 		{"console", required_argument, NULL, OPT_CONSOLE},
 		{"no-compat", no_argument, NULL, OPT_NO_COMPAT},
+		{"disk", required_argument, NULL, OPT_DISK},
+		{"vsock-uds", required_argument, NULL, OPT_VSOCK_UDS},
+		{"vsock-cid", required_argument, NULL, OPT_VSOCK_CID},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
@@ -118,6 +156,22 @@ int main(int argc, char **argv)
 		case OPT_NO_COMPAT:
 			cfg.compat = false;
 			break;
+		case OPT_DISK:
+			if (vmm_parse_disk(&cfg, optarg) < 0)
+				goto out_usage;
+			break;
+		case OPT_VSOCK_UDS:
+			if (!*optarg) {
+				log_error("--vsock-uds needs a path");
+				goto out_usage;
+			}
+			cfg.vsock_uds = optarg;
+			break;
+		case OPT_VSOCK_CID:
+			if (vmm_parse_u64("--vsock-cid", optarg, 3, 0xfffffffeULL, &v) < 0)
+				goto out_usage;
+			cfg.vsock_cid = v;
+			break;
 		case 'v':
 			verbosity++;
 			break;
@@ -141,6 +195,10 @@ int main(int argc, char **argv)
 	}
 	if (!cfg.kernel) {
 		log_error("--kernel is required");
+		goto out_usage;
+	}
+	if (cfg.vsock_cid && !cfg.vsock_uds) {
+		log_error("--vsock-cid needs --vsock-uds");
 		goto out_usage;
 	}
 	if (verbosity < 0)

@@ -14,8 +14,31 @@
 
 #include "vmm/memory.h"
 
-#define VIRTQ_MAX_SIZE  1024 /* largest queue size kiln offers */
+#define VIRTQ_MAX_SIZE	1024 /* largest queue size kiln offers */
 #define VIRTQ_MAX_CHAIN 256  /* most descriptors one request may use */
+
+/* Ring layout (virtio 1.1, 2.6 "Split Virtqueues"), all little-endian:
+ *   descriptor table: size x struct virtq_desc, 16-byte aligned;
+ *   available ring:   le16 flags, le16 idx, le16 ring[size], le16 used_event;
+ *   used ring:        le16 flags, le16 idx, {le32 id, le32 len} ring[size],
+ *                     le16 avail_event. */
+#define VIRTQ_DESC_F_NEXT	   1
+#define VIRTQ_DESC_F_WRITE	   2
+#define VIRTQ_DESC_F_INDIRECT	   4
+#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
+#define VIRTQ_USED_F_NO_NOTIFY	   1
+
+struct virtq_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags;
+	uint16_t next;
+};
+
+/* Bytes of each ring part for a queue of `size` entries. */
+#define VIRTQ_DESC_BYTES(size)	(16ULL * (size))
+#define VIRTQ_AVAIL_BYTES(size) (6ULL + 2ULL * (size))
+#define VIRTQ_USED_BYTES(size)	(6ULL + 8ULL * (size))
 
 struct virtq {
 	/* Set by the transport from the guest's registers. */
@@ -23,10 +46,10 @@ struct virtq {
 	bool ready;
 	uint64_t desc_gpa, avail_gpa, used_gpa;
 	bool event_idx; /* VIRTIO_F_EVENT_IDX negotiated */
-	bool indirect;  /* VIRTIO_F_INDIRECT_DESC negotiated */
+	bool indirect;	/* VIRTIO_F_INDIRECT_DESC negotiated */
 	/* Device-side state (saved in snapshots). */
-	uint16_t last_avail; /* next available-ring entry to consume */
-	uint16_t used_idx;   /* next used-ring index to fill */
+	uint16_t last_avail;	 /* next available-ring entry to consume */
+	uint16_t used_idx;	 /* next used-ring index to fill */
 	uint16_t signalled_used; /* used_idx when the guest was last notified */
 	bool signalled_valid;
 	bool broken; /* the guest broke this queue; it serves nothing until reset */

@@ -1,0 +1,344 @@
+/* blk.c - virtio-blk over a raw image: one request queue, served on the
+ * I/O loop thread with preadv/pwritev directly into / out of guest memory.
+ *
+ * A request the guest malformed beyond answering (header shorter than 16
+ * bytes, no status byte) breaks the device (DEVICE_NEEDS_RESET); a
+ * well-formed request the device cannot honour (out-of-range sector, a write
+ * to a read-only disk, a length that is not whole sectors, an I/O error)
+ * gets VIRTIO_BLK_S_IOERR.
+ */
+#include "vmm/virtio/blk.h"
+
+#include "common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define VIRTIO_BLK_HDR_BYTES  16
+#define VIRTIO_BLK_CONFIG_LEN 36	 /* up to num_queues; the rest reads 0 */
+#define VIRTIO_BLK_MAX_REQ    (1U << 30) /* bytes of data in one request */
+
+struct virtio_blk {
+	int fd;
+	bool read_only;
+	uint64_t capacity; /* sectors */
+	char *path;
+	char serial[VIRTIO_BLK_ID_BYTES];
+	uint8_t config[VIRTIO_BLK_CONFIG_LEN];
+	struct virtio_device_ops ops;
+	struct virtio_mmio *t;
+	/* Loop-thread scratch. */
+	struct virtq_chain chain;
+	struct iovec iov[VIRTQ_MAX_CHAIN];
+};
+
+static void virtio_blk_put_le(uint8_t *p, uint64_t v, unsigned int bytes)
+{
+	for (unsigned int i = 0; i < bytes; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t virtio_blk_get_le(const uint8_t *p, unsigned int bytes)
+{
+	uint64_t v = 0;
+
+	for (unsigned int i = 0; i < bytes; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static void virtio_blk_config_read(void *dev, uint64_t offset, uint8_t *data, uint32_t len)
+{
+	struct virtio_blk *b = dev;
+
+	/* data is zeroed by the transport; copy what overlaps our config. */
+	if (offset >= sizeof(b->config))
+		return;
+	if (len > sizeof(b->config) - offset)
+		len = (uint32_t)(sizeof(b->config) - offset);
+	memcpy(data, b->config + offset, len);
+}
+
+/* Takes `len` bytes starting `skip` bytes into src[0..n) as iovecs in dst.
+ * Returns the number of iovecs, or -1 when src holds fewer bytes. */
+static int virtio_blk_slice(const struct iovec *src, unsigned int n, size_t skip, size_t len,
+			    struct iovec *dst)
+{
+	int out = 0;
+
+	for (unsigned int i = 0; i < n && len > 0; i++) {
+		size_t seg = src[i].iov_len, take;
+
+		if (skip >= seg) {
+			skip -= seg;
+			continue;
+		}
+		take = seg - skip < len ? seg - skip : len;
+		dst[out++] = (struct iovec){.iov_base = (uint8_t *)src[i].iov_base + skip,
+					    .iov_len = take};
+		len -= take;
+		skip = 0;
+	}
+	return len ? -1 : out;
+}
+
+/* preadv/pwritev the whole of iov[0..cnt) (len bytes) at `off`. Returns 0 or -errno. */
+static int virtio_blk_rw(int fd, struct iovec *iov, int cnt, off_t off, size_t len, bool write)
+{
+	while (len > 0) {
+		ssize_t r = write ? pwritev(fd, iov, cnt, off) : preadv(fd, iov, cnt, off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO; /* the image shrank under us */
+		len -= (size_t)r;
+		off += r;
+		while (cnt > 0 && (size_t)r >= iov->iov_len) {
+			r -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + r;
+			iov->iov_len -= (size_t)r;
+		}
+	}
+	return 0;
+}
+
+/* Checks [sector, sector + len / 512) against the capacity, overflow-safe. */
+static bool virtio_blk_range_ok(const struct virtio_blk *b, uint64_t sector, uint64_t len)
+{
+	if (len % VIRTIO_BLK_SECTOR || len > VIRTIO_BLK_MAX_REQ)
+		return false;
+	return sector <= b->capacity && len / VIRTIO_BLK_SECTOR <= b->capacity - sector;
+}
+
+static uint8_t virtio_blk_read(struct virtio_blk *b, uint64_t sector, uint32_t *written)
+{
+	struct virtq_chain *c = &b->chain;
+	uint64_t len = c->in_len - 1; /* all writable bytes but the status */
+	int n, ret;
+
+	if (!virtio_blk_range_ok(b, sector, len))
+		return VIRTIO_BLK_S_IOERR;
+	n = virtio_blk_slice(c->iov + c->out_num, c->in_num, 0, len, b->iov);
+	if (n < 0)
+		return VIRTIO_BLK_S_IOERR;
+	ret = virtio_blk_rw(b->fd, b->iov, n, (off_t)(sector * VIRTIO_BLK_SECTOR), len, false);
+	if (ret < 0) {
+		log_warn("virtio-blk %s: read of sector %llu: %s", b->path,
+			 (unsigned long long)sector, strerror(-ret));
+		return VIRTIO_BLK_S_IOERR;
+	}
+	*written = (uint32_t)len;
+	return VIRTIO_BLK_S_OK;
+}
+
+static uint8_t virtio_blk_write(struct virtio_blk *b, uint64_t sector)
+{
+	struct virtq_chain *c = &b->chain;
+	uint64_t len = c->out_len - VIRTIO_BLK_HDR_BYTES;
+	int n, ret;
+
+	if (b->read_only || !virtio_blk_range_ok(b, sector, len))
+		return VIRTIO_BLK_S_IOERR;
+	n = virtio_blk_slice(c->iov, c->out_num, VIRTIO_BLK_HDR_BYTES, len, b->iov);
+	if (n < 0)
+		return VIRTIO_BLK_S_IOERR;
+	ret = virtio_blk_rw(b->fd, b->iov, n, (off_t)(sector * VIRTIO_BLK_SECTOR), len, true);
+	if (ret < 0) {
+		log_warn("virtio-blk %s: write of sector %llu: %s", b->path,
+			 (unsigned long long)sector, strerror(-ret));
+		return VIRTIO_BLK_S_IOERR;
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+/* Serves one popped request. Returns 0 with the bytes written to the
+ * guest in *written, or -EINVAL when the request is too malformed to answer. */
+static int virtio_blk_handle(struct virtio_blk *b, uint32_t *written)
+{
+	struct virtq_chain *c = &b->chain;
+	uint8_t hdr[VIRTIO_BLK_HDR_BYTES], status;
+	struct iovec *last;
+	uint32_t type, data = 0;
+	uint64_t sector;
+
+	if (c->out_len < sizeof(hdr) || virtq_chain_read(c, 0, hdr, sizeof(hdr)) != sizeof(hdr))
+		return -EINVAL;
+	if (c->in_num == 0)
+		return -EINVAL; /* no status byte */
+	type = (uint32_t)virtio_blk_get_le(hdr, 4);
+	sector = virtio_blk_get_le(hdr + 8, 8);
+	switch (type) {
+	case VIRTIO_BLK_T_IN:
+		status = virtio_blk_read(b, sector, &data);
+		break;
+	case VIRTIO_BLK_T_OUT:
+		status = virtio_blk_write(b, sector);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		status = VIRTIO_BLK_S_OK;
+		if (!b->read_only && fdatasync(b->fd) < 0) {
+			log_warn("virtio-blk %s: fdatasync: %s", b->path, strerror(errno));
+			status = VIRTIO_BLK_S_IOERR;
+		}
+		break;
+	case VIRTIO_BLK_T_GET_ID: {
+		uint64_t room = c->in_len - 1;
+		size_t n = room < sizeof(b->serial) ? (size_t)room : sizeof(b->serial);
+
+		data = (uint32_t)virtq_chain_write(c, 0, b->serial, n);
+		status = VIRTIO_BLK_S_OK;
+		break;
+	}
+	default:
+		status = VIRTIO_BLK_S_UNSUPP;
+		break;
+	}
+	/* Zero-length buffers are dropped by virtq_pop, so the last writable
+	 * segment is at least one byte long: its last byte is the status. */
+	last = &c->iov[c->out_num + c->in_num - 1];
+	((uint8_t *)last->iov_base)[last->iov_len - 1] = status;
+	*written = data + 1;
+	return 0;
+}
+
+static void virtio_blk_queue_notify(void *dev, unsigned int qi)
+{
+	struct virtio_blk *b = dev;
+	struct virtq *q = virtio_mmio_queue(b->t, qi);
+	bool pushed = false;
+
+	if (!q)
+		return;
+	for (;;) {
+		uint32_t written = 0;
+		int r = virtq_pop(q, &b->chain);
+
+		if (r == 0)
+			break;
+		if (r < 0) {
+			virtio_mmio_set_broken(b->t, "malformed virtqueue");
+			break;
+		}
+		if (virtio_blk_handle(b, &written) < 0) {
+			virtio_mmio_set_broken(
+				b->t, "malformed request (short header or no status byte)");
+			break;
+		}
+		if (virtq_push(q, b->chain.head, written) < 0)
+			break;
+		pushed = true;
+	}
+	if (pushed)
+		virtio_mmio_notify_used(b->t, qi);
+}
+
+static void virtio_blk_reset(void *dev)
+{
+	(void)dev; /* requests complete synchronously: nothing in flight */
+}
+
+struct virtio_blk *virtio_blk_create(const char *path, bool read_only, struct vm *vm,
+				     struct iobus *bus, struct evloop *loop, uint64_t base,
+				     unsigned int irq)
+{
+	struct virtio_blk *b;
+	struct stat st;
+	off_t size;
+
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		log_error("out of memory");
+		return NULL;
+	}
+	b->read_only = read_only;
+	b->path = strdup(path);
+	if (!b->path) {
+		log_error("out of memory");
+		goto out_free;
+	}
+	b->fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (b->fd < 0) {
+		log_error("cannot open disk image %s%s: %s", path, read_only ? "" : " read-write",
+			  strerror(errno));
+		goto out_free_path;
+	}
+	if (fstat(b->fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
+		log_error("disk image %s is not a regular file or block device", path);
+		goto out_close_fd;
+	}
+	size = lseek(b->fd, 0, SEEK_END);
+	if (size < 0) {
+		log_error("cannot size disk image %s: %s", path, strerror(errno));
+		goto out_close_fd;
+	}
+	b->capacity = (uint64_t)size / VIRTIO_BLK_SECTOR;
+	if ((uint64_t)size % VIRTIO_BLK_SECTOR)
+		log_warn("disk image %s: size is not whole 512-byte sectors; the tail is ignored",
+			 path);
+	/* Serial: "kiln-" and the inode number in hex, NUL-padded to 20 bytes. */
+	snprintf(b->serial, sizeof(b->serial), "kiln-%llx",
+		 (unsigned long long)st.st_ino & 0xfffffffffffffULL);
+
+	virtio_blk_put_le(b->config + 0, b->capacity, 8);
+	virtio_blk_put_le(b->config + 12, VIRTQ_MAX_CHAIN - 2, 4); /* seg_max */
+	virtio_blk_put_le(b->config + 20, VIRTIO_BLK_SECTOR, 4);   /* blk_size */
+
+	b->ops = (struct virtio_device_ops){
+		.device_id = VIRTIO_ID_BLOCK,
+		.features = VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH |
+			    (read_only ? VIRTIO_BLK_F_RO : 0),
+		.num_queues = 1,
+		.queue_max = VIRTIO_BLK_QUEUE_MAX,
+		.config_read = virtio_blk_config_read,
+		.queue_notify = virtio_blk_queue_notify,
+		.reset = virtio_blk_reset,
+	};
+	b->t = virtio_mmio_create(vm, bus, loop, base, irq, &b->ops, b);
+	if (!b->t)
+		goto out_close_fd;
+	log_debug("virtio-blk at 0x%llx: %s, %llu sectors, %s", (unsigned long long)base, path,
+		  (unsigned long long)b->capacity, read_only ? "read-only" : "read-write");
+	return b;
+
+out_close_fd:
+	close(b->fd);
+out_free_path:
+	free(b->path);
+out_free:
+	free(b);
+	return NULL;
+}
+
+void virtio_blk_destroy(struct virtio_blk *b)
+{
+	if (!b)
+		return;
+	virtio_mmio_destroy(b->t);
+	close(b->fd);
+	free(b->path);
+	free(b);
+}
+
+struct virtio_mmio *virtio_blk_transport(struct virtio_blk *b)
+{
+	return b->t;
+}
+
+uint64_t virtio_blk_capacity(const struct virtio_blk *b)
+{
+	return b->capacity;
+}

@@ -1,0 +1,1240 @@
+/* vsock.c - the virtio-vsock device: packets on the virtqueues, connections
+ * to unix sockets on the host (see vsock.h and docs/vsock.md).
+ *
+ * Scheduling of the rx queue (device → guest), in this order, one packet per
+ * guest buffer:
+ *   1. RSTs for connections that no longer exist (a bounded ring of ports);
+ *   2. control packets connections owe (REQUEST, RESPONSE, CREDIT_UPDATE,
+ *      SHUTDOWN), so data never starves them;
+ *   3. data: connections whose unix socket is readable and whose guest has
+ *      credit, round robin, one packet each per turn, read straight from the
+ *      unix socket into the guest's buffer.
+ * When the guest has no rx buffer, everything stays queued and resumes on
+ * the rx queue's notification. A connection with nothing to send and credit
+ * to send with watches EPOLLIN; one without credit does not (so the loop does
+ * not spin) until a guest packet gives credit back.
+ *
+ * Guest → host bytes are written to the unix socket at once when it takes
+ * them, else buffered on the connection (at most the window we advertised:
+ * a guest that sends beyond it is reset) and flushed on EPOLLOUT.
+ *
+ * Everything runs on the event loop thread. Functions that may free a
+ * connection return false when they did.
+ */
+#include "vmm/virtio/vsock.h"
+
+#include "common/log.h"
+#include "vmm/virtio/vsock_conn.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define VSOCK_QUEUE_MAX	     256  /* entries per queue offered to the driver */
+#define VSOCK_RST_RING	     1024 /* RSTs owed for connections already gone */
+#define VSOCK_ACCEPT_BURST   64	  /* accepts per listener event */
+#define VSOCK_TICK_MS	     100  /* timer period while a deadline is pending */
+#define VSOCK_LISTEN_BACKLOG 128
+
+struct vsock_rst {
+	uint32_t guest_port, host_port;
+};
+
+struct virtio_vsock {
+	struct evloop *loop;
+	uint64_t guest_cid;
+	char *uds_path;
+	uint32_t buf_alloc;
+	unsigned int max_conns, connect_ms, close_ms;
+
+	int listen_fd;
+	bool listen_watched;
+	bool listen_paused; /* out of fds: stopped accepting until one is freed */
+	bool listen_owned;  /* we bound uds_path: unlink it on destroy */
+	ino_t listen_ino;
+	int timer_fd;
+	bool timer_armed;
+
+	struct virtio_mmio *mmio; /* from virtio_vsock_attach, or NULL */
+	struct virtio_vsock_queues qs;
+	bool bound;
+
+	struct vsock_table table;
+	struct vsock_list all;	/* every connection */
+	struct vsock_list ctrl; /* connections owing a control packet */
+	struct vsock_list data; /* connections with bytes for the guest */
+	unsigned int nconns;
+	uint32_t next_host_port;
+
+	struct vsock_rst rst[VSOCK_RST_RING];
+	unsigned int rst_head, rst_count;
+	bool event_pending; /* TRANSPORT_RESET waits for an event buffer */
+
+	struct virtq_chain rx_chain; /* popped rx buffer not used yet */
+	bool rx_held;
+	struct virtq_chain tx_chain;
+	struct virtq_chain ev_chain;
+	struct iovec iov[VIRTQ_MAX_CHAIN]; /* scratch slice of a chain */
+};
+
+static void vsock_conn_event(void *opaque, uint32_t events);
+static bool vsock_conn_sync(struct virtio_vsock *v, struct vsock_conn *c);
+
+static uint64_t vsock_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static struct virtq *vsock_queue(struct virtio_vsock *v, unsigned int q)
+{
+	return v->bound ? v->qs.q[q] : NULL;
+}
+
+static void vsock_set_broken(struct virtio_vsock *v, const char *why)
+{
+	if (v->bound && v->qs.set_broken)
+		v->qs.set_broken(v->qs.opaque, why);
+	else
+		log_warn("virtio-vsock: %s", why);
+}
+
+static void vsock_notify(struct virtio_vsock *v, unsigned int q)
+{
+	if (v->bound && v->qs.notify_used)
+		v->qs.notify_used(v->qs.opaque, q);
+}
+
+/* ---- timers ---------------------------------------------------------- */
+
+static void vsock_timer_arm(struct virtio_vsock *v, bool on)
+{
+	struct itimerspec its = {0};
+
+	if (v->timer_armed == on)
+		return;
+	if (on) {
+		its.it_interval.tv_nsec = VSOCK_TICK_MS * 1000000L;
+		its.it_value = its.it_interval;
+	}
+	if (timerfd_settime(v->timer_fd, 0, &its, NULL) < 0) {
+		log_warn("virtio-vsock: timerfd_settime: %s", strerror(errno));
+		return;
+	}
+	v->timer_armed = on;
+}
+
+static void vsock_set_deadline(struct virtio_vsock *v, struct vsock_conn *c, unsigned int ms)
+{
+	c->deadline_ns = ms ? vsock_now_ns() + (uint64_t)ms * 1000000ULL : 0;
+	if (ms)
+		vsock_timer_arm(v, true);
+}
+
+/* ---- connection lifecycle -------------------------------------------- */
+
+static void vsock_listen_resume(struct virtio_vsock *v)
+{
+	if (v->listen_paused && evloop_mod(v->loop, v->listen_fd, EPOLLIN) == 0)
+		v->listen_paused = false;
+}
+
+static void vsock_conn_free(struct virtio_vsock *v, struct vsock_conn *c)
+{
+	vsock_table_remove(&v->table, c);
+	vsock_list_del(&c->all);
+	vsock_list_del(&c->ctrl);
+	vsock_list_del(&c->data);
+	v->nconns--;
+	vsock_conn_destroy(c);
+	vsock_listen_resume(v);
+}
+
+static void vsock_queue_rst(struct virtio_vsock *v, uint32_t guest_port, uint32_t host_port)
+{
+	if (v->rst_count == VSOCK_RST_RING) {
+		log_debug("virtio-vsock: RST ring full; dropping RST for %u:%u", guest_port,
+			  host_port);
+		return;
+	}
+	v->rst[(v->rst_head + v->rst_count) % VSOCK_RST_RING] =
+		(struct vsock_rst){.guest_port = guest_port, .host_port = host_port};
+	v->rst_count++;
+}
+
+/* Ends a connection: the guest gets an RST (unless it never heard of it),
+ * the unix side is closed. `why` is NULL for an orderly end. */
+static void vsock_conn_reset(struct virtio_vsock *v, struct vsock_conn *c, const char *why)
+{
+	if (why)
+		log_debug("virtio-vsock: reset guest port %u / host port %u: %s", c->guest_port,
+			  c->host_port, why);
+	if (c->state != VSOCK_CONN_HOST_LINE)
+		vsock_queue_rst(v, c->guest_port, c->host_port);
+	vsock_conn_free(v, c);
+}
+
+static void vsock_conn_owe(struct virtio_vsock *v, struct vsock_conn *c, uint32_t what)
+{
+	c->pending |= what;
+	if (!vsock_list_linked(&c->ctrl))
+		vsock_list_add_tail(&v->ctrl, &c->ctrl);
+}
+
+static struct vsock_conn *vsock_conn_new(struct virtio_vsock *v, int fd,
+					 enum vsock_conn_state state)
+{
+	struct vsock_conn *c = vsock_conn_create(v->loop, fd, state, v->buf_alloc);
+
+	if (!c)
+		return NULL;
+	c->owner = v;
+	vsock_list_add_tail(&v->all, &c->all);
+	v->nconns++;
+	return c;
+}
+
+/* Recomputes what epoll watches and whether the connection is on the data
+ * list. Returns false when it had to reset (and free) the connection. */
+static bool vsock_conn_sync(struct virtio_vsock *v, struct vsock_conn *c)
+{
+	uint32_t events = 0;
+	bool can_send;
+	int ret;
+
+	switch (c->state) {
+	case VSOCK_CONN_HOST_LINE:
+		events = EPOLLIN;
+		break;
+	case VSOCK_CONN_GUEST_CONNECT:
+		events = EPOLLOUT;
+		break;
+	case VSOCK_CONN_HOST_REQUEST:
+		events = 0; /* only hang-ups: nothing is read before the guest accepts */
+		break;
+	case VSOCK_CONN_CLOSING:
+		events = UINT32_MAX;
+		break;
+	case VSOCK_CONN_ESTABLISHED:
+		can_send = !c->rd_eof && !(c->guest_shutdown & VSOCK_SHUTDOWN_RCV) &&
+			   vsock_conn_peer_credit(c) > 0;
+		if (can_send && c->readable) {
+			if (!vsock_list_linked(&c->data))
+				vsock_list_add_tail(&v->data, &c->data);
+		} else {
+			vsock_list_del(&c->data);
+		}
+		if (c->hup)
+			events = UINT32_MAX; /* epoll has nothing more to tell */
+		else
+			events = (can_send && !c->readable ? EPOLLIN : 0) |
+				 (c->out_bytes ? EPOLLOUT : 0);
+		break;
+	}
+	ret = vsock_conn_watch(c, events, vsock_conn_event, c);
+	if (ret < 0) {
+		log_warn("virtio-vsock: cannot watch a unix socket: %s", strerror(-ret));
+		vsock_conn_reset(v, c, "event loop failure");
+		return false;
+	}
+	return true;
+}
+
+/* Writes what the unix socket takes; owes a credit update when due. */
+static bool vsock_conn_flush(struct virtio_vsock *v, struct vsock_conn *c)
+{
+	int ret = vsock_conn_out_flush(c);
+
+	if (ret < 0 && ret != -EAGAIN) {
+		vsock_conn_reset(v, c, "unix socket write failed");
+		return false;
+	}
+	if (vsock_conn_wants_credit_update(c))
+		vsock_conn_owe(v, c, VSOCK_PEND_CREDIT);
+	return true;
+}
+
+/* Applies shutdowns once buffered data is out and ends the connection when
+ * neither side sends any more. */
+static bool vsock_conn_check_done(struct virtio_vsock *v, struct vsock_conn *c)
+{
+	bool host_done, guest_done;
+
+	if (c->state != VSOCK_CONN_ESTABLISHED)
+		return true;
+	if ((c->guest_shutdown & VSOCK_SHUTDOWN_SEND) && !c->out_bytes && !c->wr_shut &&
+	    c->fd >= 0) {
+		shutdown(c->fd, SHUT_WR);
+		c->wr_shut = true;
+	}
+	if ((c->guest_shutdown & VSOCK_SHUTDOWN_RCV) && !c->rd_shut && c->fd >= 0) {
+		shutdown(c->fd, SHUT_RD);
+		c->rd_shut = true;
+	}
+	host_done = c->rd_eof || (c->guest_shutdown & VSOCK_SHUTDOWN_RCV);
+	guest_done = (c->guest_shutdown & VSOCK_SHUTDOWN_SEND) && !c->out_bytes;
+	if (host_done && guest_done) {
+		vsock_conn_reset(v, c, NULL);
+		return false;
+	}
+	if (c->rd_eof && c->hup && !c->out_bytes) {
+		/* The host process closed its socket: tell the guest nothing
+		 * more goes either way and wait for its RST. */
+		vsock_conn_close_fd(c);
+		c->state = VSOCK_CONN_CLOSING;
+		c->shutdown_flags |= VSOCK_SHUTDOWN_BOTH;
+		vsock_conn_owe(v, c, VSOCK_PEND_SHUTDOWN);
+		vsock_list_del(&c->data);
+		vsock_set_deadline(v, c, v->close_ms);
+	}
+	return true;
+}
+
+/* ---- the host side: listener, CONNECT line, guest-initiated connect ---- */
+
+static uint32_t vsock_alloc_host_port(struct virtio_vsock *v, uint32_t guest_port)
+{
+	for (;;) {
+		uint32_t p = v->next_host_port;
+
+		v->next_host_port = p == UINT32_MAX ? VSOCK_HOST_PORT_FIRST : p + 1;
+		if (!vsock_table_find(&v->table, guest_port, p))
+			return p; /* terminates: the table holds fewer than 2^30 entries */
+	}
+}
+
+static void vsock_host_line(struct virtio_vsock *v, struct vsock_conn *c)
+{
+	for (;;) {
+		uint32_t port;
+		ssize_t n;
+		int ret;
+
+		n = read(c->fd, c->line + c->line_len, 1); /* never past the newline */
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			vsock_conn_free(v, c);
+			return;
+		}
+		c->line_len++;
+		ret = vsock_parse_connect(c->line, c->line_len, &port);
+		if (ret < 0) {
+			log_debug("virtio-vsock: bad CONNECT line from a host client; closing");
+			vsock_conn_free(v, c);
+			return;
+		}
+		if (ret == 0)
+			continue;
+		c->guest_port = port;
+		c->host_port = vsock_alloc_host_port(v, port);
+		vsock_table_insert(&v->table, c);
+		c->state = VSOCK_CONN_HOST_REQUEST;
+		vsock_set_deadline(v, c, v->connect_ms);
+		vsock_conn_owe(v, c, VSOCK_PEND_REQUEST);
+		vsock_conn_sync(v, c);
+		return;
+	}
+}
+
+static void vsock_accept(void *opaque, uint32_t events)
+{
+	struct virtio_vsock *v = opaque;
+
+	(void)events;
+	for (int i = 0; i < VSOCK_ACCEPT_BURST; i++) {
+		struct vsock_conn *c;
+		int fd = accept4(v->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
+			    errno == ENOBUFS) {
+				log_warn("virtio-vsock: accept: %s; pausing", strerror(errno));
+				if (evloop_mod(v->loop, v->listen_fd, 0) == 0)
+					v->listen_paused = true;
+			}
+			return;
+		}
+		if (v->nconns >= v->max_conns) {
+			log_debug("virtio-vsock: %u connections; refusing a host client",
+				  v->nconns);
+			close(fd);
+			continue;
+		}
+		c = vsock_conn_new(v, fd, VSOCK_CONN_HOST_LINE);
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		vsock_set_deadline(v, c, v->connect_ms);
+		vsock_conn_sync(v, c);
+	}
+}
+
+static void vsock_guest_connect_done(struct virtio_vsock *v, struct vsock_conn *c)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		vsock_conn_reset(v, c, "connect to the host socket failed");
+		return;
+	}
+	c->state = VSOCK_CONN_ESTABLISHED;
+	vsock_set_deadline(v, c, 0);
+	vsock_conn_owe(v, c, VSOCK_PEND_RESPONSE);
+	vsock_conn_sync(v, c);
+}
+
+/* The guest asks for host port `h->dst_port`: connect to "<uds_path>_<port>". */
+static void vsock_guest_request(struct virtio_vsock *v, const struct vsock_hdr *h)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct vsock_conn *c;
+	int fd, ret;
+
+	if (v->nconns >= v->max_conns) {
+		log_debug("virtio-vsock: %u connections; refusing the guest", v->nconns);
+		goto out_rst;
+	}
+	ret = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%u", v->uds_path, h->dst_port);
+	if (ret < 0 || (size_t)ret >= sizeof(sa.sun_path))
+		goto out_rst;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto out_rst;
+	ret = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (ret < 0 && errno != EINPROGRESS) {
+		log_debug("virtio-vsock: guest port %u -> %s: %s", h->src_port, sa.sun_path,
+			  strerror(errno));
+		goto out_close_fd;
+	}
+	c = vsock_conn_new(v, fd, ret == 0 ? VSOCK_CONN_ESTABLISHED : VSOCK_CONN_GUEST_CONNECT);
+	if (!c)
+		goto out_close_fd;
+	c->guest_port = h->src_port;
+	c->host_port = h->dst_port;
+	vsock_conn_set_peer_credit(c, h->buf_alloc, h->fwd_cnt);
+	vsock_table_insert(&v->table, c); /* the caller checked the key is free */
+	if (ret == 0)
+		vsock_conn_owe(v, c, VSOCK_PEND_RESPONSE);
+	else
+		vsock_set_deadline(v, c, v->connect_ms);
+	vsock_conn_sync(v, c);
+	return;
+
+out_close_fd:
+	close(fd);
+out_rst:
+	vsock_queue_rst(v, h->src_port, h->dst_port);
+}
+
+/* ---- unix socket events ---------------------------------------------- */
+
+static void vsock_conn_io(struct virtio_vsock *v, struct vsock_conn *c, uint32_t events)
+{
+	if (events & EPOLLERR) {
+		vsock_conn_reset(v, c, "unix socket error");
+		return;
+	}
+	if (events & EPOLLHUP)
+		c->hup = true;
+	if (events & (EPOLLIN | EPOLLHUP))
+		c->readable = true;
+	if ((events & (EPOLLOUT | EPOLLHUP)) && c->out_bytes) {
+		if (!vsock_conn_flush(v, c))
+			return;
+	}
+	if (!vsock_conn_check_done(v, c))
+		return;
+	vsock_conn_sync(v, c);
+}
+
+static void vsock_process_rx(struct virtio_vsock *v);
+
+static void vsock_conn_event(void *opaque, uint32_t events)
+{
+	struct vsock_conn *c = opaque;
+	struct virtio_vsock *v = c->owner;
+
+	switch (c->state) {
+	case VSOCK_CONN_HOST_LINE:
+		if (events & EPOLLERR)
+			vsock_conn_free(v, c);
+		else
+			vsock_host_line(v, c);
+		break;
+	case VSOCK_CONN_GUEST_CONNECT:
+		vsock_guest_connect_done(v, c);
+		break;
+	case VSOCK_CONN_HOST_REQUEST:
+		if (events & (EPOLLHUP | EPOLLERR))
+			vsock_conn_reset(v, c, "host client left before the guest answered");
+		break;
+	case VSOCK_CONN_ESTABLISHED:
+		vsock_conn_io(v, c, events);
+		break;
+	case VSOCK_CONN_CLOSING:
+		break;
+	}
+	vsock_process_rx(v);
+}
+
+static void vsock_timer_event(void *opaque, uint32_t events)
+{
+	struct virtio_vsock *v = opaque;
+	uint64_t now = vsock_now_ns(), ticks;
+	struct vsock_list *n, *next;
+	bool any = false;
+
+	(void)events;
+	if (read(v->timer_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+		log_debug("virtio-vsock: timerfd read: %s", strerror(errno));
+	for (n = v->all.next; n != &v->all; n = next) {
+		struct vsock_conn *c = vsock_list_entry(n, struct vsock_conn, all);
+
+		next = n->next;
+		if (!c->deadline_ns)
+			continue;
+		if (now < c->deadline_ns) {
+			any = true;
+			continue;
+		}
+		if (c->state == VSOCK_CONN_HOST_LINE)
+			vsock_conn_free(v, c); /* the client never sent its line */
+		else
+			vsock_conn_reset(v, c, "timed out");
+	}
+	if (!any)
+		vsock_timer_arm(v, false);
+	vsock_process_rx(v);
+}
+
+/* ---- rx: device → guest ---------------------------------------------- */
+
+/* Collects in v->iov the part [off, off + len) of the chain's segments
+ * first..first+num. Returns how many iovecs it used. */
+static unsigned int vsock_slice(struct virtio_vsock *v, const struct iovec *segs, unsigned int num,
+				size_t off, size_t len)
+{
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < num && len; i++) {
+		size_t seg = segs[i].iov_len, take;
+
+		if (off >= seg) {
+			off -= seg;
+			continue;
+		}
+		take = seg - off < len ? seg - off : len;
+		v->iov[n++] = (struct iovec){.iov_base = (uint8_t *)segs[i].iov_base + off,
+					     .iov_len = take};
+		len -= take;
+		off = 0;
+	}
+	return n;
+}
+
+static void vsock_hdr_for(struct virtio_vsock *v, struct vsock_conn *c, struct vsock_hdr *h,
+			  uint16_t op)
+{
+	*h = (struct vsock_hdr){
+		.src_cid = VSOCK_HOST_CID,
+		.dst_cid = v->guest_cid,
+		.src_port = c->host_port,
+		.dst_port = c->guest_port,
+		.type = VSOCK_TYPE_STREAM,
+		.op = op,
+		.buf_alloc = c->buf_alloc,
+		.fwd_cnt = c->fwd_cnt,
+	};
+	/* Every packet tells the guest our credit. */
+	c->last_fwd_sent = c->fwd_cnt;
+	c->pending &= ~VSOCK_PEND_CREDIT;
+	if (!c->pending)
+		vsock_list_del(&c->ctrl);
+}
+
+static uint32_t vsock_put_hdr(struct virtq_chain *ch, const struct vsock_hdr *h)
+{
+	uint8_t raw[VSOCK_HDR_SIZE];
+
+	vsock_hdr_encode(h, raw);
+	virtq_chain_write(ch, 0, raw, sizeof(raw));
+	return VSOCK_HDR_SIZE + h->len;
+}
+
+/* Builds the next control packet of the first connection on the ctrl list. */
+static uint32_t vsock_rx_ctrl(struct virtio_vsock *v, struct virtq_chain *ch)
+{
+	struct vsock_conn *c = vsock_list_entry(v->ctrl.next, struct vsock_conn, ctrl);
+	struct vsock_hdr h;
+	uint16_t op;
+
+	if (c->pending & VSOCK_PEND_REQUEST) {
+		op = VSOCK_OP_REQUEST;
+		c->pending &= ~VSOCK_PEND_REQUEST;
+	} else if (c->pending & VSOCK_PEND_RESPONSE) {
+		op = VSOCK_OP_RESPONSE;
+		c->pending &= ~VSOCK_PEND_RESPONSE;
+	} else if (c->pending & VSOCK_PEND_SHUTDOWN) {
+		op = VSOCK_OP_SHUTDOWN;
+		c->pending &= ~VSOCK_PEND_SHUTDOWN;
+	} else {
+		op = VSOCK_OP_CREDIT_UPDATE; /* cleared by vsock_hdr_for */
+	}
+	vsock_hdr_for(v, c, &h, op);
+	if (op == VSOCK_OP_SHUTDOWN)
+		h.flags = c->shutdown_flags;
+	return vsock_put_hdr(ch, &h);
+}
+
+/* Reads the first data connection's unix socket into the buffer. Returns the
+ * bytes used, or 0 when it produced no packet (the buffer stays ours). */
+static uint32_t vsock_rx_data(struct virtio_vsock *v, struct virtq_chain *ch)
+{
+	struct vsock_conn *c = vsock_list_entry(v->data.next, struct vsock_conn, data);
+	uint64_t room = ch->in_len - VSOCK_HDR_SIZE;
+	uint32_t credit = vsock_conn_peer_credit(c), want;
+	struct vsock_hdr h;
+	unsigned int n;
+	ssize_t r;
+
+	vsock_list_del(&c->data); /* back at the tail after this turn */
+	want = credit < VSOCK_MAX_PAYLOAD ? credit : VSOCK_MAX_PAYLOAD;
+	if (room < want)
+		want = (uint32_t)room;
+	if (want == 0 && credit) {
+		/* A buffer with room for a header only: use it for a credit
+		 * update, so every turn consumes a buffer. */
+		vsock_hdr_for(v, c, &h, VSOCK_OP_CREDIT_UPDATE);
+		vsock_conn_sync(v, c);
+		return vsock_put_hdr(ch, &h);
+	}
+	if (want == 0) {
+		vsock_conn_sync(v, c);
+		return 0;
+	}
+	n = vsock_slice(v, ch->iov + ch->out_num, ch->in_num, VSOCK_HDR_SIZE, want);
+	r = readv(c->fd, v->iov, (int)n);
+	if (r > 0) {
+		vsock_hdr_for(v, c, &h, VSOCK_OP_RW);
+		h.len = (uint32_t)r;
+		c->tx_cnt += (uint32_t)r;
+		vsock_conn_sync(v, c);
+		return vsock_put_hdr(ch, &h);
+	}
+	if (r == 0) {
+		c->rd_eof = true;
+		c->readable = false;
+		c->shutdown_flags |= VSOCK_SHUTDOWN_SEND | (c->hup ? VSOCK_SHUTDOWN_RCV : 0);
+		vsock_conn_owe(v, c, VSOCK_PEND_SHUTDOWN);
+		if (vsock_conn_check_done(v, c))
+			vsock_conn_sync(v, c);
+		return 0;
+	}
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+		c->readable = errno == EINTR;
+		vsock_conn_sync(v, c);
+		return 0;
+	}
+	vsock_conn_reset(v, c, "unix socket read failed");
+	return 0;
+}
+
+static bool vsock_rx_has_work(const struct virtio_vsock *v)
+{
+	return v->rst_count || !vsock_list_empty(&v->ctrl) || !vsock_list_empty(&v->data);
+}
+
+static void vsock_process_rx(struct virtio_vsock *v)
+{
+	struct virtq *q = vsock_queue(v, VSOCK_QUEUE_RX);
+	struct virtq_chain *ch = &v->rx_chain;
+	bool pushed = false;
+
+	if (!q || !virtq_usable(q))
+		return;
+	while (vsock_rx_has_work(v)) {
+		uint32_t used;
+
+		if (!v->rx_held) {
+			int r = virtq_pop(q, ch);
+
+			if (r == 0)
+				break; /* resumes on the rx queue's notification */
+			if (r < 0) {
+				vsock_set_broken(v, "malformed rx queue");
+				break;
+			}
+			if (ch->in_len < VSOCK_HDR_SIZE || ch->out_num) {
+				vsock_set_broken(v, "rx buffer without room for a header");
+				break;
+			}
+			v->rx_held = true;
+		}
+		if (v->rst_count) {
+			struct vsock_rst *r = &v->rst[v->rst_head];
+			struct vsock_hdr h = {
+				.src_cid = VSOCK_HOST_CID,
+				.dst_cid = v->guest_cid,
+				.src_port = r->host_port,
+				.dst_port = r->guest_port,
+				.type = VSOCK_TYPE_STREAM,
+				.op = VSOCK_OP_RST,
+			};
+
+			v->rst_head = (v->rst_head + 1) % VSOCK_RST_RING;
+			v->rst_count--;
+			used = vsock_put_hdr(ch, &h);
+		} else if (!vsock_list_empty(&v->ctrl)) {
+			used = vsock_rx_ctrl(v, ch);
+		} else {
+			used = vsock_rx_data(v, ch);
+		}
+		if (!used)
+			continue;
+		v->rx_held = false;
+		if (virtq_push(q, ch->head, used) < 0) {
+			vsock_set_broken(v, "rx queue broken");
+			break;
+		}
+		pushed = true;
+	}
+	if (pushed)
+		vsock_notify(v, VSOCK_QUEUE_RX);
+}
+
+/* ---- tx: guest → device ---------------------------------------------- */
+
+static bool vsock_rx_guest_data(struct virtio_vsock *v, struct vsock_conn *c,
+				const struct virtq_chain *ch, uint32_t len)
+{
+	size_t off = VSOCK_HDR_SIZE, left = len;
+	unsigned int n;
+
+	if (c->state != VSOCK_CONN_ESTABLISHED || (c->guest_shutdown & VSOCK_SHUTDOWN_SEND) ||
+	    c->wr_shut || c->fd < 0) {
+		vsock_conn_reset(v, c, "data the host side cannot take");
+		return false;
+	}
+	if (!vsock_conn_rx_fits(c, len)) {
+		vsock_conn_reset(v, c, "guest sent beyond its credit");
+		return false;
+	}
+	c->rx_cnt += len;
+	if (len == 0)
+		return true;
+	if (!c->out_bytes) {
+		struct msghdr msg = {0};
+		ssize_t w;
+
+		msg.msg_iov = v->iov;
+		msg.msg_iovlen = vsock_slice(v, ch->iov, ch->out_num, off, left);
+		do {
+			w = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		} while (w < 0 && errno == EINTR);
+		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			vsock_conn_reset(v, c, "unix socket write failed");
+			return false;
+		}
+		if (w > 0) {
+			c->fwd_cnt += (uint32_t)w;
+			off += (size_t)w;
+			left -= (size_t)w;
+		}
+	}
+	if (left) {
+		n = vsock_slice(v, ch->iov, ch->out_num, off, left);
+		if (vsock_conn_out_append(c, v->iov, n, left, true) < 0) {
+			vsock_conn_reset(v, c, "out of memory");
+			return false;
+		}
+	}
+	if (vsock_conn_wants_credit_update(c))
+		vsock_conn_owe(v, c, VSOCK_PEND_CREDIT);
+	return true;
+}
+
+static bool vsock_rx_guest_shutdown(struct virtio_vsock *v, struct vsock_conn *c, uint32_t flags)
+{
+	if (c->state != VSOCK_CONN_ESTABLISHED) {
+		/* CLOSING: the guest closes too; anything else is out of turn. */
+		vsock_conn_reset(v, c, c->state == VSOCK_CONN_CLOSING ? NULL : "early SHUTDOWN");
+		return false;
+	}
+	c->guest_shutdown |= flags & VSOCK_SHUTDOWN_BOTH;
+	if (c->guest_shutdown == VSOCK_SHUTDOWN_BOTH && c->out_bytes && !c->deadline_ns)
+		vsock_set_deadline(v, c, v->close_ms);
+	return vsock_conn_check_done(v, c);
+}
+
+static bool vsock_rx_guest_response(struct virtio_vsock *v, struct vsock_conn *c)
+{
+	char ok[24];
+	struct iovec iov;
+	int n;
+
+	if (c->state != VSOCK_CONN_HOST_REQUEST) {
+		vsock_conn_reset(v, c, "unexpected RESPONSE");
+		return false;
+	}
+	c->state = VSOCK_CONN_ESTABLISHED;
+	vsock_set_deadline(v, c, 0);
+	n = snprintf(ok, sizeof(ok), "OK %u\n", c->host_port);
+	iov = (struct iovec){.iov_base = ok, .iov_len = (size_t)n};
+	if (vsock_conn_out_append(c, &iov, 1, (size_t)n, false) < 0) {
+		vsock_conn_reset(v, c, "out of memory");
+		return false;
+	}
+	return vsock_conn_flush(v, c);
+}
+
+/* Acts on one packet from the guest for an existing connection. */
+static void vsock_rx_guest_packet(struct virtio_vsock *v, struct vsock_conn *c,
+				  const struct vsock_hdr *h, const struct virtq_chain *ch)
+{
+	bool alive = true;
+
+	vsock_conn_set_peer_credit(c, h->buf_alloc, h->fwd_cnt);
+	switch (h->op) {
+	case VSOCK_OP_RESPONSE:
+		alive = vsock_rx_guest_response(v, c);
+		break;
+	case VSOCK_OP_RST:
+		vsock_conn_free(v, c);
+		return;
+	case VSOCK_OP_SHUTDOWN:
+		alive = vsock_rx_guest_shutdown(v, c, h->flags);
+		break;
+	case VSOCK_OP_RW:
+		if (c->state == VSOCK_CONN_CLOSING) {
+			vsock_conn_reset(v, c, NULL); /* nobody left to read it */
+			return;
+		}
+		alive = vsock_rx_guest_data(v, c, ch, h->len);
+		break;
+	case VSOCK_OP_CREDIT_UPDATE:
+		break;
+	case VSOCK_OP_CREDIT_REQUEST:
+		if (c->state == VSOCK_CONN_ESTABLISHED)
+			vsock_conn_owe(v, c, VSOCK_PEND_CREDIT);
+		break;
+	case VSOCK_OP_REQUEST: /* for a connection that exists */
+	default:
+		vsock_conn_reset(v, c, "unexpected op");
+		return;
+	}
+	if (alive)
+		vsock_conn_sync(v, c);
+}
+
+static void vsock_tx_one(struct virtio_vsock *v, const struct virtq_chain *ch)
+{
+	uint8_t raw[VSOCK_HDR_SIZE];
+	struct vsock_conn *c;
+	struct vsock_hdr h;
+
+	if (ch->out_len < VSOCK_HDR_SIZE) {
+		log_debug("virtio-vsock: tx packet shorter than a header; dropped");
+		return;
+	}
+	virtq_chain_read(ch, 0, raw, sizeof(raw));
+	vsock_hdr_decode(raw, &h);
+	if (h.src_cid != v->guest_cid || h.dst_cid != VSOCK_HOST_CID) {
+		log_debug("virtio-vsock: tx packet %llu -> %llu not for the host; dropped",
+			  (unsigned long long)h.src_cid, (unsigned long long)h.dst_cid);
+		return;
+	}
+	c = vsock_table_find(&v->table, h.src_port, h.dst_port);
+	if (h.type != VSOCK_TYPE_STREAM || h.len > VSOCK_MAX_PAYLOAD ||
+	    h.len > ch->out_len - VSOCK_HDR_SIZE || (h.len && h.op != VSOCK_OP_RW)) {
+		if (c)
+			vsock_conn_reset(v, c, "malformed packet");
+		else if (h.op != VSOCK_OP_RST)
+			vsock_queue_rst(v, h.src_port, h.dst_port);
+		return;
+	}
+	if (c) {
+		vsock_rx_guest_packet(v, c, &h, ch);
+		return;
+	}
+	if (h.op == VSOCK_OP_REQUEST)
+		vsock_guest_request(v, &h);
+	else if (h.op != VSOCK_OP_RST)
+		vsock_queue_rst(v, h.src_port, h.dst_port); /* unknown connection */
+}
+
+static void vsock_process_tx(struct virtio_vsock *v)
+{
+	struct virtq *q = vsock_queue(v, VSOCK_QUEUE_TX);
+	bool pushed = false;
+
+	if (!q || !virtq_usable(q))
+		return;
+	for (;;) {
+		int r = virtq_pop(q, &v->tx_chain);
+
+		if (r == 0)
+			break;
+		if (r < 0) {
+			vsock_set_broken(v, "malformed tx queue");
+			break;
+		}
+		vsock_tx_one(v, &v->tx_chain);
+		if (virtq_push(q, v->tx_chain.head, 0) < 0) {
+			vsock_set_broken(v, "tx queue broken");
+			break;
+		}
+		pushed = true;
+	}
+	if (pushed)
+		vsock_notify(v, VSOCK_QUEUE_TX);
+}
+
+/* ---- event queue ------------------------------------------------------ */
+
+static void vsock_post_event(struct virtio_vsock *v)
+{
+	struct virtq *q = vsock_queue(v, VSOCK_QUEUE_EVENT);
+	uint8_t ev[VSOCK_EVENT_SIZE];
+	uint32_t id = htole32(VSOCK_EVENT_TRANSPORT_RESET);
+	int r;
+
+	if (!v->event_pending || !q || !virtq_usable(q))
+		return;
+	r = virtq_pop(q, &v->ev_chain);
+	if (r == 0)
+		return; /* resumes on the event queue's notification */
+	if (r < 0 || v->ev_chain.in_len < VSOCK_EVENT_SIZE) {
+		vsock_set_broken(v, r < 0 ? "malformed event queue" : "event buffer too small");
+		return;
+	}
+	memcpy(ev, &id, sizeof(ev));
+	virtq_chain_write(&v->ev_chain, 0, ev, sizeof(ev));
+	if (virtq_push(q, v->ev_chain.head, VSOCK_EVENT_SIZE) < 0) {
+		vsock_set_broken(v, "event queue broken");
+		return;
+	}
+	v->event_pending = false;
+	vsock_notify(v, VSOCK_QUEUE_EVENT);
+}
+
+/* ---- device ops ---------------------------------------------------------- */
+
+static void vsock_drop_all(struct virtio_vsock *v)
+{
+	while (!vsock_list_empty(&v->all))
+		vsock_conn_free(v, vsock_list_entry(v->all.next, struct vsock_conn, all));
+	v->rst_head = v->rst_count = 0;
+	vsock_timer_arm(v, false);
+}
+
+static void vsock_config_read(void *dev, uint64_t offset, uint8_t *data, uint32_t len)
+{
+	struct virtio_vsock *v = dev;
+	uint64_t cid = htole64(v->guest_cid);
+	uint8_t cfg[8];
+
+	memcpy(cfg, &cid, sizeof(cfg));
+	for (uint32_t i = 0; i < len; i++)
+		data[i] = offset < sizeof(cfg) && i < sizeof(cfg) - offset ? cfg[offset + i] : 0;
+}
+
+static void vsock_config_write(void *dev, uint64_t offset, const uint8_t *data, uint32_t len)
+{
+	(void)dev;
+	(void)data;
+	log_debug("virtio-vsock: guest wrote %u bytes at config offset %llu; ignored", len,
+		  (unsigned long long)offset);
+}
+
+static void vsock_activate(void *dev)
+{
+	struct virtio_vsock *v = dev;
+
+	v->rx_held = false;
+	vsock_post_event(v);
+	vsock_process_rx(v);
+}
+
+static void vsock_queue_notify(void *dev, unsigned int q)
+{
+	struct virtio_vsock *v = dev;
+
+	switch (q) {
+	case VSOCK_QUEUE_RX:
+		vsock_process_rx(v);
+		break;
+	case VSOCK_QUEUE_TX:
+		vsock_process_tx(v);
+		vsock_process_rx(v);
+		break;
+	case VSOCK_QUEUE_EVENT:
+		vsock_post_event(v);
+		break;
+	default:
+		break;
+	}
+}
+
+static void vsock_reset(void *dev)
+{
+	struct virtio_vsock *v = dev;
+
+	vsock_drop_all(v);
+	v->rx_held = false;
+	v->event_pending = false;
+}
+
+static const struct virtio_device_ops vsock_ops = {
+	.device_id = VIRTIO_ID_VSOCK,
+	.features = 0,
+	.num_queues = VSOCK_NUM_QUEUES,
+	.queue_max = VSOCK_QUEUE_MAX,
+	.config_read = vsock_config_read,
+	.config_write = vsock_config_write,
+	.activate = vsock_activate,
+	.queue_notify = vsock_queue_notify,
+	.reset = vsock_reset,
+};
+
+const struct virtio_device_ops *virtio_vsock_ops(void)
+{
+	return &vsock_ops;
+}
+
+int virtio_vsock_transport_reset(struct virtio_vsock *v)
+{
+	vsock_drop_all(v);
+	v->event_pending = true;
+	vsock_post_event(v);
+	return 0;
+}
+
+unsigned int virtio_vsock_conn_count(const struct virtio_vsock *v)
+{
+	return v->nconns;
+}
+
+void virtio_vsock_bind(struct virtio_vsock *v, const struct virtio_vsock_queues *queues)
+{
+	v->qs = *queues;
+	v->bound = true;
+	v->rx_held = false;
+}
+
+/* ---- creation ------------------------------------------------------------ */
+
+/* Unlinks a stale socket file at `path`; refuses to touch anything else or
+ * a socket somebody still listens on. Returns 0 or -errno. */
+static int vsock_remove_stale(const struct sockaddr_un *sa)
+{
+	struct stat st;
+	int fd, ret;
+
+	if (lstat(sa->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode)) {
+		log_error("virtio-vsock: %s exists and is not a socket", sa->sun_path);
+		return -EEXIST;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	ret = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	close(fd);
+	if (ret == 0) {
+		log_error("virtio-vsock: %s is in use by another process", sa->sun_path);
+		return -EADDRINUSE;
+	}
+	if (unlink(sa->sun_path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+static int vsock_listen(struct virtio_vsock *v)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+	int ret;
+
+	memcpy(sa.sun_path, v->uds_path, strlen(v->uds_path) + 1);
+	ret = vsock_remove_stale(&sa);
+	if (ret < 0)
+		return ret;
+	v->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (v->listen_fd < 0)
+		return -errno;
+	if (bind(v->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		ret = -errno;
+		log_error("virtio-vsock: bind %s: %s", v->uds_path, strerror(errno));
+		return ret;
+	}
+	v->listen_owned = true;
+	if (stat(v->uds_path, &st) == 0)
+		v->listen_ino = st.st_ino;
+	if (listen(v->listen_fd, VSOCK_LISTEN_BACKLOG) < 0)
+		return -errno;
+	ret = evloop_add(v->loop, v->listen_fd, EPOLLIN, vsock_accept, v);
+	if (ret < 0)
+		return ret;
+	v->listen_watched = true;
+	return 0;
+}
+
+struct virtio_vsock *virtio_vsock_create(struct evloop *loop, const struct virtio_vsock_config *cfg)
+{
+	struct sockaddr_un sa;
+	struct virtio_vsock *v;
+	int ret;
+
+	if (cfg->guest_cid < 3 || cfg->guest_cid > 0xfffffffeULL) {
+		log_error("virtio-vsock: guest CID must be 3 to 4294967294, not %llu",
+			  (unsigned long long)cfg->guest_cid);
+		return NULL;
+	}
+	/* "<path>_<10 digits>" must fit a socket address. */
+	if (!cfg->uds_path || !*cfg->uds_path || strlen(cfg->uds_path) + 12 > sizeof(sa.sun_path)) {
+		log_error("virtio-vsock: the socket path must be 1 to %zu bytes",
+			  sizeof(sa.sun_path) - 12);
+		return NULL;
+	}
+	v = calloc(1, sizeof(*v));
+	if (!v) {
+		log_error("out of memory");
+		return NULL;
+	}
+	v->loop = loop;
+	v->listen_fd = -1;
+	v->timer_fd = -1;
+	v->guest_cid = cfg->guest_cid;
+	v->buf_alloc = cfg->buf_alloc ? cfg->buf_alloc : VSOCK_DEFAULT_BUF_ALLOC;
+	v->max_conns = cfg->max_conns ? cfg->max_conns : VSOCK_DEFAULT_MAX_CONNS;
+	v->connect_ms = cfg->connect_ms ? cfg->connect_ms : VSOCK_DEFAULT_CONNECT_MS;
+	v->close_ms = cfg->close_ms ? cfg->close_ms : VSOCK_DEFAULT_CLOSE_MS;
+	v->next_host_port = VSOCK_HOST_PORT_FIRST;
+	vsock_list_init(&v->all);
+	vsock_list_init(&v->ctrl);
+	vsock_list_init(&v->data);
+	v->uds_path = strdup(cfg->uds_path);
+	if (!v->uds_path || vsock_table_init(&v->table) < 0) {
+		log_error("out of memory");
+		goto out_destroy;
+	}
+	v->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (v->timer_fd < 0) {
+		log_error("virtio-vsock: timerfd_create: %s", strerror(errno));
+		goto out_destroy;
+	}
+	ret = evloop_add(loop, v->timer_fd, EPOLLIN, vsock_timer_event, v);
+	if (ret < 0) {
+		log_error("virtio-vsock: cannot watch the timer: %s", strerror(-ret));
+		close(v->timer_fd);
+		v->timer_fd = -1;
+		goto out_destroy;
+	}
+	ret = vsock_listen(v);
+	if (ret < 0) {
+		log_error("virtio-vsock: cannot listen on %s: %s", cfg->uds_path, strerror(-ret));
+		goto out_destroy;
+	}
+	return v;
+
+out_destroy:
+	virtio_vsock_destroy(v);
+	return NULL;
+}
+
+static void vsock_mmio_notify(void *opaque, unsigned int q)
+{
+	virtio_mmio_notify_used(opaque, q);
+}
+
+static void vsock_mmio_broken(void *opaque, const char *why)
+{
+	virtio_mmio_set_broken(opaque, why);
+}
+
+int virtio_vsock_attach(struct virtio_vsock *v, struct vm *vm, struct iobus *bus, uint64_t base,
+			unsigned int irq)
+{
+	struct virtio_vsock_queues qs = {
+		.notify_used = vsock_mmio_notify,
+		.set_broken = vsock_mmio_broken,
+	};
+
+	v->mmio = virtio_mmio_create(vm, bus, v->loop, base, irq, &vsock_ops, v);
+	if (!v->mmio)
+		return -EIO;
+	for (unsigned int i = 0; i < VSOCK_NUM_QUEUES; i++)
+		qs.q[i] = virtio_mmio_queue(v->mmio, i);
+	qs.opaque = v->mmio;
+	virtio_vsock_bind(v, &qs);
+	return 0;
+}
+
+void virtio_vsock_detach(struct virtio_vsock *v)
+{
+	if (!v || !v->mmio)
+		return;
+	virtio_mmio_destroy(v->mmio);
+	v->mmio = NULL;
+	v->bound = false;
+}
+
+struct virtio_mmio *virtio_vsock_transport(struct virtio_vsock *v)
+{
+	return v->mmio;
+}
+
+/* Drops every connection and the listener and timer (on the loop thread). */
+static void vsock_teardown(void *opaque, uint32_t events)
+{
+	struct virtio_vsock *v = opaque;
+	struct stat st;
+
+	(void)events;
+	if (v->table.buckets)
+		vsock_drop_all(v);
+	if (v->listen_watched)
+		evloop_del(v->loop, v->listen_fd);
+	if (v->listen_fd >= 0)
+		close(v->listen_fd);
+	/* Remove the socket file if it is still ours. */
+	if (v->listen_owned && stat(v->uds_path, &st) == 0 && st.st_ino == v->listen_ino)
+		unlink(v->uds_path);
+	if (v->timer_fd >= 0) {
+		evloop_del(v->loop, v->timer_fd);
+		close(v->timer_fd);
+	}
+}
+
+void virtio_vsock_destroy(struct virtio_vsock *v)
+{
+	if (!v)
+		return;
+	virtio_vsock_detach(v);
+	/* Inline when the loop does not run or this is its thread. */
+	evloop_call_sync(v->loop, vsock_teardown, v);
+	vsock_table_release(&v->table);
+	free(v->uds_path);
+	free(v);
+}
