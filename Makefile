@@ -45,7 +45,7 @@ LIBVMM    := $(BUILD)/libkilnvmm.a
 VMM_BIN   := $(BUILD)/kiln-vmm
 INIT_BIN  := $(BUILD)/kiln-init
 
-.PHONY: all run test asan bench format setup kernel rootfs unit-test vmm-test e2e-test clean
+.PHONY: all run test asan bench format setup kernel rootfs rootfs-python unit-test vmm-test e2e-test clean
 
 all: $(VMM_BIN) $(INIT_BIN) $(UNIT_BINS) $(GUEST_ELFS)
 
@@ -85,6 +85,9 @@ kernel:
 
 rootfs: $(INIT_BIN)
 	@images/rootfs/build.sh $(BUILD)
+
+rootfs-python: rootfs
+	@images/rootfs/build-runtime.sh $(BUILD) python
 
 # ---- top-level jobs ---------------------------------------------------------
 setup:
