@@ -11,6 +11,7 @@
 #define LAYOUT_GDT          0x0500ULL  /* boot GDT: null, null, code 0x10, data 0x18 */
 #define LAYOUT_IDT          0x0520ULL  /* empty IDT (limit 0) for the first instructions */
 #define LAYOUT_BOOT_PARAMS  0x7000ULL  /* struct boot_params (zero page), 4 KiB */
+#define LAYOUT_SETUP_DATA   0x8000ULL  /* setup_data chain (the RNG seed), < 4 KiB */
 #define LAYOUT_PML4         0x9000ULL  /* identity page tables: PML4 */
 #define LAYOUT_PDPT         0xa000ULL  /*   one PDPT */
 #define LAYOUT_PD           0xb000ULL  /*   four PDs (0xb000-0xefff) map 4 GiB with 2 MiB pages */

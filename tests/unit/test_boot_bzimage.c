@@ -339,6 +339,7 @@ static void test_boot_prepare_bzimage(void **state)
 	expect.cmd_line_ptr = (uint32_t)LAYOUT_CMDLINE;
 	expect.ramdisk_image = (uint32_t)info.initrd_start;
 	expect.ramdisk_size = sizeof(initrd);
+	expect.setup_data = LAYOUT_SETUP_DATA; /* the RNG seed entry */
 	assert_memory_equal(&bp->hdr, &expect, sizeof(expect));
 	assert_int_equal(bp->sentinel, 0);
 	assert_int_equal(bp->e820_entries, 3);

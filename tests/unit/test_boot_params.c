@@ -198,6 +198,30 @@ static void test_vmlinux_boot_params(void **state)
 	assert_int_equal(*(uint8_t *)guest_mem_ptr(&f->mem, KERNEL_PA + KERNEL_FILE, 1), 0);
 }
 
+/* boot_params.hdr.setup_data points at one SETUP_RNG_SEED entry with 32
+ * fresh bytes of host entropy; a second boot gets different bytes. */
+static void test_rng_seed(void **state)
+{
+	struct fixture *f = *state;
+	struct boot_args args = {.kernel_path = f->kernel, .cmdline = "x", .vcpus = 1};
+	struct boot_info info;
+	const uint8_t zero[32] = {0};
+	uint8_t first[32];
+	const uint8_t *sd;
+
+	assert_int_equal(boot_prepare(&f->mem, &args, &info), 0);
+	assert_int_equal(params(f)->hdr.setup_data, LAYOUT_SETUP_DATA);
+	sd = guest_mem_ptr(&f->mem, LAYOUT_SETUP_DATA, 16 + 32);
+	assert_non_null(sd);
+	assert_int_equal(*(const uint64_t *)(const void *)sd, 0);       /* next: end of list */
+	assert_int_equal(*(const uint32_t *)(const void *)(sd + 8), 9); /* SETUP_RNG_SEED */
+	assert_int_equal(*(const uint32_t *)(const void *)(sd + 12), 32);
+	assert_memory_not_equal(sd + 16, zero, 32);
+	memcpy(first, sd + 16, 32);
+	assert_int_equal(boot_prepare(&f->mem, &args, &info), 0);
+	assert_memory_not_equal(sd + 16, first, 32);
+}
+
 static void test_e820_small(void **state)
 {
 	struct fixture *f = *state;
@@ -439,6 +463,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_vmlinux_boot_params, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rng_seed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_e820_small, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_e820_big, setup_big, teardown),
 		cmocka_unit_test(test_e820_exactly_3gib),

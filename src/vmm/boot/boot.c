@@ -23,6 +23,8 @@
 
 /* The boot structures below 1 MiB must not overlap one another. */
 _Static_assert(LAYOUT_IDT + 16 <= LAYOUT_BOOT_PARAMS, "IDT below boot_params");
+_Static_assert(LAYOUT_BOOT_PARAMS + 0x1000 <= LAYOUT_SETUP_DATA, "setup_data after boot_params");
+_Static_assert(LAYOUT_SETUP_DATA + 0x1000 <= LAYOUT_PML4, "setup_data before the page tables");
 _Static_assert(LAYOUT_PD + 4 * 0x1000 <= LAYOUT_CMDLINE, "page tables below the command line");
 _Static_assert(LAYOUT_CMDLINE + LAYOUT_CMDLINE_MAX <= LAYOUT_MPTABLE,
 	       "command line below the MP table");

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define BP_HDR(field)                                                                              \
 	(offsetof(struct boot_params, hdr) + offsetof(struct boot_setup_header, field))
@@ -94,6 +95,46 @@ int boot_cmdline_write(struct guest_mem *m, const char *cmdline, size_t len, siz
 	return 0;
 }
 
+/* A setup_data entry (boot protocol 2.09+): a singly linked list in guest memory. */
+struct boot_setup_data {
+	uint64_t next;
+	uint32_t type;
+	uint32_t len;
+	uint8_t data[];
+} __attribute__((packed));
+
+#define BOOT_SETUP_RNG_SEED 9
+#define BOOT_RNG_SEED_BYTES 32
+
+/* Hands the guest kernel 32 bytes of host entropy as a SETUP_RNG_SEED entry,
+ * so its random pool is ready from the start (kiln adds
+ * random.trust_bootloader=on). Without it the first getrandom() in the guest
+ * waits for jitter entropy, which is slow when kernel code is emulated. */
+static int boot_params_add_rng_seed(struct guest_mem *m, struct boot_params *bp)
+{
+	struct boot_setup_data *sd;
+	size_t got = 0;
+
+	sd = guest_mem_ptr(m, LAYOUT_SETUP_DATA, sizeof(*sd) + BOOT_RNG_SEED_BYTES);
+	if (!sd)
+		return -ENOMEM;
+	while (got < BOOT_RNG_SEED_BYTES) {
+		ssize_t r = getrandom(sd->data + got, BOOT_RNG_SEED_BYTES - got, 0);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		got += (size_t)r;
+	}
+	sd->next = bp->hdr.setup_data; /* a bzImage's own chain, if any, follows */
+	sd->type = BOOT_SETUP_RNG_SEED;
+	sd->len = BOOT_RNG_SEED_BYTES;
+	bp->hdr.setup_data = LAYOUT_SETUP_DATA;
+	return 0;
+}
+
 int boot_params_write(struct guest_mem *m, const struct boot_kernel *k, uint64_t initrd_start,
 		      uint64_t initrd_size)
 {
@@ -128,5 +169,5 @@ int boot_params_write(struct guest_mem *m, const struct boot_kernel *k, uint64_t
 		bp->ext_ramdisk_size = (uint32_t)(initrd_size >> 32);
 	}
 	boot_params_fill_e820(bp, m);
-	return 0;
+	return boot_params_add_rng_seed(m, bp);
 }
