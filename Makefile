@@ -45,7 +45,7 @@ LIBVMM    := $(BUILD)/libkilnvmm.a
 VMM_BIN   := $(BUILD)/kiln-vmm
 INIT_BIN  := $(BUILD)/kiln-init
 
-.PHONY: all run test asan bench format setup kernel rootfs rootfs-python unit-test vmm-test e2e-test clean
+.PHONY: all run test asan bench format setup kernel rootfs rootfs-python unit-test vmm-test agent-test e2e-test clean
 
 all: $(VMM_BIN) $(INIT_BIN) $(UNIT_BINS) $(GUEST_ELFS)
 
@@ -103,12 +103,15 @@ unit-test: $(UNIT_BINS)
 vmm-test: $(VMM_BIN) $(GUEST_ELFS)
 	KILN_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/vmm
 
-e2e-test: all rootfs
+agent-test: $(INIT_BIN) rootfs
+	KILN_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/agent
+
+e2e-test: all rootfs rootfs-python
 	KILN_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/e2e
 
 test: setup
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory unit-test vmm-test e2e-test
+	@$(MAKE) --no-print-directory unit-test vmm-test agent-test e2e-test
 
 asan: setup
 	@$(MAKE) --no-print-directory ASAN=1 all

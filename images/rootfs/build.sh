@@ -6,7 +6,8 @@
 #   BUILD_DIR/rootfs/          the staging tree: /init and /sbin/kiln-init
 #                              (one file, hard-linked), /bin/busybox and a
 #                              symlink per applet, empty /dev /proc /sys /tmp
-#                              /run /root /etc, /etc/passwd and /etc/group;
+#                              /run /root /etc, /etc/passwd and /etc/group,
+#                              the runtime bootstraps in /usr/lib/kiln/runtimes;
 #   BUILD_DIR/initramfs.cpio   that tree as an uncompressed newc archive, plus
 #                              a /dev/console node (5,1) so that the kernel
 #                              has a console before devtmpfs is mounted;
@@ -73,6 +74,20 @@ for a in $applets; do
 	esac
 	[ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"
 done
+
+# kiln's runtime bootstraps (runtimes/<name>/...) where kiln-init looks for
+# them: /usr/lib/kiln/runtimes/python/bootstrap.py, ... (docs/protocol.md).
+runtimes=$(cd "$(dirname "$0")/../../runtimes" && pwd) || die "runtimes/ not found"
+mkdir -p "$root/usr/lib/kiln/runtimes"
+(cd "$runtimes" && find . -type f \( -name '*.py' -o -name 'bootstrap' \) | LC_ALL=C sort) |
+	while read -r f; do
+		mkdir -p "$root/usr/lib/kiln/runtimes/$(dirname "$f")"
+		cp "$runtimes/$f" "$root/usr/lib/kiln/runtimes/$f"
+		case $f in
+		*/bootstrap) chmod 0755 "$root/usr/lib/kiln/runtimes/$f" ;;
+		*) chmod 0644 "$root/usr/lib/kiln/runtimes/$f" ;;
+		esac
+	done
 
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"

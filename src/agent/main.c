@@ -6,10 +6,17 @@
  * the VM off with its exit status through kiln's control page. The contract
  * with kiln-vmm is docs/guest-abi.md.
  *
+ * With kiln.agent=<port> on the kernel command line it also serves kiln's
+ * wire protocol on that vsock port (agent.c, docs/protocol.md): then without
+ * a command it runs no shell but serves until asked to stop.
+ *
  * Testing hooks (docs/guest-abi.md): KILN_INIT_CMDLINE_FILE replaces
- * /proc/cmdline and KILN_INIT_MEM_FILE replaces /dev/mem. When kiln-init is
+ * /proc/cmdline and KILN_INIT_MEM_FILE replaces /dev/mem; KILN_AGENT_LISTEN
+ * (vsock:PORT or unix:PATH) starts the agent on that address,
+ * KILN_AGENT_FNDIR, KILN_RUNTIME_DIR and KILN_PYTHON replace where functions
+ * go, where runtimes live and which python3 runs them. When kiln-init is
  * not PID 1 it only supervises: no mounts, no new session, no kill(-1), no
- * reboot; it exits with the status instead.
+ * reboot, no clock setting; it exits with the status instead.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,12 +31,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/agent.h"
 #include "agent/console.h"
 #include "agent/ctlpage.h"
 #include "agent/mounts.h"
 #include "agent/supervise.h"
 #include "common/argv.h"
 #include "common/log.h"
+#include "common/proto.h"
 
 #define INIT_PATH	  "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define INIT_SHELL	  "/bin/sh"
@@ -37,6 +46,8 @@
 #define INIT_MAIN_GRACE	  3000 /* ms between SIGTERM and SIGKILL for the command */
 #define INIT_SWEEP_GRACE  1000 /* ms for the leftovers, per signal */
 #define INIT_STATUS_USAGE 2    /* the command line cannot be parsed (as sh does) */
+#define INIT_FN_DIR	  "/run/kiln/fn"
+#define INIT_RUNTIME_DIR  "/usr/lib/kiln/runtimes"
 
 /* Reads the kernel command line into buf (NUL-terminated, trailing newline
  * removed). Returns 0 or -errno (-E2BIG when it does not fit). */
@@ -155,8 +166,59 @@ static void init_power_off(struct ctlpage *ctl, int status, bool pid1)
 		pause();
 }
 
-/* Runs the command (or the shell) and returns its exit status. */
-static int init_run(const char *cmdline, bool pid1, bool foreground)
+/* The python3 that runs the python runtime: $KILN_PYTHON, else the first
+ * of the usual places that exists. */
+static const char *init_python(void)
+{
+	static const char *const places[] = {"/usr/bin/python3", "/usr/local/bin/python3"};
+	const char *env = getenv("KILN_PYTHON");
+
+	if (env && *env)
+		return env;
+	for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
+		if (access(places[i], X_OK) == 0)
+			return places[i];
+	}
+	return places[0];
+}
+
+/* Starts the agent when KILN_AGENT_LISTEN or kiln.agent=<port> asks for it.
+ * Returns NULL when not asked, or when it cannot start (logged). */
+static struct agent *init_start_agent(const char *cmdline, bool pid1)
+{
+	const char *listen = getenv("KILN_AGENT_LISTEN");
+	const char *fn_dir = getenv("KILN_AGENT_FNDIR");
+	const char *rt_dir = getenv("KILN_RUNTIME_DIR");
+	struct agent_config cfg;
+	char port[16], addr[32];
+	struct agent *a;
+	int err;
+
+	if (!listen || !*listen) {
+		err = argv_get_param(cmdline, "kiln.agent", port, sizeof(port));
+		if (err == -ENOENT)
+			return NULL;
+		if (err || !*port) {
+			log_warn("bad kiln.agent= parameter; no agent");
+			return NULL;
+		}
+		snprintf(addr, sizeof(addr), "vsock:%s", port);
+		listen = addr;
+	}
+	cfg.listen = listen;
+	cfg.fn_base = fn_dir && *fn_dir ? fn_dir : INIT_FN_DIR;
+	cfg.runtime_dir = rt_dir && *rt_dir ? rt_dir : INIT_RUNTIME_DIR;
+	cfg.python = init_python();
+	cfg.set_clock = pid1;
+	a = agent_create(&cfg);
+	if (!a)
+		log_error("cannot start the agent on %s", listen);
+	return a;
+}
+
+/* Runs the command (or the shell; with the agent, nothing) and returns its
+ * exit status. With the agent, serves it meanwhile. */
+static int init_run(const char *cmdline, bool pid1, bool foreground, struct agent *agent)
 {
 	static char shell_arg0[] = "-sh"; /* a login shell */
 	static char *const shell_argv[] = {shell_arg0, NULL};
@@ -184,13 +246,23 @@ static int init_run(const char *cmdline, bool pid1, bool foreground)
 			argv = words;
 		}
 	}
+	if (agent && !words) {
+		/* The agent alone: serve until asked to stop. */
+		status = agent_run(agent, -1, INIT_MAIN_GRACE);
+		if (pid1)
+			supervise_sweep(true, -1, INIT_SWEEP_GRACE);
+		return status;
+	}
 	pid = supervise_spawn(file, argv, foreground);
 	if (pid < 0) {
 		log_error("cannot run %s: fork: %s", file, strerror((int)-pid));
 		argv_free(words);
 		return 127;
 	}
-	status = supervise_wait(pid, INIT_MAIN_GRACE);
+	if (agent)
+		status = agent_run(agent, pid, INIT_MAIN_GRACE);
+	else
+		status = supervise_wait(pid, INIT_MAIN_GRACE);
 	supervise_sweep(pid1, pid, INIT_SWEEP_GRACE);
 	argv_free(words);
 	return status;
@@ -202,6 +274,7 @@ int main(void)
 	bool pid1 = getpid() == 1, foreground = false;
 	static char cmdline[INIT_CMDLINE_MAX];
 	struct ctlpage *ctl = NULL;
+	struct agent *agent = NULL;
 	int status, err;
 
 	log_set_program("kiln-init");
@@ -225,16 +298,21 @@ int main(void)
 
 	err = init_read_cmdline(cmdline_path ? cmdline_path : "/proc/cmdline", cmdline,
 				sizeof(cmdline));
-	if (err == 0)
+	if (err == 0) {
 		ctl = init_open_ctl(cmdline);
+		/* Listening before "ready": ready means the host may connect. */
+		agent = init_start_agent(cmdline, pid1);
+	}
 	init_announce_ready(ctl);
 
 	if (err) {
 		log_error("cannot read the kernel command line: %s", strerror(-err));
 		status = INIT_STATUS_USAGE;
 	} else {
-		status = init_run(cmdline, pid1, foreground);
+		status = init_run(cmdline, pid1, foreground, agent);
 	}
+	/* Its processes end before the power-off (and the sweep's kill(-1)). */
+	agent_destroy(agent);
 
 	init_power_off(ctl, status, pid1);
 	ctlpage_destroy(ctl);
