@@ -14,7 +14,7 @@
  * instructions KVM's emulator lacks, and switch on the guest kernel's
  * SYSCALL fix-up (images/kernel/patches). */
 #define KCMDLINE_COMPAT \
-	"clearcpuid=smap,smep,xsave,popcnt,fsgsbase,rdpid,pku,umip kiln_syscall_fixup=1"
+	"clearcpuid=smap,smep,xsave,popcnt,fsgsbase,rdpid,pku,umip,erms,fsrm kiln_syscall_fixup=1"
 
 /* Returns a newly allocated command line: KCMDLINE_BASE, then KCMDLINE_COMPAT
  * when `compat`, then `user` (may be NULL). kiln's own arguments come first,
