@@ -20,7 +20,7 @@ WARNINGS := -Wall -Wextra -Werror -Wformat=2 -Winit-self -Wmissing-prototypes \
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARNINGS) -Isrc -MMD -MP
 LDFLAGS ?=
-LDLIBS  := -lpthread
+LDLIBS  := -lpthread -ljansson
 
 ifeq ($(ASAN),1)
 BUILD   := build-asan

@@ -1,7 +1,19 @@
-/* machine.c - a whole microVM: VM + devices + vCPU threads + console. */
+/* machine.c - a whole microVM: VM + devices + vCPU threads + console, and
+ * what the control socket does with it: pause, resume, snapshot, restore.
+ *
+ * Pausing: the control thread sets `pause_req`, sets every vCPU's
+ * immediate_exit and kicks it with a signal; each vCPU thread, back from
+ * KVM_RUN, completes any pending port/MMIO exit (vcpu_complete_io: no guest
+ * instruction runs) and parks on `park_cond`. The control thread waits on
+ * `parked_cond` until all are parked. Snapshot capture then runs on the I/O
+ * loop thread (evloop_call_sync), so no device is serving a queue or a
+ * socket while device state and guest memory are read. See
+ * docs/snapshots.md.
+ */
 #include "vmm/machine.h"
 
 #include "common/log.h"
+#include "vmm/api.h"
 #include "vmm/boot/boot.h"
 #include "vmm/devices/ctl.h"
 #include "vmm/devices/i8042.h"
@@ -10,6 +22,8 @@
 #include "vmm/iobus.h"
 #include "vmm/kcmdline.h"
 #include "vmm/layout.h"
+#include "vmm/snapshot/kvm_state.h"
+#include "vmm/snapshot/snapshot.h"
 #include "vmm/vcpu.h"
 #include "vmm/virtio/blk.h"
 #include "vmm/virtio/mmio.h"
@@ -21,12 +35,14 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +59,7 @@ struct machine_virtio {
 	void *dev;
 	struct virtio_mmio *transport;
 	void (*destroy)(void *dev);
+	uint32_t device_id; /* VIRTIO_ID_BLOCK or VIRTIO_ID_VSOCK */
 };
 
 struct machine_cpu {
@@ -50,6 +67,14 @@ struct machine_cpu {
 	struct vcpu *vcpu;
 	pthread_t thread;
 	bool started;
+	bool ran; /* KVM_RUN since it last completed its I/O */
+};
+
+enum machine_state {
+	MACHINE_WAITING, /* no guest yet: waits for a restore */
+	MACHINE_RUNNING,
+	MACHINE_PAUSED,
+	MACHINE_BROKEN, /* a restore failed half-way: only stop is possible */
 };
 
 struct machine {
@@ -75,6 +100,19 @@ struct machine {
 	pthread_mutex_t lock;
 	atomic_bool stopping;
 	int status;
+
+	/* Pausing (under `lock`). */
+	pthread_cond_t park_cond;   /* parked vCPUs wait here */
+	pthread_cond_t parked_cond; /* the control thread waits for them here */
+	atomic_bool pause_req;
+	unsigned int nparked;
+
+	/* Control thread only. */
+	enum machine_state state;
+	struct api *api;
+	uint64_t max_mem;
+	struct snap_backing backing; /* where guest RAM's contents come from */
+	char restored_from[PATH_MAX];
 };
 
 static uint64_t machine_start_ns;
@@ -111,6 +149,8 @@ static void machine_stop(struct machine *m, int status)
 	}
 	m->status = status;
 	atomic_store(&m->stopping, true);
+	pthread_cond_broadcast(&m->park_cond);
+	pthread_cond_broadcast(&m->parked_cond);
 	for (unsigned int i = 0; i < m->ncpus; i++) {
 		struct machine_cpu *c = &m->cpus[i];
 
@@ -142,32 +182,71 @@ static void machine_on_reset(void *opaque)
 	machine_stop(opaque, 0);
 }
 
+/* Stops the machine for a vCPU that must stop (`r`, enum vcpu_stop). */
+static void machine_cpu_stopped(struct machine *m, int r)
+{
+	switch (r) {
+	case VCPU_STOP_SYSTEM:
+	case VCPU_STOP_HALTED:
+		machine_stop(m, 0);
+		break;
+	default:
+		machine_stop(m, 1);
+		break;
+	}
+}
+
+/* A pause was asked for: leave the vCPU in a consistent state (no I/O exit
+ * half done) and wait until resumed or stopped. */
+static void machine_cpu_park(struct machine_cpu *c)
+{
+	struct machine *m = c->m;
+
+	if (c->ran) {
+		int r = vcpu_complete_io(c->vcpu, m->bus);
+
+		c->ran = false;
+		if (r > 0)
+			machine_cpu_stopped(m, r);
+	}
+	pthread_mutex_lock(&m->lock);
+	m->nparked++;
+	pthread_cond_broadcast(&m->parked_cond);
+	while (atomic_load(&m->pause_req) && !atomic_load(&m->stopping))
+		pthread_cond_wait(&m->park_cond, &m->lock);
+	m->nparked--;
+	if (!atomic_load(&m->stopping))
+		c->vcpu->run->immediate_exit = 0;
+	pthread_mutex_unlock(&m->lock);
+}
+
 static void *machine_cpu_thread(void *arg)
 {
 	struct machine_cpu *c = arg;
 	struct machine *m = c->m;
+	bool first = c->vcpu->index == 0;
 	sigset_t set;
 
 	sigemptyset(&set);
 	sigaddset(&set, MACHINE_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-	if (c->vcpu->index == 0)
-		log_debug("timing: first guest entry at %.3f ms",
-			  (double)machine_uptime_ns() / 1e6);
-	while (!atomic_load(&m->stopping)) {
-		int r = vcpu_run_once(c->vcpu, m->bus);
+	for (;;) {
+		int r;
 
+		if (atomic_load(&m->pause_req))
+			machine_cpu_park(c);
+		if (atomic_load(&m->stopping))
+			break;
+		if (first) {
+			log_debug("timing: first guest entry at %.3f ms",
+				  (double)machine_uptime_ns() / 1e6);
+			first = false;
+		}
+		r = vcpu_run_once(c->vcpu, m->bus);
+		c->ran = true;
 		if (r == 0 || r == -EINTR)
 			continue;
-		switch (r) {
-		case VCPU_STOP_SYSTEM:
-		case VCPU_STOP_HALTED:
-			machine_stop(m, 0);
-			break;
-		default:
-			machine_stop(m, 1);
-			break;
-		}
+		machine_cpu_stopped(m, r);
 	}
 	return NULL;
 }
@@ -230,10 +309,10 @@ static int machine_virtio_slot(const struct machine *m, uint64_t *base, unsigned
 
 /* Records a virtio device created at the slot machine_virtio_slot() gave. */
 static void machine_virtio_add(struct machine *m, void *dev, struct virtio_mmio *transport,
-			       void (*destroy)(void *dev))
+			       void (*destroy)(void *dev), uint32_t device_id)
 {
 	m->virtio[m->nvirtio++] = (struct machine_virtio){
-		.dev = dev, .transport = transport, .destroy = destroy};
+		.dev = dev, .transport = transport, .destroy = destroy, .device_id = device_id};
 }
 
 static void machine_blk_destroy(void *dev)
@@ -246,12 +325,30 @@ static void machine_vsock_destroy(void *dev)
 	virtio_vsock_destroy(dev);
 }
 
-/* Adds the virtio-vsock device whose host side is cfg->vsock_uds. */
-static int machine_attach_vsock(struct machine *m, const struct machine_config *cfg)
+/* Adds a virtio-blk device for the disk image `d`. */
+static int machine_add_blk(struct machine *m, const struct machine_disk *d)
+{
+	struct virtio_blk *b;
+	uint64_t base;
+	unsigned int irq;
+
+	if (machine_virtio_slot(m, &base, &irq) < 0) {
+		log_error("too many virtio devices");
+		return -ENOSPC;
+	}
+	b = virtio_blk_create(d->path, d->read_only, m->vm, m->bus, m->loop, base, irq);
+	if (!b)
+		return -EINVAL;
+	machine_virtio_add(m, b, virtio_blk_transport(b), machine_blk_destroy, VIRTIO_ID_BLOCK);
+	return 0;
+}
+
+/* Adds the virtio-vsock device whose host side is the socket `uds`. */
+static int machine_add_vsock(struct machine *m, const char *uds, uint64_t cid)
 {
 	struct virtio_vsock_config vcfg = {
-		.guest_cid = cfg->vsock_cid ? cfg->vsock_cid : VSOCK_DEFAULT_GUEST_CID,
-		.uds_path = cfg->vsock_uds,
+		.guest_cid = cid ? cid : VSOCK_DEFAULT_GUEST_CID,
+		.uds_path = uds,
 	};
 	struct virtio_vsock *v;
 	uint64_t base;
@@ -268,37 +365,30 @@ static int machine_attach_vsock(struct machine *m, const struct machine_config *
 		virtio_vsock_destroy(v);
 		return -EINVAL;
 	}
-	machine_virtio_add(m, v, virtio_vsock_transport(v), machine_vsock_destroy);
+	machine_virtio_add(m, v, virtio_vsock_transport(v), machine_vsock_destroy, VIRTIO_ID_VSOCK);
 	return 0;
 }
 
-/* Adds the virtio devices the configuration asks for. To add another kind
- * (vsock, net): take a slot, create it on m->vm/m->bus/m->loop, and
- * machine_virtio_add() it; the command line and teardown follow. */
+/* Adds the virtio devices the configuration asks for: disks first, then
+ * vsock (a restore recreates them in the same slots). To add another kind
+ * (net): take a slot, create it on m->vm/m->bus/m->loop, and
+ * machine_virtio_add() it; the command line, teardown and snapshots follow
+ * once it has save/restore. */
 static int machine_attach_virtio(struct machine *m, const struct machine_config *cfg)
 {
-	uint64_t base;
-	unsigned int irq;
+	int ret;
 
 	if (cfg->ndisks > MACHINE_MAX_DISKS) {
 		log_error("at most %d disks", MACHINE_MAX_DISKS);
 		return -EINVAL;
 	}
 	for (unsigned int i = 0; i < cfg->ndisks; i++) {
-		struct virtio_blk *b;
-
-		if (machine_virtio_slot(m, &base, &irq) < 0) {
-			log_error("too many virtio devices");
-			return -ENOSPC;
-		}
-		b = virtio_blk_create(cfg->disks[i].path, cfg->disks[i].read_only, m->vm, m->bus,
-				      m->loop, base, irq);
-		if (!b)
-			return -EINVAL;
-		machine_virtio_add(m, b, virtio_blk_transport(b), machine_blk_destroy);
+		ret = machine_add_blk(m, &cfg->disks[i]);
+		if (ret < 0)
+			return ret;
 	}
 	if (cfg->vsock_uds)
-		return machine_attach_vsock(m, cfg);
+		return machine_add_vsock(m, cfg->vsock_uds, cfg->vsock_cid);
 	return 0;
 }
 
@@ -327,13 +417,48 @@ static char *machine_user_cmdline(const struct machine *m, const char *user)
 	return out;
 }
 
+/* Loads the kernel and initrd and puts the boot vCPU at its entry point. */
+static int machine_boot(struct machine *m, const struct machine_config *cfg)
+{
+	bool compat = cfg->compat && vm_host_is_nested_pvm();
+	struct boot_args args;
+	char *cmdline, *user;
+	int ret;
+
+	user = machine_user_cmdline(m, cfg->cmdline);
+	cmdline = user ? kcmdline_build(user, compat) : NULL;
+	free(user);
+	if (!cmdline) {
+		log_error("out of memory");
+		return -ENOMEM;
+	}
+	if (compat)
+		log_info("nested KVM (kvm_pvm) detected: added guest kernel arguments: %s",
+			 KCMDLINE_COMPAT);
+	args = (struct boot_args){
+		.kernel_path = cfg->kernel,
+		.initrd_path = cfg->initrd,
+		.cmdline = cmdline,
+		.vcpus = cfg->vcpus,
+	};
+	ret = boot_prepare(&m->vm->mem, &args, &m->boot);
+	free(cmdline);
+	return ret;
+}
+
+static uint64_t machine_host_ram(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+
+	if (pages <= 0 || size <= 0)
+		return UINT64_MAX;
+	return (uint64_t)pages * (uint64_t)size;
+}
+
 struct machine *machine_create(const struct machine_config *cfg)
 {
 	struct machine *m;
-	struct boot_args args;
-	bool compat = cfg->compat && vm_host_is_nested_pvm();
-	char *cmdline, *user;
-	int ret;
+	pthread_condattr_t attr;
 
 	if (cfg->vcpus < 1 || cfg->vcpus > BOOT_MAX_VCPUS) {
 		log_error("--vcpus must be between 1 and %d", BOOT_MAX_VCPUS);
@@ -346,7 +471,14 @@ struct machine *machine_create(const struct machine_config *cfg)
 	}
 	m->console_fd = -1;
 	m->stop_fd = -1;
+	snap_backing_init(&m->backing);
+	m->max_mem = cfg->max_mem_mib ? cfg->max_mem_mib << 20 : machine_host_ram();
 	pthread_mutex_init(&m->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&m->park_cond, &attr);
+	pthread_cond_init(&m->parked_cond, &attr);
+	pthread_condattr_destroy(&attr);
 	m->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (m->stop_fd < 0) {
 		log_error("eventfd: %s", strerror(errno));
@@ -362,29 +494,11 @@ struct machine *machine_create(const struct machine_config *cfg)
 	if (!m->loop)
 		goto out_destroy;
 
-	/* Devices first: the virtio ones put arguments on the command line. */
-	if (machine_attach_devices(m) < 0 || machine_attach_virtio(m, cfg) < 0)
+	/* Devices first: the virtio ones put arguments on the command line. A
+	 * machine without a kernel gets its virtio devices from its snapshot. */
+	if (machine_attach_devices(m) < 0)
 		goto out_destroy;
-
-	user = machine_user_cmdline(m, cfg->cmdline);
-	cmdline = user ? kcmdline_build(user, compat) : NULL;
-	free(user);
-	if (!cmdline) {
-		log_error("out of memory");
-		goto out_destroy;
-	}
-	if (compat)
-		log_info("nested KVM (kvm_pvm) detected: added guest kernel arguments: %s",
-			 KCMDLINE_COMPAT);
-	args = (struct boot_args){
-		.kernel_path = cfg->kernel,
-		.initrd_path = cfg->initrd,
-		.cmdline = cmdline,
-		.vcpus = cfg->vcpus,
-	};
-	ret = boot_prepare(&m->vm->mem, &args, &m->boot);
-	free(cmdline);
-	if (ret < 0)
+	if (cfg->kernel && (machine_attach_virtio(m, cfg) < 0 || machine_boot(m, cfg) < 0))
 		goto out_destroy;
 
 	for (unsigned int i = 0; i < cfg->vcpus; i++) {
@@ -394,8 +508,20 @@ struct machine *machine_create(const struct machine_config *cfg)
 			goto out_destroy;
 		m->ncpus++;
 	}
-	if (vcpu_setup_boot(m->cpus[0].vcpu, &m->boot) < 0)
-		goto out_destroy;
+	if (cfg->kernel) {
+		if (vcpu_setup_boot(m->cpus[0].vcpu, &m->boot) < 0)
+			goto out_destroy;
+		m->state = MACHINE_RUNNING;
+	} else {
+		/* vCPU threads park at once until a restore. */
+		m->state = MACHINE_WAITING;
+		atomic_store(&m->pause_req, true);
+	}
+	if (cfg->api_sock) {
+		m->api = api_create(cfg->api_sock, m->loop);
+		if (!m->api)
+			goto out_destroy;
+	}
 	return m;
 
 out_destroy:
@@ -425,6 +551,705 @@ static void machine_tty_restore(struct machine *m)
 	}
 }
 
+/* ---- pause, resume, snapshot, restore (control thread) ----------------------- */
+
+/* Milliseconds since start_ns, to the microsecond. */
+static double machine_ms_since(uint64_t start_ns)
+{
+	return (double)((machine_now_ns() - start_ns + 500) / 1000) / 1e3;
+}
+
+static const char *machine_state_name(enum machine_state s)
+{
+	switch (s) {
+	case MACHINE_WAITING:
+		return "waiting";
+	case MACHINE_RUNNING:
+		return "running";
+	case MACHINE_PAUSED:
+		return "paused";
+	default:
+		return "broken";
+	}
+}
+
+/* Parks every started vCPU (see the top of this file). Returns 0, or
+ * -ESHUTDOWN when the machine stops meanwhile, -ETIMEDOUT when a vCPU does
+ * not park within 5 s (the pause is then undone). */
+static int machine_pause_vcpus(struct machine *m)
+{
+	struct timespec deadline;
+	unsigned int started = 0;
+	int ret = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += 5;
+	pthread_mutex_lock(&m->lock);
+	if (atomic_load(&m->stopping)) {
+		pthread_mutex_unlock(&m->lock);
+		return -ESHUTDOWN;
+	}
+	atomic_store(&m->pause_req, true);
+	for (unsigned int i = 0; i < m->ncpus; i++) {
+		struct machine_cpu *c = &m->cpus[i];
+
+		c->vcpu->run->immediate_exit = 1;
+		if (c->started) {
+			started++;
+			pthread_kill(c->thread, MACHINE_KICK_SIGNAL);
+		}
+	}
+	while (m->nparked < started && !atomic_load(&m->stopping) && !ret)
+		ret = pthread_cond_timedwait(&m->parked_cond, &m->lock, &deadline);
+	if (atomic_load(&m->stopping)) {
+		ret = -ESHUTDOWN;
+	} else if (ret) {
+		log_error("a vCPU did not stop within 5 s; not pausing");
+		atomic_store(&m->pause_req, false);
+		pthread_cond_broadcast(&m->park_cond);
+		ret = -ETIMEDOUT;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return ret;
+}
+
+static void machine_resume_vcpus(struct machine *m)
+{
+	pthread_mutex_lock(&m->lock);
+	atomic_store(&m->pause_req, false);
+	for (unsigned int i = 0; i < m->ncpus; i++)
+		if (!m->cpus[i].started && !atomic_load(&m->stopping))
+			m->cpus[i].vcpu->run->immediate_exit = 0;
+	pthread_cond_broadcast(&m->park_cond);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* ---- snapshot ---- */
+
+struct machine_snap_ctx {
+	struct machine *m;
+	const char *dir;
+	bool diff;
+	int ret;
+	char why[512];
+	char real[PATH_MAX];
+	struct snap_mem_stats st;
+	size_t state_len;
+	uint32_t crc;
+	double state_ms, memory_ms, write_ms;
+};
+
+static void machine_put_devices(struct machine *m, struct snap_writer *w)
+{
+	snap_begin(w, SNAP_SEC_DEVICES, 0);
+	snap_put_u32(w, m->nvirtio);
+	for (unsigned int i = 0; i < m->nvirtio; i++)
+		snap_put_u32(w, m->virtio[i].device_id);
+	snap_end(w);
+	serial_save(m->serial, w);
+	i8042_save(m->i8042, w);
+	ctl_save(m->ctl, w);
+	for (unsigned int i = 0; i < m->nvirtio; i++) {
+		struct machine_virtio *d = &m->virtio[i];
+
+		/* The back end first: vsock hands back a buffer it holds. */
+		if (d->device_id == VIRTIO_ID_BLOCK)
+			virtio_blk_save(d->dev, w, (uint16_t)i);
+		else if (d->device_id == VIRTIO_ID_VSOCK)
+			virtio_vsock_save(d->dev, w, (uint16_t)i);
+		virtio_mmio_save(d->transport, w, (uint16_t)i);
+	}
+}
+
+/* On the loop thread, vCPUs parked: nothing else touches guest RAM or the
+ * devices while this runs. */
+static void machine_snapshot_cb(void *opaque, uint32_t events)
+{
+	struct machine_snap_ctx *x = opaque;
+	struct machine *m = x->m;
+	struct guest_mem *mem = &m->vm->mem;
+	struct snap_extents ext = {0};
+	struct snap_writer w;
+	uint64_t t0 = machine_now_ns(), t1;
+	int newfd = -1, ret;
+
+	(void)events;
+	if (x->diff && !m->backing.file_backed) {
+		x->ret = -EINVAL;
+		snprintf(x->why, sizeof(x->why),
+			 "a diff snapshot needs a parent: restore this VM from a snapshot, or take "
+			 "a full snapshot first");
+		return;
+	}
+	/* Checked before anything in the directory is removed. */
+	if (x->diff && realpath(x->dir, x->real) && strcmp(x->real, m->backing.parent_dir) == 0) {
+		x->ret = -EINVAL;
+		snprintf(x->why, sizeof(x->why),
+			 "%.400s is this diff snapshot's parent; write the diff to another "
+			 "directory",
+			 x->real);
+		return;
+	}
+	ret = snap_dir_prepare(x->dir, x->why, sizeof(x->why));
+	if (ret < 0) {
+		x->ret = ret;
+		return;
+	}
+	if (!realpath(x->dir, x->real)) {
+		x->ret = -errno;
+		snprintf(x->why, sizeof(x->why), "%s: %s", x->dir, strerror(errno));
+		return;
+	}
+	ret = snap_writer_init(&w);
+	if (ret < 0) {
+		x->ret = ret;
+		snprintf(x->why, sizeof(x->why), "out of memory");
+		return;
+	}
+	snap_put_meta(&w, mem->size, m->ncpus, x->diff);
+	if (x->diff) {
+		snap_begin(&w, SNAP_SEC_PARENT, 0);
+		snap_put_u32(&w, m->backing.parent_crc);
+		snap_put_u32(&w, (uint32_t)strlen(m->backing.parent_dir));
+		snap_put_bytes(&w, m->backing.parent_dir, strlen(m->backing.parent_dir));
+		snap_end(&w);
+	}
+	machine_put_devices(m, &w);
+	ret = kvm_state_save_vm(m->vm, &w);
+	for (unsigned int i = 0; i < m->ncpus && !ret; i++)
+		ret = kvm_state_save_vcpu(m->cpus[i].vcpu, &w);
+	if (ret < 0) {
+		snprintf(x->why, sizeof(x->why), "cannot read the VM's state from KVM: %s",
+			 strerror(-ret));
+		goto out_release;
+	}
+	x->state_ms = machine_ms_since(t0);
+	t1 = machine_now_ns();
+	ret = snap_write_memory(x->real, mem, &m->backing, x->diff, &ext, &x->st,
+				x->diff ? NULL : &newfd, x->why, sizeof(x->why));
+	if (ret < 0)
+		goto out_release;
+	x->memory_ms = machine_ms_since(t1);
+	t1 = machine_now_ns();
+	if (x->diff) {
+		snap_begin(&w, SNAP_SEC_MEM_EXTENTS, 0);
+		snap_put_u64(&w, ext.n);
+		for (size_t i = 0; i < ext.n; i++) {
+			snap_put_u64(&w, ext.v[i].page);
+			snap_put_u64(&w, ext.v[i].npages);
+		}
+		snap_end(&w);
+	}
+	ret = snap_writer_seal(&w, &x->crc);
+	if (ret < 0) {
+		snprintf(x->why, sizeof(x->why), "cannot build the state file: %s", strerror(-ret));
+		goto out_release;
+	}
+	x->state_len = w.len;
+	ret = snap_write_state(x->real, w.buf, w.len, x->why, sizeof(x->why));
+	if (ret < 0)
+		goto out_release;
+	x->write_ms = machine_ms_since(t1);
+	if (!x->diff) {
+		/* From now on RAM is the new file, copied on write: the next
+		 * diff holds what changes after this snapshot. */
+		ret = snap_mem_map(mem, newfd, NULL);
+		if (ret < 0) {
+			log_error("cannot map the new memory file over guest RAM: %s; stopping",
+				  strerror(-ret));
+			machine_stop(m, 1);
+			snprintf(x->why, sizeof(x->why),
+				 "snapshot written, but guest RAM could not be re-mapped: %s",
+				 strerror(-ret));
+			goto out_release;
+		}
+		snap_backing_release(&m->backing);
+		m->backing.file_backed = true;
+		m->backing.base_fd = newfd;
+		newfd = -1;
+		memcpy(m->backing.parent_dir, x->real, sizeof(m->backing.parent_dir));
+		m->backing.parent_crc = x->crc;
+	}
+out_release:
+	x->ret = ret;
+	if (newfd >= 0)
+		close(newfd);
+	snap_extents_release(&ext);
+	snap_writer_release(&w);
+}
+
+static json_t *machine_op_snapshot(struct machine *m, json_t *req)
+{
+	json_t *dir = json_object_get(req, "dir"), *diff = json_object_get(req, "diff");
+	struct machine_snap_ctx x = {.m = m};
+	uint64_t t0 = machine_now_ns();
+	bool was_running = m->state == MACHINE_RUNNING;
+	double pause_ms;
+	int ret;
+
+	if (!json_is_string(dir) || !*json_string_value(dir))
+		return api_error("snapshot needs \"dir\": the snapshot directory");
+	if (diff && !json_is_boolean(diff))
+		return api_error("\"diff\" must be true or false");
+	if (m->state != MACHINE_RUNNING && m->state != MACHINE_PAUSED)
+		return api_error("cannot snapshot: the VM is %s", machine_state_name(m->state));
+	x.dir = json_string_value(dir);
+	x.diff = diff && json_is_true(diff);
+	if (was_running) {
+		ret = machine_pause_vcpus(m);
+		if (ret < 0)
+			return api_error("cannot pause the VM: %s", strerror(-ret));
+	}
+	pause_ms = machine_ms_since(t0);
+	evloop_call_sync(m->loop, machine_snapshot_cb, &x);
+	if (was_running && !atomic_load(&m->stopping))
+		machine_resume_vcpus(m);
+	if (x.ret < 0)
+		return api_error("snapshot failed: %s", x.why);
+	log_debug("timing: snapshot %s in %.3f ms (pause %.3f, state %.3f, memory %.3f, files "
+		  "%.3f), %llu pages written",
+		  x.real, machine_ms_since(t0), pause_ms, x.state_ms, x.memory_ms, x.write_ms,
+		  (unsigned long long)x.st.pages_written);
+	{
+		char crc[9];
+		json_t *r;
+
+		snprintf(crc, sizeof(crc), "%08x", x.crc);
+		r = json_pack("{s:b, s:s, s:b, s:s, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I}",
+			      "ok", 1, "dir", x.real, "diff", x.diff, "checksum", crc, "pause_ms",
+			      pause_ms, "state_ms", x.state_ms, "memory_ms", x.memory_ms,
+			      "write_ms", x.write_ms, "total_ms", machine_ms_since(t0),
+			      "memory_pages", (json_int_t)x.st.pages_written, "memory_bytes",
+			      (json_int_t)x.st.bytes_written, "memory_extents",
+			      (json_int_t)x.st.extents, "state_bytes", (json_int_t)x.state_len);
+		return r;
+	}
+}
+
+/* ---- restore ---- */
+
+struct machine_restore_ctx {
+	struct machine *m;
+	struct snap_image *img;
+	const struct machine_restore_params *p;
+	uint32_t ids[MACHINE_MAX_VIRTIO];
+	unsigned int nids;
+	uint64_t vsock_cid;
+	int ret;
+	char why[512];
+};
+
+static int machine_restore_fail(struct machine_restore_ctx *x, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int machine_restore_fail(struct machine_restore_ctx *x, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(x->why, sizeof(x->why), fmt, ap);
+	va_end(ap);
+	x->ret = err;
+	return err;
+}
+
+/* Checks the snapshot's device table against the host paths given, before
+ * anything is created: disk count, sizes and modes, the vsock socket. */
+static int machine_restore_check(struct machine_restore_ctx *x)
+{
+	const struct snap_file *f = &x->img->file;
+	const struct machine_restore_params *p = x->p;
+	struct snap_section s;
+	struct snap_rd r;
+	unsigned int disk = 0;
+	bool vsock = false;
+
+	if (!snap_find(f, SNAP_SEC_DEVICES, 0, &s))
+		return machine_restore_fail(x, -EINVAL, "the snapshot has no device table");
+	snap_rd_init(&r, &s);
+	x->nids = snap_get_u32(&r);
+	if (r.err || x->nids > MACHINE_MAX_VIRTIO || (uint64_t)x->nids * 4 != r.len - r.off)
+		return machine_restore_fail(x, -EINVAL, "malformed device table in the snapshot");
+	for (unsigned int i = 0; i < x->nids; i++)
+		x->ids[i] = snap_get_u32(&r);
+	for (unsigned int i = 0; i < x->nids; i++) {
+		struct snap_section bs;
+		struct stat st;
+		uint64_t cap;
+		bool ro;
+
+		if (x->ids[i] == VIRTIO_ID_VSOCK) {
+			if (vsock || !snap_find(f, SNAP_SEC_VIRTIO_VSOCK, (uint16_t)i, &bs) ||
+			    virtio_vsock_saved_cid(&bs, &x->vsock_cid) < 0)
+				return machine_restore_fail(
+					x, -EINVAL, "malformed vsock device in the snapshot");
+			vsock = true;
+			continue;
+		}
+		if (x->ids[i] != VIRTIO_ID_BLOCK)
+			return machine_restore_fail(x, -EINVAL,
+						    "the snapshot has a virtio device of unknown "
+						    "kind %u",
+						    x->ids[i]);
+		/* u64 capacity, u8 read-only, 20 bytes serial (virtio_blk_save) */
+		if (!snap_find(f, SNAP_SEC_VIRTIO_BLK, (uint16_t)i, &bs) || bs.len != 8 + 1 + 20)
+			return machine_restore_fail(x, -EINVAL,
+						    "malformed disk device in the snapshot");
+		snap_rd_init(&r, &bs);
+		cap = snap_get_u64(&r);
+		ro = snap_get_u8(&r);
+		if (disk >= p->ndisks) {
+			disk++;
+			continue; /* counted below */
+		}
+		if (stat(p->disks[disk].path, &st) < 0)
+			return machine_restore_fail(x, -errno, "disk %s: %s", p->disks[disk].path,
+						    strerror(errno));
+		if (S_ISREG(st.st_mode) && (uint64_t)st.st_size / VIRTIO_BLK_SECTOR != cap)
+			return machine_restore_fail(
+				x, -EINVAL,
+				"disk %s has %llu sectors; the snapshot's disk %u had %llu: "
+				"restore "
+				"with the same disk images",
+				p->disks[disk].path,
+				(unsigned long long)((uint64_t)st.st_size / VIRTIO_BLK_SECTOR),
+				disk + 1, (unsigned long long)cap);
+		if (ro != p->disks[disk].read_only)
+			return machine_restore_fail(
+				x, -EINVAL, "disk %s must be %s, as it was in the snapshot",
+				p->disks[disk].path, ro ? "read-only" : "read-write (,rw)");
+		disk++;
+	}
+	if (disk != p->ndisks)
+		return machine_restore_fail(
+			x, -EINVAL,
+			"the snapshot has %u disk(s), %u given: restore with the "
+			"same disk set",
+			disk, p->ndisks);
+	if (vsock && !p->vsock_uds)
+		return machine_restore_fail(x, -EINVAL,
+					    "the snapshot has a vsock device: give its host socket "
+					    "(--vsock-uds / \"vsock_uds\")");
+	if (!vsock && p->vsock_uds)
+		return machine_restore_fail(x, -EINVAL,
+					    "the snapshot has no vsock device, but a vsock socket "
+					    "was given");
+	return 0;
+}
+
+/* Loads a device section of the snapshot with `fn`. */
+static int machine_restore_section(struct machine_restore_ctx *x, uint16_t type, const char *what,
+				   int (*fn)(void *dev, const struct snap_section *s), void *dev)
+{
+	struct snap_section s;
+
+	if (!snap_find(&x->img->file, type, 0, &s))
+		return machine_restore_fail(x, -EINVAL, "the snapshot has no %s state", what);
+	if (fn(dev, &s) < 0)
+		return machine_restore_fail(x, -EINVAL, "the snapshot's %s state is malformed",
+					    what);
+	return 0;
+}
+
+static int machine_serial_restore(void *dev, const struct snap_section *s)
+{
+	return serial_restore(dev, s);
+}
+
+static int machine_i8042_restore(void *dev, const struct snap_section *s)
+{
+	return i8042_restore(dev, s);
+}
+
+static int machine_ctl_restore(void *dev, const struct snap_section *s)
+{
+	return ctl_restore(dev, s);
+}
+
+/* On the loop thread (or inline before it runs), vCPUs parked. */
+static void machine_restore_cb(void *opaque, uint32_t events)
+{
+	struct machine_restore_ctx *x = opaque;
+	struct machine *m = x->m;
+	const struct snap_file *f = &x->img->file;
+	unsigned int disk = 0;
+	char sub[384];
+	int ret;
+
+	(void)events;
+	for (unsigned int i = 0; i < x->nids; i++) {
+		if (x->ids[i] == VIRTIO_ID_BLOCK)
+			ret = machine_add_blk(m, &x->p->disks[disk++]);
+		else
+			ret = machine_add_vsock(m, x->p->vsock_uds, x->vsock_cid);
+		if (ret < 0) {
+			machine_restore_fail(x, ret, "cannot attach virtio device %u (see the log)",
+					     i);
+			return;
+		}
+	}
+	for (unsigned int i = 0; i < m->nvirtio; i++) {
+		struct machine_virtio *d = &m->virtio[i];
+		struct snap_section s;
+
+		if (d->device_id == VIRTIO_ID_BLOCK) {
+			if (!snap_find(f, SNAP_SEC_VIRTIO_BLK, (uint16_t)i, &s) ||
+			    virtio_blk_restore(d->dev, &s, sub, sizeof(sub)) < 0) {
+				machine_restore_fail(x, -EINVAL, "virtio device %u: %s", i, sub);
+				return;
+			}
+		}
+		if (!snap_find(f, SNAP_SEC_VIRTIO_MMIO, (uint16_t)i, &s)) {
+			machine_restore_fail(x, -EINVAL,
+					     "the snapshot has no state for virtio "
+					     "device %u",
+					     i);
+			return;
+		}
+		if (virtio_mmio_restore(d->transport, &s, sub, sizeof(sub)) < 0) {
+			machine_restore_fail(x, -EINVAL, "virtio device %u: %s", i, sub);
+			return;
+		}
+	}
+	ret = snap_image_map(x->img, &m->vm->mem, &m->backing, x->why, sizeof(x->why));
+	if (ret < 0) {
+		x->ret = ret;
+		return;
+	}
+	ret = kvm_state_load_vm(m->vm, f, sub, sizeof(sub));
+	for (unsigned int i = 0; i < m->ncpus && !ret; i++)
+		ret = kvm_state_load_vcpu(m->cpus[i].vcpu, f, sub, sizeof(sub));
+	if (ret < 0) {
+		machine_restore_fail(x, ret, "%s", sub);
+		return;
+	}
+	if (machine_restore_section(x, SNAP_SEC_SERIAL, "serial port", machine_serial_restore,
+				    m->serial) < 0 ||
+	    machine_restore_section(x, SNAP_SEC_I8042, "i8042", machine_i8042_restore, m->i8042) <
+		    0 ||
+	    machine_restore_section(x, SNAP_SEC_CTL, "control page", machine_ctl_restore, m->ctl) <
+		    0)
+		return;
+	ret = kvm_state_load_clock(m->vm, f, sub, sizeof(sub));
+	if (ret < 0) {
+		machine_restore_fail(x, ret, "%s", sub);
+		return;
+	}
+	/* The guest learns its vsock connections are gone (virtio 1.1,
+	 * 5.10.6.6), then every live queue is served once in case a
+	 * notification was in flight when the snapshot was taken. */
+	for (unsigned int i = 0; i < m->nvirtio; i++)
+		if (m->virtio[i].device_id == VIRTIO_ID_VSOCK)
+			virtio_vsock_transport_reset(m->virtio[i].dev);
+	for (unsigned int i = 0; i < m->nvirtio; i++)
+		virtio_mmio_kick(m->virtio[i].transport);
+	x->ret = 0;
+}
+
+/* Opens `console` and makes it the UART's output. */
+static int machine_switch_console(struct machine *m, const char *console, char *why, size_t why_len)
+{
+	int old = m->console_fd;
+	bool owned = m->console_owned;
+
+	if (machine_open_console(m, console) < 0) {
+		snprintf(why, why_len, "cannot open console %s: %s", console, strerror(errno));
+		m->console_fd = old;
+		m->console_owned = owned;
+		return -EINVAL;
+	}
+	serial_set_output(m->serial, m->console_fd);
+	if (owned && old >= 0 && old != m->console_fd)
+		close(old);
+	return 0;
+}
+
+static int machine_restore_image(struct machine *m, struct snap_image *img,
+				 const struct machine_restore_params *p,
+				 struct machine_restore_times *t, uint64_t t0, char *why,
+				 size_t why_len)
+{
+	struct machine_restore_ctx x = {.m = m, .img = img, .p = p};
+	uint64_t t1 = machine_now_ns();
+
+	if (img->meta.mem_size != m->vm->mem.size || img->meta.vcpus != m->ncpus) {
+		snprintf(why, why_len,
+			 "the snapshot needs %llu MiB and %u vCPU(s); this kiln-vmm has %llu MiB "
+			 "and %u",
+			 (unsigned long long)(img->meta.mem_size >> 20), img->meta.vcpus,
+			 (unsigned long long)(m->vm->mem.size >> 20), m->ncpus);
+		return -EINVAL;
+	}
+	if (machine_restore_check(&x) < 0) {
+		snprintf(why, why_len, "%s", x.why);
+		return x.ret;
+	}
+	if (p->console && machine_switch_console(m, p->console, why, why_len) < 0)
+		return -EINVAL;
+	evloop_call_sync(m->loop, machine_restore_cb, &x);
+	if (x.ret < 0) {
+		m->state = MACHINE_BROKEN;
+		snprintf(why, why_len, "%s (this kiln-vmm cannot be used again)", x.why);
+		return x.ret;
+	}
+	snprintf(m->restored_from, sizeof(m->restored_from), "%s",
+		 img->layers[img->nlayers - 1].dir);
+	m->state = MACHINE_RUNNING;
+	if (t)
+		t->apply_ms = machine_ms_since(t1);
+	machine_resume_vcpus(m);
+	if (t)
+		t->total_ms = machine_ms_since(t0);
+	return 0;
+}
+
+int machine_restore(struct machine *m, const struct machine_restore_params *p,
+		    struct machine_restore_times *t, char *why, size_t why_len)
+{
+	struct snap_image img;
+	uint64_t t0 = machine_now_ns();
+	int ret;
+
+	if (m->state != MACHINE_WAITING) {
+		snprintf(why, why_len,
+			 "only a kiln-vmm waiting for a restore (--prestart) can restore; this one "
+			 "is %s",
+			 machine_state_name(m->state));
+		return -EBUSY;
+	}
+	ret = snap_image_load(p->dir, m->max_mem, &img, why, why_len);
+	if (ret < 0)
+		return ret;
+	if (t)
+		t->load_ms = machine_ms_since(t0);
+	ret = machine_restore_image(m, &img, p, t, t0, why, why_len);
+	snap_image_release(&img);
+	if (!ret)
+		log_debug("timing: restored %s in %.3f ms", p->dir, t ? t->total_ms : 0.0);
+	return ret;
+}
+
+/* ---- the control socket's requests ---- */
+
+/* Fills p->disks from a JSON array of "PATH[,ro|rw]" strings; the paths are
+ * copied into `store`. */
+static json_t *machine_parse_disks(json_t *disks, struct machine_restore_params *p,
+				   char store[][PATH_MAX])
+{
+	size_t i;
+	json_t *d;
+
+	if (!disks)
+		return NULL;
+	if (!json_is_array(disks))
+		return api_error("\"disks\" must be an array of \"PATH[,ro|rw]\" strings");
+	if (json_array_size(disks) > MACHINE_MAX_DISKS)
+		return api_error("at most %d disks", MACHINE_MAX_DISKS);
+	json_array_foreach(disks, i, d)
+	{
+		const char *s = json_string_value(d);
+		size_t len;
+		char *comma;
+
+		if (!s || !*s || strlen(s) >= PATH_MAX)
+			return api_error("\"disks\" must be an array of \"PATH[,ro|rw]\" strings");
+		len = strlen(s);
+		memcpy(store[i], s, len + 1);
+		p->disks[i].read_only = true;
+		comma = strrchr(store[i], ',');
+		if (comma && (strcmp(comma, ",ro") == 0 || strcmp(comma, ",rw") == 0)) {
+			p->disks[i].read_only = comma[2] == 'o';
+			*comma = '\0';
+		}
+		p->disks[i].path = store[i];
+		p->ndisks++;
+	}
+	return NULL;
+}
+
+static json_t *machine_op_restore(struct machine *m, json_t *req)
+{
+	char store[MACHINE_MAX_DISKS][PATH_MAX];
+	struct machine_restore_params p = {0};
+	struct machine_restore_times t = {0};
+	json_t *dir = json_object_get(req, "dir"), *err;
+	json_t *uds = json_object_get(req, "vsock_uds"), *console = json_object_get(req, "console");
+	char why[1024];
+
+	if (!json_is_string(dir) || !*json_string_value(dir))
+		return api_error("restore needs \"dir\": the snapshot directory");
+	if ((uds && !json_is_string(uds)) || (console && !json_is_string(console)))
+		return api_error("\"vsock_uds\" and \"console\" must be strings");
+	p.dir = json_string_value(dir);
+	p.vsock_uds = uds ? json_string_value(uds) : NULL;
+	p.console = console ? json_string_value(console) : NULL;
+	err = machine_parse_disks(json_object_get(req, "disks"), &p, store);
+	if (err)
+		return err;
+	if (machine_restore(m, &p, &t, why, sizeof(why)) < 0)
+		return api_error("restore failed: %s", why);
+	return json_pack("{s:b, s:s, s:f, s:f, s:f}", "ok", 1, "state", "running", "load_ms",
+			 t.load_ms, "apply_ms", t.apply_ms, "total_ms", t.total_ms);
+}
+
+static json_t *machine_op_state(struct machine *m)
+{
+	json_t *r = json_pack("{s:b, s:s, s:i, s:I, s:f, s:b}", "ok", 1, "state",
+			      machine_state_name(m->state), "vcpus", (int)m->ncpus, "memory_mib",
+			      (json_int_t)(m->vm->mem.size >> 20), "uptime_ms",
+			      (double)(machine_uptime_ns() / 1000000), "file_backed",
+			      m->backing.file_backed);
+
+	if (r && m->restored_from[0])
+		json_object_set_new(r, "restored_from", json_string(m->restored_from));
+	if (r && m->backing.file_backed)
+		json_object_set_new(r, "parent", json_string(m->backing.parent_dir));
+	return r;
+}
+
+static json_t *machine_api_handle(void *opaque, json_t *req)
+{
+	struct machine *m = opaque;
+	const char *op = json_string_value(json_object_get(req, "op"));
+	int ret;
+
+	if (atomic_load(&m->stopping))
+		return api_error("the VM is stopping");
+	if (strcmp(op, "state") == 0)
+		return machine_op_state(m);
+	if (strcmp(op, "pause") == 0) {
+		if (m->state == MACHINE_PAUSED)
+			return json_pack("{s:b, s:s}", "ok", 1, "state", "paused");
+		if (m->state != MACHINE_RUNNING)
+			return api_error("cannot pause: the VM is %s",
+					 machine_state_name(m->state));
+		ret = machine_pause_vcpus(m);
+		if (ret < 0)
+			return api_error("cannot pause the VM: %s", strerror(-ret));
+		m->state = MACHINE_PAUSED;
+		return json_pack("{s:b, s:s}", "ok", 1, "state", "paused");
+	}
+	if (strcmp(op, "resume") == 0) {
+		if (m->state == MACHINE_RUNNING)
+			return json_pack("{s:b, s:s}", "ok", 1, "state", "running");
+		if (m->state != MACHINE_PAUSED)
+			return api_error("cannot resume: the VM is %s",
+					 machine_state_name(m->state));
+		machine_resume_vcpus(m);
+		m->state = MACHINE_RUNNING;
+		return json_pack("{s:b, s:s}", "ok", 1, "state", "running");
+	}
+	if (strcmp(op, "snapshot") == 0)
+		return machine_op_snapshot(m, req);
+	if (strcmp(op, "restore") == 0)
+		return machine_op_restore(m, req);
+	if (strcmp(op, "stop") == 0) {
+		machine_stop(m, 0);
+		return json_pack("{s:b, s:s}", "ok", 1, "state", "stopping");
+	}
+	return api_error("unknown op '%s' (pause, resume, state, snapshot, restore, stop)", op);
+}
+
 /* The main thread: waits for the stop event, a terminating signal, or input.
  * Input the UART cannot take yet is kept and offered again every 10 ms
  * instead of reading more, so nothing typed or piped in is lost. */
@@ -436,12 +1261,13 @@ static void machine_wait(struct machine *m, int sig_fd)
 
 	while (!atomic_load(&m->stopping)) {
 		bool want_input = input && pending_len == 0;
-		struct pollfd fds[3] = {
+		struct pollfd fds[4] = {
 			{.fd = m->stop_fd, .events = POLLIN},
 			{.fd = sig_fd, .events = POLLIN},
 			{.fd = want_input ? STDIN_FILENO : -1, .events = POLLIN},
+			{.fd = m->api ? api_wakeup_fd(m->api) : -1, .events = POLLIN},
 		};
-		int n = poll(fds, 3, pending_len ? 10 : -1);
+		int n = poll(fds, 4, pending_len ? 10 : -1);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -474,6 +1300,8 @@ static void machine_wait(struct machine *m, int sig_fd)
 			pending_off += took;
 			pending_len -= took;
 		}
+		if (fds[3].revents & POLLIN)
+			api_dispatch(m->api, machine_api_handle, m);
 	}
 }
 
@@ -555,8 +1383,9 @@ void machine_destroy(struct machine *m)
 		vcpu_destroy(m->cpus[i].vcpu);
 	}
 	machine_tty_restore(m);
-	/* vCPUs are gone; the loop still runs so each transport can take its
-	 * eventfds off it, then it stops. */
+	/* vCPUs are gone; the loop still runs so the control socket and each
+	 * transport can take their fds off it, then it stops. */
+	api_destroy(m->api);
 	for (unsigned int i = m->nvirtio; i-- > 0;)
 		m->virtio[i].destroy(m->virtio[i].dev);
 	evloop_destroy(m->loop);
@@ -569,6 +1398,9 @@ void machine_destroy(struct machine *m)
 		close(m->console_fd);
 	if (m->stop_fd >= 0)
 		close(m->stop_fd);
+	snap_backing_release(&m->backing);
+	pthread_cond_destroy(&m->park_cond);
+	pthread_cond_destroy(&m->parked_cond);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 }

@@ -4,6 +4,7 @@
 #define KILN_VMM_MACHINE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define MACHINE_MAX_DISKS 4
@@ -16,7 +17,8 @@ struct machine_disk {
 };
 
 struct machine_config {
-	const char *kernel;  /* required */
+	const char *kernel;  /* the kernel to boot; NULL: no guest yet, the
+			      * machine waits for a restore (prestart) */
 	const char *initrd;  /* NULL for none */
 	const char *cmdline; /* user part, appended to kiln's; NULL for none */
 	uint64_t mem_mib;    /* guest RAM in MiB */
@@ -27,6 +29,27 @@ struct machine_config {
 	unsigned int ndisks;
 	const char *vsock_uds; /* host unix socket of a virtio-vsock device; NULL: none */
 	uint64_t vsock_cid;    /* its guest CID (0: VSOCK_DEFAULT_GUEST_CID) */
+	const char *api_sock;  /* control socket path (api.h); NULL: none */
+	uint64_t max_mem_mib;  /* largest snapshot a restore accepts; 0: host RAM */
+};
+
+/* The host side of a restored VM: the snapshot records no host paths, so
+ * they are given again at restore time. The disks must match the
+ * snapshot's (same count, same sizes, same read-only settings) and a vsock
+ * socket is needed exactly when the snapshot has a vsock device. */
+struct machine_restore_params {
+	const char *dir; /* the snapshot directory */
+	struct machine_disk disks[MACHINE_MAX_DISKS];
+	unsigned int ndisks;
+	const char *vsock_uds;
+	const char *console; /* NULL: keep the machine's console */
+};
+
+/* How long a restore took, in milliseconds. */
+struct machine_restore_times {
+	double load_ms;	 /* reading and verifying the snapshot chain */
+	double apply_ms; /* devices, memory mapping, vCPU and device state */
+	double total_ms; /* from the call to the vCPUs running again */
 };
 
 struct machine;
@@ -35,6 +58,17 @@ struct machine;
  * the devices, creates the vCPUs. Returns NULL after logging a clear error
  * (bad kernel, no KVM, ...). The caller owns it. */
 struct machine *machine_create(const struct machine_config *cfg);
+
+/* Restores the snapshot p->dir into a machine created without a kernel
+ * (a pre-started one, before machine_run, or from the control socket while
+ * it runs and waits): maps its memory MAP_PRIVATE, loads every vCPU, the
+ * VM's and the devices' state, attaches the devices with p's host paths,
+ * resets vsock connections, and lets the vCPUs run. Returns 0 and fills
+ * `t` (may be NULL), or -errno with a clear reason in `why`; a refusal
+ * found before anything was loaded leaves the machine waiting, a failure
+ * while loading leaves it unusable. Control thread only. */
+int machine_restore(struct machine *m, const struct machine_restore_params *p,
+		    struct machine_restore_times *t, char *why, size_t why_len);
 
 /* Runs the guest until it stops, forwarding stdin to the UART when the
  * console is stdio. Returns the exit status for the VMM: the guest's own

@@ -1,7 +1,9 @@
 /* main.c - kiln-vmm's command line. */
 #include "common/log.h"
+#include "vmm/api.h"
 #include "vmm/boot/boot.h"
 #include "vmm/machine.h"
+#include "vmm/snapshot/snapshot.h"
 #include "vmm/virtio/vsock.h"
 
 #include <errno.h>
@@ -19,8 +21,12 @@ static void vmm_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: kiln-vmm --kernel PATH [options]\n"
+		"       kiln-vmm --restore DIR [--disk ...] [--vsock-uds ...] [options]\n"
+		"       kiln-vmm --prestart --api-sock PATH [--mem MiB] [--vcpus N] [options]\n"
+		"       kiln-vmm ctl --api-sock PATH COMMAND ...   (kiln-vmm ctl --help)\n"
 		"\n"
-		"Boots a Linux kernel (vmlinux ELF or bzImage) in a KVM microVM.\n"
+		"Boots a Linux kernel (vmlinux ELF or bzImage) in a KVM microVM, or\n"
+		"restores one from a snapshot (docs/snapshots.md).\n"
 		"\n"
 		"  --kernel PATH        kernel to boot (x86-64 vmlinux ELF or bzImage)\n"
 		"  --initrd PATH        initramfs to load (uncompressed cpio recommended)\n"
@@ -40,6 +46,15 @@ static void vmm_usage(FILE *out)
 		"  --console PATH|stdio where guest console output goes (default stdio;\n"
 		"                       with stdio, standard input is the guest's console input)\n"
 		"  --no-compat          never add the nested-KVM compatibility arguments\n"
+		"  --api-sock PATH      serve the control socket (pause, resume, state,\n"
+		"                       snapshot, restore, stop; docs/control-api.md) at PATH\n"
+		"  --restore DIR        restore the snapshot in DIR instead of booting: memory\n"
+		"                       size and vCPUs come from it; give the same --disk set\n"
+		"                       and, if it has vsock, --vsock-uds\n"
+		"  --prestart           create the VM and vCPUs (--mem, --vcpus) and wait for a\n"
+		"                       \"restore\" request on the control socket\n"
+		"  --max-mem MiB        refuse to restore a snapshot larger than this\n"
+		"                       (default: the host's RAM)\n"
 		"  -v, --verbose        log more (repeat for debug output and timings)\n"
 		"  -q, --quiet          log only errors and warnings\n"
 		"  -h, --help           show this help\n"
@@ -96,10 +111,194 @@ static int vmm_parse_disk(struct machine_config *cfg, char *arg)
 	return 0;
 }
 
+static void vmm_ctl_usage(FILE *out)
+{
+	fprintf(out, "usage: kiln-vmm ctl --api-sock PATH COMMAND [ARGS]\n"
+		     "\n"
+		     "Sends one request to a running kiln-vmm's control socket and prints the\n"
+		     "JSON reply. Commands:\n"
+		     "  state                    running/paused/waiting, vCPUs, memory, uptime\n"
+		     "  pause | resume | stop\n"
+		     "  snapshot DIR [--diff]    write a snapshot (full, or a diff against the\n"
+		     "                           snapshot the VM was restored from)\n"
+		     "  restore DIR [--disk PATH[,ro|rw]]... [--vsock-uds PATH] [--console PATH]\n"
+		     "                           restore into a kiln-vmm started with --prestart\n"
+		     "  raw JSON                 send JSON as the request line\n"
+		     "\n"
+		     "Exit status: 0 when the reply has \"ok\":true, 1 when it is an error or\n"
+		     "kiln-vmm cannot be reached, 2 for a usage error.\n");
+}
+
+/* kiln-vmm ctl ...: a tiny client of the control socket. */
+static int vmm_ctl_main(int argc, char **argv)
+{
+	const char *sock = NULL, *cmd;
+	json_t *req = NULL, *reply = NULL, *disks;
+	char why[512], *text;
+	int i = 1, ret;
+
+	while (i < argc && strncmp(argv[i], "--", 2) == 0) {
+		if (strcmp(argv[i], "--help") == 0) {
+			vmm_ctl_usage(stdout);
+			return 0;
+		}
+		if (strcmp(argv[i], "--api-sock") == 0 && i + 1 < argc) {
+			sock = argv[i + 1];
+			i += 2;
+			continue;
+		}
+		log_error("ctl: unknown option '%s'", argv[i]);
+		goto out_usage;
+	}
+	if (!sock || i >= argc) {
+		log_error("ctl: needs --api-sock PATH and a command");
+		goto out_usage;
+	}
+	cmd = argv[i++];
+	if (strcmp(cmd, "state") == 0 || strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0 ||
+	    strcmp(cmd, "stop") == 0) {
+		if (i != argc)
+			goto out_extra;
+		req = json_pack("{s:s}", "op", cmd);
+	} else if (strcmp(cmd, "snapshot") == 0) {
+		bool diff = false;
+
+		if (i >= argc)
+			goto out_usage;
+		req = json_pack("{s:s, s:s}", "op", "snapshot", "dir", argv[i++]);
+		for (; i < argc; i++) {
+			if (strcmp(argv[i], "--diff") != 0)
+				goto out_extra;
+			diff = true;
+		}
+		if (req)
+			json_object_set_new(req, "diff", json_boolean(diff));
+	} else if (strcmp(cmd, "restore") == 0) {
+		if (i >= argc)
+			goto out_usage;
+		req = json_pack("{s:s, s:s, s:[]}", "op", "restore", "dir", argv[i++], "disks");
+		disks = req ? json_object_get(req, "disks") : NULL;
+		for (; req && i < argc; i += 2) {
+			if (i + 1 >= argc)
+				goto out_extra;
+			if (strcmp(argv[i], "--disk") == 0)
+				json_array_append_new(disks, json_string(argv[i + 1]));
+			else if (strcmp(argv[i], "--vsock-uds") == 0)
+				json_object_set_new(req, "vsock_uds", json_string(argv[i + 1]));
+			else if (strcmp(argv[i], "--console") == 0)
+				json_object_set_new(req, "console", json_string(argv[i + 1]));
+			else
+				goto out_extra;
+		}
+	} else if (strcmp(cmd, "raw") == 0) {
+		json_error_t err;
+
+		if (i + 1 != argc)
+			goto out_usage;
+		req = json_loads(argv[i], 0, &err);
+		if (!req) {
+			log_error("ctl: malformed JSON: %s", err.text);
+			return VMM_EXIT_USAGE;
+		}
+	} else {
+		log_error("ctl: unknown command '%s'", cmd);
+		goto out_usage;
+	}
+	if (!req) {
+		log_error("out of memory");
+		return 1;
+	}
+	ret = api_request(sock, req, &reply, why, sizeof(why));
+	json_decref(req);
+	if (ret < 0) {
+		log_error("ctl: %s", why);
+		return 1;
+	}
+	text = json_dumps(reply, JSON_COMPACT | JSON_REAL_PRECISION(12));
+	if (text) {
+		printf("%s\n", text);
+		free(text);
+	}
+	ret = json_is_true(json_object_get(reply, "ok")) ? 0 : 1;
+	if (ret)
+		log_error("%s", json_string_value(json_object_get(reply, "error"))
+					? json_string_value(json_object_get(reply, "error"))
+					: "request failed");
+	json_decref(reply);
+	return ret;
+
+out_extra:
+	log_error("ctl: unexpected argument '%s'", argv[i < argc ? i : argc - 1]);
+out_usage:
+	json_decref(req);
+	fprintf(stderr, "Try 'kiln-vmm ctl --help' for more information.\n");
+	return VMM_EXIT_USAGE;
+}
+
+/* --restore DIR: create a VM shaped like the snapshot and restore it. */
+static int vmm_restore(struct machine_config *cfg, const char *dir, struct machine **out)
+{
+	struct machine_restore_params p = {
+		.dir = dir,
+		.ndisks = cfg->ndisks,
+		.vsock_uds = cfg->vsock_uds,
+	};
+	struct machine_restore_times t;
+	struct snap_image img;
+	uint64_t max = cfg->max_mem_mib ? cfg->max_mem_mib << 20 : UINT64_MAX;
+	struct machine *m;
+	char why[1024];
+
+	if (snap_image_load(dir, max, &img, why, sizeof(why)) < 0) {
+		log_error("cannot restore: %s", why);
+		return -1;
+	}
+	if (img.meta.mem_size % (1 << 20)) {
+		log_error("cannot restore: the snapshot's memory is not whole MiB");
+		snap_image_release(&img);
+		return -1;
+	}
+	cfg->mem_mib = img.meta.mem_size >> 20;
+	cfg->vcpus = img.meta.vcpus;
+	snap_image_release(&img);
+	memcpy(p.disks, cfg->disks, sizeof(p.disks));
+	/* The snapshot's devices are attached by the restore, not by create. */
+	cfg->ndisks = 0;
+	cfg->vsock_uds = NULL;
+	cfg->kernel = NULL;
+	m = machine_create(cfg);
+	if (!m)
+		return -1;
+	if (machine_restore(m, &p, &t, why, sizeof(why)) < 0) {
+		log_error("cannot restore: %s", why);
+		machine_destroy(m);
+		return -1;
+	}
+	log_debug("timing: restore of %s: load %.3f ms, apply %.3f ms, total %.3f ms (process "
+		  "at %.3f ms)",
+		  dir, t.load_ms, t.apply_ms, t.total_ms, (double)machine_uptime_ns() / 1e6);
+	*out = m;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_VCPUS, OPT_CONSOLE,
-	       OPT_NO_COMPAT, OPT_DISK, OPT_VSOCK_UDS, OPT_VSOCK_CID };
+	enum {
+		OPT_KERNEL = 256,
+		OPT_INITRD,
+		OPT_CMDLINE,
+		OPT_MEM,
+		OPT_VCPUS,
+		OPT_CONSOLE,
+		OPT_NO_COMPAT,
+		OPT_DISK,
+		OPT_VSOCK_UDS,
+		OPT_VSOCK_CID,
+		OPT_API_SOCK,
+		OPT_RESTORE,
+		OPT_PRESTART,
+		OPT_MAX_MEM
+	};
 	static const struct option options[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
 		{"initrd", required_argument, NULL, OPT_INITRD},
@@ -111,6 +310,10 @@ int main(int argc, char **argv)
 		{"disk", required_argument, NULL, OPT_DISK},
 		{"vsock-uds", required_argument, NULL, OPT_VSOCK_UDS},
 		{"vsock-cid", required_argument, NULL, OPT_VSOCK_CID},
+		{"api-sock", required_argument, NULL, OPT_API_SOCK},
+		{"restore", required_argument, NULL, OPT_RESTORE},
+		{"prestart", no_argument, NULL, OPT_PRESTART},
+		{"max-mem", required_argument, NULL, OPT_MAX_MEM},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
@@ -123,11 +326,15 @@ int main(int argc, char **argv)
 		.compat = true,
 	};
 	struct machine *m;
+	const char *restore = NULL;
+	bool prestart = false, mem_given = false, vcpus_given = false;
 	uint64_t v;
 	int opt, status, verbosity = 0;
 
 	machine_mark_start();
 	log_set_program("kiln-vmm");
+	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+		return vmm_ctl_main(argc - 1, argv + 1);
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":vqh", options, NULL)) != -1) {
 		switch (opt) {
@@ -144,11 +351,13 @@ int main(int argc, char **argv)
 			if (vmm_parse_u64("--mem", optarg, 1, VMM_MAX_MEM_MIB, &v) < 0)
 				goto out_usage;
 			cfg.mem_mib = v;
+			mem_given = true;
 			break;
 		case OPT_VCPUS:
 			if (vmm_parse_u64("--vcpus", optarg, 1, BOOT_MAX_VCPUS, &v) < 0)
 				goto out_usage;
 			cfg.vcpus = (unsigned int)v;
+			vcpus_given = true;
 			break;
 		case OPT_CONSOLE:
 			cfg.console = optarg;
@@ -172,6 +381,28 @@ int main(int argc, char **argv)
 				goto out_usage;
 			cfg.vsock_cid = v;
 			break;
+		case OPT_API_SOCK:
+			if (!*optarg) {
+				log_error("--api-sock needs a path");
+				goto out_usage;
+			}
+			cfg.api_sock = optarg;
+			break;
+		case OPT_RESTORE:
+			if (!*optarg) {
+				log_error("--restore needs a snapshot directory");
+				goto out_usage;
+			}
+			restore = optarg;
+			break;
+		case OPT_PRESTART:
+			prestart = true;
+			break;
+		case OPT_MAX_MEM:
+			if (vmm_parse_u64("--max-mem", optarg, 1, VMM_MAX_MEM_MIB, &v) < 0)
+				goto out_usage;
+			cfg.max_mem_mib = v;
+			break;
 		case 'v':
 			verbosity++;
 			break;
@@ -193,11 +424,33 @@ int main(int argc, char **argv)
 		log_error("unexpected argument '%s'", argv[optind]);
 		goto out_usage;
 	}
-	if (!cfg.kernel) {
+	if ((restore || prestart) && (cfg.kernel || cfg.initrd || cfg.cmdline)) {
+		log_error("--%s and --kernel/--initrd/--cmdline exclude each other",
+			  restore ? "restore" : "prestart");
+		goto out_usage;
+	}
+	if (restore && prestart) {
+		log_error("--restore and --prestart exclude each other");
+		goto out_usage;
+	}
+	if (restore && (mem_given || vcpus_given || cfg.vsock_cid)) {
+		log_error("--restore takes the memory size, vCPU count and vsock CID from the "
+			  "snapshot: drop --mem, --vcpus and --vsock-cid");
+		goto out_usage;
+	}
+	if (prestart && (cfg.ndisks || cfg.vsock_uds)) {
+		log_error("--prestart: the disks and vsock socket come with the restore request");
+		goto out_usage;
+	}
+	if (prestart && !cfg.api_sock) {
+		log_error("--prestart needs --api-sock: restores arrive on the control socket");
+		goto out_usage;
+	}
+	if (!cfg.kernel && !restore && !prestart) {
 		log_error("--kernel is required");
 		goto out_usage;
 	}
-	if (cfg.vsock_cid && !cfg.vsock_uds) {
+	if (cfg.vsock_cid && !cfg.vsock_uds && !restore) {
 		log_error("--vsock-cid needs --vsock-uds");
 		goto out_usage;
 	}
@@ -206,9 +459,14 @@ int main(int argc, char **argv)
 	else if (verbosity > 0)
 		log_set_level(LOG_DEBUG);
 
-	m = machine_create(&cfg);
-	if (!m)
-		return 1;
+	if (restore) {
+		if (vmm_restore(&cfg, restore, &m) < 0)
+			return 1;
+	} else {
+		m = machine_create(&cfg);
+		if (!m)
+			return 1;
+	}
 	status = machine_run(m);
 	machine_destroy(m);
 	log_debug("timing: exit at %.3f ms, status %d", (double)machine_uptime_ns() / 1e6, status);

@@ -364,16 +364,11 @@ static void vcpu_report_internal(struct vcpu *v)
 	vcpu_log_state(v);
 }
 
-int vcpu_run_once(struct vcpu *v, const struct iobus *bus)
+/* Handles the exit KVM_RUN just reported; returns as vcpu_run_once does. */
+static int vcpu_handle_exit(struct vcpu *v, const struct iobus *bus)
 {
 	struct kvm_run *run = v->run;
 
-	if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-		if (errno == EINTR || errno == EAGAIN)
-			return -EINTR;
-		log_error("vCPU %u: KVM_RUN: %s", v->index, strerror(errno));
-		return VCPU_STOP_ERROR;
-	}
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		vcpu_handle_io(v, bus);
@@ -409,4 +404,38 @@ int vcpu_run_once(struct vcpu *v, const struct iobus *bus)
 		vcpu_log_state(v);
 		return VCPU_STOP_INTERNAL;
 	}
+}
+
+int vcpu_run_once(struct vcpu *v, const struct iobus *bus)
+{
+	if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+		if (errno == EINTR || errno == EAGAIN)
+			return -EINTR;
+		log_error("vCPU %u: KVM_RUN: %s", v->index, strerror(errno));
+		return VCPU_STOP_ERROR;
+	}
+	return vcpu_handle_exit(v, bus);
+}
+
+int vcpu_complete_io(struct vcpu *v, const struct iobus *bus)
+{
+	/* A string instruction may exit again while it completes: serve
+	 * those exits too, a bounded number of times. */
+	for (int i = 0; i < 4096; i++) {
+		int r;
+
+		v->run->immediate_exit = 1;
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				return 0;
+			log_error("vCPU %u: KVM_RUN (completing I/O): %s", v->index,
+				  strerror(errno));
+			return VCPU_STOP_ERROR;
+		}
+		r = vcpu_handle_exit(v, bus);
+		if (r > 0)
+			return r;
+	}
+	log_error("vCPU %u: its pending I/O does not complete", v->index);
+	return VCPU_STOP_ERROR;
 }

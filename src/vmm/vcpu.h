@@ -48,6 +48,15 @@ int vcpu_setup_boot(struct vcpu *v, const struct boot_info *boot);
  * positive enum vcpu_stop when the vCPU must stop, after logging why. */
 int vcpu_run_once(struct vcpu *v, const struct iobus *bus);
 
+/* Completes an I/O exit still pending from the last KVM_RUN (KVM finishes
+ * a port or MMIO read, or the instruction after an exit, only on the next
+ * KVM_RUN) without running any further guest instruction: KVM_RUN with
+ * immediate_exit set, serving any exit that produces, until KVM returns
+ * EINTR. Call it before reading the vCPU's state for a snapshot. Leaves
+ * run->immediate_exit set. Returns 0, or a positive enum vcpu_stop when the
+ * vCPU must stop. */
+int vcpu_complete_io(struct vcpu *v, const struct iobus *bus);
+
 /* Logs RIP and the general registers at error level (for crash reports). */
 void vcpu_log_state(struct vcpu *v);
 

@@ -121,3 +121,27 @@ int ctl_attach(struct ctl *c, struct iobus *bus)
 		return -EINVAL;
 	return iobus_register(bus, IOBUS_MMIO, LAYOUT_CTL_BASE, LAYOUT_CTL_SIZE, ctl_mmio, c);
 }
+
+void ctl_save(struct ctl *c, struct snap_writer *w)
+{
+	pthread_mutex_lock(&c->lock);
+	snap_begin(w, SNAP_SEC_CTL, 0);
+	snap_put_u8(w, c->exited);
+	snap_end(w);
+	pthread_mutex_unlock(&c->lock);
+}
+
+int ctl_restore(struct ctl *c, const struct snap_section *sec)
+{
+	struct snap_rd r;
+	uint8_t exited;
+
+	snap_rd_init(&r, sec);
+	exited = snap_get_u8(&r);
+	if (!snap_rd_done(&r) || exited > 1)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	c->exited = exited;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}

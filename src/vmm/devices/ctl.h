@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "vmm/iobus.h"
+#include "vmm/snapshot/format.h"
 
 #define CTL_REG_MAGIC   0x00
 #define CTL_REG_VERSION 0x04
@@ -39,5 +40,11 @@ void ctl_destroy(struct ctl *c);
 
 /* Registers the page at LAYOUT_CTL_BASE. Returns 0 or -errno. */
 int ctl_attach(struct ctl *c, struct iobus *bus);
+
+/* Appends the page's state (whether exit was written) as SNAP_SEC_CTL. */
+void ctl_save(struct ctl *c, struct snap_writer *w);
+
+/* Loads a SNAP_SEC_CTL section. Returns 0 or -EINVAL when malformed. */
+int ctl_restore(struct ctl *c, const struct snap_section *sec);
 
 #endif

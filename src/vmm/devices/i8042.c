@@ -137,3 +137,27 @@ int i8042_attach(struct i8042 *k, struct iobus *bus)
 		return ret;
 	return iobus_register(bus, IOBUS_PIO, LAYOUT_I8042_CMD, 1, i8042_cmd_pio, k);
 }
+
+void i8042_save(struct i8042 *k, struct snap_writer *w)
+{
+	pthread_mutex_lock(&k->lock);
+	snap_begin(w, SNAP_SEC_I8042, 0);
+	snap_put_u8(w, k->pending_cmd);
+	snap_end(w);
+	pthread_mutex_unlock(&k->lock);
+}
+
+int i8042_restore(struct i8042 *k, const struct snap_section *sec)
+{
+	struct snap_rd r;
+	uint8_t cmd;
+
+	snap_rd_init(&r, sec);
+	cmd = snap_get_u8(&r);
+	if (!snap_rd_done(&r))
+		return -EINVAL;
+	pthread_mutex_lock(&k->lock);
+	k->pending_cmd = cmd;
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}

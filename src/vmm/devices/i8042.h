@@ -3,6 +3,7 @@
 #define KILN_VMM_DEVICES_I8042_H
 
 #include "vmm/iobus.h"
+#include "vmm/snapshot/format.h"
 
 struct i8042;
 
@@ -18,5 +19,11 @@ void i8042_destroy(struct i8042 *k);
 
 /* Registers ports 0x60 and 0x64. Returns 0 or -errno. */
 int i8042_attach(struct i8042 *k, struct iobus *bus);
+
+/* Appends the controller's state (a half-written command) as SNAP_SEC_I8042. */
+void i8042_save(struct i8042 *k, struct snap_writer *w);
+
+/* Loads a SNAP_SEC_I8042 section. Returns 0 or -EINVAL when malformed. */
+int i8042_restore(struct i8042 *k, const struct snap_section *sec);
 
 #endif

@@ -483,3 +483,94 @@ size_t serial_input(struct serial *s, const uint8_t *buf, size_t len)
 	pthread_mutex_unlock(&s->lock);
 	return done;
 }
+
+/* ---- snapshots ------------------------------------------------------------ */
+
+void serial_set_output(struct serial *s, int out_fd)
+{
+	pthread_mutex_lock(&s->lock);
+	serial_flush_locked(s);
+	s->out_fd = out_fd;
+	s->out_error_logged = false;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void serial_save(struct serial *s, struct snap_writer *w)
+{
+	pthread_mutex_lock(&s->lock);
+	serial_flush_locked(s);
+	snap_begin(w, SNAP_SEC_SERIAL, 0);
+	snap_put_u8(w, s->ier);
+	snap_put_u8(w, s->lcr);
+	snap_put_u8(w, s->mcr);
+	snap_put_u8(w, s->scr);
+	snap_put_u8(w, s->dll);
+	snap_put_u8(w, s->dlm);
+	snap_put_u8(w, s->fcr_trigger);
+	snap_put_u8(w, s->fifo_enabled);
+	snap_put_u8(w, s->lsr_errors);
+	snap_put_u8(w, s->msr_delta);
+	snap_put_u8(w, s->thre_pending);
+	snap_put_u8(w, s->rbr_last);
+	snap_put_u8(w, (uint8_t)s->irq_level);
+	snap_put_u8(w, (uint8_t)s->rx_count);
+	for (unsigned int i = 0; i < s->rx_count; i++)
+		snap_put_u8(w, s->rx[(s->rx_head + i) % SERIAL_FIFO_LEN]);
+	snap_put_u32(w, (uint32_t)s->bl_count);
+	for (size_t i = 0; i < s->bl_count; i++)
+		snap_put_u8(w, s->backlog[(s->bl_head + i) % SERIAL_BACKLOG_LEN]);
+	snap_end(w);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int serial_restore(struct serial *s, const struct snap_section *sec)
+{
+	uint8_t regs[13], rx[SERIAL_FIFO_LEN], rx_count;
+	uint8_t *backlog = NULL;
+	uint32_t bl_count;
+	struct snap_rd r;
+
+	snap_rd_init(&r, sec);
+	snap_get_bytes(&r, regs, sizeof(regs));
+	rx_count = snap_get_u8(&r);
+	/* regs[7] is fifo_enabled: 16 bytes of FIFO, else one holding register. */
+	if (r.err || rx_count > (regs[7] ? SERIAL_FIFO_LEN : 1))
+		return -EINVAL;
+	snap_get_bytes(&r, rx, rx_count);
+	bl_count = snap_get_u32(&r);
+	if (r.err || bl_count > SERIAL_BACKLOG_LEN || bl_count != r.len - r.off)
+		return -EINVAL;
+	backlog = malloc(bl_count ? bl_count : 1);
+	if (!backlog)
+		return -ENOMEM;
+	snap_get_bytes(&r, backlog, bl_count);
+	if (!snap_rd_done(&r)) {
+		free(backlog);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&s->lock);
+	serial_flush_locked(s);
+	s->ier = regs[0] & IER_MASK;
+	s->lcr = regs[1];
+	s->mcr = regs[2] & MCR_MASK;
+	s->scr = regs[3];
+	s->dll = regs[4];
+	s->dlm = regs[5];
+	s->fcr_trigger = regs[6] & FCR_TRIG_MASK;
+	s->fifo_enabled = regs[7] != 0;
+	s->lsr_errors = regs[8] & LSR_ERRS;
+	s->msr_delta = regs[9] & MSR_DELTA;
+	s->thre_pending = regs[10] != 0;
+	s->rbr_last = regs[11];
+	/* The irqchip's saved state already has the line at this level. */
+	s->irq_level = regs[12] != 0;
+	memcpy(s->rx, rx, rx_count);
+	s->rx_head = 0;
+	s->rx_count = rx_count;
+	memcpy(s->backlog, backlog, bl_count);
+	s->bl_head = 0;
+	s->bl_count = bl_count;
+	pthread_mutex_unlock(&s->lock);
+	free(backlog);
+	return 0;
+}

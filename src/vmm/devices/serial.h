@@ -7,6 +7,7 @@
 
 #include "vmm/iobus.h"
 #include "vmm/irq.h"
+#include "vmm/snapshot/format.h"
 
 struct serial;
 
@@ -24,5 +25,17 @@ int serial_attach(struct serial *s, struct iobus *bus, uint16_t port);
  * and raises the receive interrupt when enabled. Thread-safe. Returns the
  * number of bytes accepted (less than len when the backlog is full). */
 size_t serial_input(struct serial *s, const uint8_t *buf, size_t len);
+
+/* Sends transmitted bytes to `out_fd` from now on (not owned; -1 discards).
+ * Pending output goes to the old fd first. Thread-safe. */
+void serial_set_output(struct serial *s, int out_fd);
+
+/* Flushes pending output, then appends the UART's registers, receive FIFO
+ * and host backlog as a SNAP_SEC_SERIAL section. Thread-safe. */
+void serial_save(struct serial *s, struct snap_writer *w);
+
+/* Loads a SNAP_SEC_SERIAL section. Returns 0, or -EINVAL when it is
+ * malformed (the UART is then unchanged). Thread-safe. */
+int serial_restore(struct serial *s, const struct snap_section *sec);
 
 #endif

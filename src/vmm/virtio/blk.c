@@ -342,3 +342,43 @@ uint64_t virtio_blk_capacity(const struct virtio_blk *b)
 {
 	return b->capacity;
 }
+
+void virtio_blk_save(struct virtio_blk *b, struct snap_writer *w, uint16_t slot)
+{
+	snap_begin(w, SNAP_SEC_VIRTIO_BLK, slot);
+	snap_put_u64(w, b->capacity);
+	snap_put_u8(w, b->read_only);
+	snap_put_bytes(w, b->serial, sizeof(b->serial));
+	snap_end(w);
+}
+
+int virtio_blk_restore(struct virtio_blk *b, const struct snap_section *sec, char *why,
+		       size_t why_len)
+{
+	char serial[VIRTIO_BLK_ID_BYTES];
+	uint64_t capacity;
+	bool read_only;
+	struct snap_rd r;
+
+	snap_rd_init(&r, sec);
+	capacity = snap_get_u64(&r);
+	read_only = snap_get_u8(&r);
+	snap_get_bytes(&r, serial, sizeof(serial));
+	if (!snap_rd_done(&r)) {
+		snprintf(why, why_len, "malformed virtio-blk section");
+		return -EINVAL;
+	}
+	if (capacity != b->capacity) {
+		snprintf(why, why_len,
+			 "disk %s has %llu sectors; the snapshot's disk in this slot had %llu",
+			 b->path, (unsigned long long)b->capacity, (unsigned long long)capacity);
+		return -EINVAL;
+	}
+	if (read_only != b->read_only) {
+		snprintf(why, why_len, "disk %s must be %s, as it was in the snapshot", b->path,
+			 read_only ? "read-only" : "read-write (,rw)");
+		return -EINVAL;
+	}
+	memcpy(b->serial, serial, sizeof(serial));
+	return 0;
+}

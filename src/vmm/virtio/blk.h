@@ -59,4 +59,15 @@ struct virtio_mmio *virtio_blk_transport(struct virtio_blk *b);
 /* Returns the capacity in 512-byte sectors (the image size rounded down). */
 uint64_t virtio_blk_capacity(const struct virtio_blk *b);
 
+/* Appends the disk's identity (capacity, read-only, serial) as
+ * SNAP_SEC_VIRTIO_BLK, instance `slot`; the transport saves itself
+ * (virtio_mmio_save). Loop thread. */
+void virtio_blk_save(struct virtio_blk *b, struct snap_writer *w, uint16_t slot);
+
+/* Checks a SNAP_SEC_VIRTIO_BLK section against this disk (same capacity,
+ * same read-only setting) and takes its serial. Returns 0 or -EINVAL with a
+ * reason in `why`. */
+int virtio_blk_restore(struct virtio_blk *b, const struct snap_section *sec, char *why,
+		       size_t why_len);
+
 #endif

@@ -822,3 +822,163 @@ void virtio_mmio_destroy(struct virtio_mmio *t)
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
+
+/* ---- snapshots --------------------------------------------------------------- */
+
+uint32_t virtio_mmio_device_id(const struct virtio_mmio *t)
+{
+	return t->ops->device_id;
+}
+
+void virtio_mmio_save(struct virtio_mmio *t, struct snap_writer *w, uint16_t slot)
+{
+	pthread_mutex_lock(&t->lock);
+	snap_begin(w, SNAP_SEC_VIRTIO_MMIO, slot);
+	snap_put_u32(w, t->ops->device_id);
+	snap_put_u64(w, t->dev_features);
+	snap_put_u32(w, t->status);
+	snap_put_u32(w, t->dev_features_sel);
+	snap_put_u32(w, t->drv_features_sel);
+	snap_put_u64(w, t->drv_features);
+	snap_put_u32(w, t->queue_sel);
+	snap_put_u32(w, t->int_status);
+	snap_put_u32(w, t->config_generation);
+	snap_put_u8(w, atomic_load(&t->active));
+	snap_put_u8(w, atomic_load(&t->broken));
+	snap_put_u64(w, atomic_load(&t->negotiated));
+	snap_put_u32(w, t->ops->num_queues);
+	for (unsigned int q = 0; q < t->ops->num_queues; q++) {
+		const struct virtio_mmio_qregs *r = &t->qregs[q];
+		const struct virtq *vq = &t->vqs[q];
+
+		snap_put_u16(w, r->num);
+		snap_put_u8(w, r->ready);
+		snap_put_u64(w, r->desc);
+		snap_put_u64(w, r->driver);
+		snap_put_u64(w, r->device);
+		snap_put_u8(w, vq->ready);
+		snap_put_u16(w, vq->last_avail);
+		snap_put_u16(w, vq->used_idx);
+		snap_put_u16(w, vq->signalled_used);
+		snap_put_u8(w, vq->signalled_valid);
+		snap_put_u8(w, vq->broken);
+	}
+	snap_end(w);
+	pthread_mutex_unlock(&t->lock);
+}
+
+struct virtio_mmio_saved_queue {
+	struct virtio_mmio_qregs regs;
+	bool live_ready, signalled_valid, broken;
+	uint16_t last_avail, used_idx, signalled_used;
+};
+
+static int virtio_mmio_restore_fail(char *why, size_t why_len, const char *msg)
+{
+	if (why && why_len)
+		snprintf(why, why_len, "%s", msg);
+	return -EINVAL;
+}
+
+int virtio_mmio_restore(struct virtio_mmio *t, const struct snap_section *sec, char *why,
+			size_t why_len)
+{
+	struct virtio_mmio_saved_queue sq[VIRTIO_MAX_QUEUES];
+	uint32_t device_id, status, dfsel, drfsel, qsel, isr, gen, nq;
+	uint64_t dev_features, drv_features, negotiated;
+	bool active, broken;
+	struct snap_rd r;
+
+	memset(sq, 0, sizeof(sq));
+	snap_rd_init(&r, sec);
+	device_id = snap_get_u32(&r);
+	dev_features = snap_get_u64(&r);
+	status = snap_get_u32(&r);
+	dfsel = snap_get_u32(&r);
+	drfsel = snap_get_u32(&r);
+	drv_features = snap_get_u64(&r);
+	qsel = snap_get_u32(&r);
+	isr = snap_get_u32(&r);
+	gen = snap_get_u32(&r);
+	active = snap_get_u8(&r);
+	broken = snap_get_u8(&r);
+	negotiated = snap_get_u64(&r);
+	nq = snap_get_u32(&r);
+	if (r.err)
+		return virtio_mmio_restore_fail(why, why_len, "malformed virtio-mmio section");
+	if (device_id != t->ops->device_id)
+		return virtio_mmio_restore_fail(why, why_len,
+						"the snapshot has another kind of virtio device "
+						"in this slot");
+	if (dev_features != t->dev_features)
+		return virtio_mmio_restore_fail(why, why_len,
+						"the device offers other features than in the "
+						"snapshot (a read-only disk that was read-write, "
+						"or the reverse?)");
+	if (nq != t->ops->num_queues)
+		return virtio_mmio_restore_fail(why, why_len,
+						"the snapshot's device has another "
+						"number of queues");
+	for (uint32_t q = 0; q < nq; q++) {
+		sq[q].regs.num = snap_get_u16(&r);
+		sq[q].regs.ready = snap_get_u8(&r);
+		sq[q].regs.desc = snap_get_u64(&r);
+		sq[q].regs.driver = snap_get_u64(&r);
+		sq[q].regs.device = snap_get_u64(&r);
+		sq[q].live_ready = snap_get_u8(&r);
+		sq[q].last_avail = snap_get_u16(&r);
+		sq[q].used_idx = snap_get_u16(&r);
+		sq[q].signalled_used = snap_get_u16(&r);
+		sq[q].signalled_valid = snap_get_u8(&r);
+		sq[q].broken = snap_get_u8(&r);
+	}
+	if (!snap_rd_done(&r))
+		return virtio_mmio_restore_fail(why, why_len, "malformed virtio-mmio section");
+	if ((negotiated & ~dev_features) ||
+	    ((status & VIRTIO_STATUS_FEATURES_OK) && (drv_features & ~dev_features)))
+		return virtio_mmio_restore_fail(why, why_len,
+						"the snapshot's driver features were not offered");
+
+	/* Live queues first: they are checked against guest RAM. */
+	for (uint32_t q = 0; q < nq; q++) {
+		struct virtq *vq = &t->vqs[q];
+
+		*vq = (struct virtq){.mem = &t->vm->mem};
+		if (!active || !sq[q].regs.ready)
+			continue;
+		if (sq[q].regs.num == 0 || sq[q].regs.num > t->ops->queue_max ||
+		    (sq[q].regs.num & (sq[q].regs.num - 1)) ||
+		    virtio_mmio_load_queue(t, q, &sq[q].regs, negotiated) < 0)
+			return virtio_mmio_restore_fail(why, why_len,
+							"a queue in the snapshot is malformed or "
+							"outside guest RAM");
+		vq->ready = sq[q].live_ready;
+		vq->last_avail = sq[q].last_avail;
+		vq->used_idx = sq[q].used_idx;
+		vq->signalled_used = sq[q].signalled_used;
+		vq->signalled_valid = sq[q].signalled_valid;
+		vq->broken = sq[q].broken;
+	}
+	pthread_mutex_lock(&t->lock);
+	t->status = status & 0xff;
+	t->dev_features_sel = dfsel;
+	t->drv_features_sel = drfsel;
+	t->drv_features = drv_features;
+	t->queue_sel = qsel;
+	t->int_status = isr;
+	t->config_generation = gen;
+	for (uint32_t q = 0; q < nq; q++)
+		t->qregs[q] = sq[q].regs;
+	atomic_store(&t->negotiated, negotiated);
+	atomic_store(&t->broken, broken);
+	atomic_store(&t->active, active);
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+void virtio_mmio_kick(struct virtio_mmio *t)
+{
+	for (unsigned int q = 0; q < t->ops->num_queues; q++)
+		if (virtq_usable(&t->vqs[q]))
+			virtio_mmio_queue_notify(t, q);
+}

@@ -22,6 +22,7 @@
 #include "vmm/evloop.h"
 #include "vmm/iobus.h"
 #include "vmm/memory.h"
+#include "vmm/snapshot/format.h"
 #include "vmm/virtio/queue.h"
 #include "vmm/vm.h"
 
@@ -86,5 +87,28 @@ bool virtio_mmio_is_broken(const struct virtio_mmio *t);
 /* Writes " virtio_mmio.device=4K@0x<base>:<irq>" into buf. Returns the length
  * or -E2BIG when it does not fit. */
 int virtio_mmio_cmdline_arg(const struct virtio_mmio *t, char *buf, size_t len);
+
+/* ---- snapshots (call on the loop thread with the vCPUs parked) ---- */
+
+/* Appends the transport's registers, negotiated features and each queue's
+ * addresses and ring positions as SNAP_SEC_VIRTIO_MMIO, instance `slot`. */
+void virtio_mmio_save(struct virtio_mmio *t, struct snap_writer *w, uint16_t slot);
+
+/* Loads a SNAP_SEC_VIRTIO_MMIO section into a fresh transport of the same
+ * device kind: registers, and for a driver-ready device its live queues
+ * (validated against guest RAM) at their saved positions. Does not notify
+ * the device: call virtio_mmio_kick() once the back end is ready. Returns 0
+ * or -EINVAL with a reason in `why` (another device, other features, a
+ * malformed section, rings outside RAM). */
+int virtio_mmio_restore(struct virtio_mmio *t, const struct snap_section *sec, char *why,
+			size_t why_len);
+
+/* Runs the device's queue_notify once for every live queue, as if the
+ * guest had notified (a notification may have been pending when the
+ * snapshot was taken). */
+void virtio_mmio_kick(struct virtio_mmio *t);
+
+/* Returns the device id (VIRTIO_ID_*) of the transport's device. */
+uint32_t virtio_mmio_device_id(const struct virtio_mmio *t);
 
 #endif

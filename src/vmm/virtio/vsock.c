@@ -1238,3 +1238,30 @@ void virtio_vsock_destroy(struct virtio_vsock *v)
 	free(v->uds_path);
 	free(v);
 }
+
+/* ---- snapshots ------------------------------------------------------------- */
+
+void virtio_vsock_save(struct virtio_vsock *v, struct snap_writer *w, uint16_t slot)
+{
+	struct virtq *q = vsock_queue(v, VSOCK_QUEUE_RX);
+
+	if (v->rx_held && q) {
+		/* virtq_pop took exactly one entry for it. */
+		q->last_avail--;
+		v->rx_held = false;
+	}
+	snap_begin(w, SNAP_SEC_VIRTIO_VSOCK, slot);
+	snap_put_u64(w, v->guest_cid);
+	snap_end(w);
+}
+
+int virtio_vsock_saved_cid(const struct snap_section *sec, uint64_t *cid)
+{
+	struct snap_rd r;
+
+	snap_rd_init(&r, sec);
+	*cid = snap_get_u64(&r);
+	if (!snap_rd_done(&r) || *cid < 3 || *cid > 0xfffffffeULL)
+		return -EINVAL;
+	return 0;
+}

@@ -104,4 +104,15 @@ int virtio_vsock_transport_reset(struct virtio_vsock *v);
 /* Returns the number of live connections (any state). Loop thread only. */
 unsigned int virtio_vsock_conn_count(const struct virtio_vsock *v);
 
+/* Appends the device's state (guest CID) as SNAP_SEC_VIRTIO_VSOCK, instance
+ * `slot`. An rx buffer taken from the guest but not used yet is handed back
+ * first (the queue's position steps back), so the snapshot owes the guest
+ * nothing; connections are not saved: a restore resets them. Loop thread,
+ * before the transport saves its queues. */
+void virtio_vsock_save(struct virtio_vsock *v, struct snap_writer *w, uint16_t slot);
+
+/* Reads the guest CID from a SNAP_SEC_VIRTIO_VSOCK section into *cid.
+ * Returns 0 or -EINVAL when malformed. */
+int virtio_vsock_saved_cid(const struct snap_section *sec, uint64_t *cid);
+
 #endif

@@ -1,0 +1,62 @@
+/* api.h - kiln-vmm's control socket: JSON lines over a unix stream socket.
+ *
+ * Each request is one JSON object on one line; each reply is one JSON
+ * object on one line, {"ok":true,...} or {"ok":false,"error":"..."}
+ * (docs/control-api.md). Many clients may connect; each gets its replies in
+ * order, one request at a time.
+ *
+ * Threads: the socket (accepting, reading, parsing, writing replies) lives
+ * on the I/O event loop. Requests are *executed* on the control thread (the
+ * VMM's main thread), which polls api_wakeup_fd() and calls api_dispatch():
+ * pausing vCPUs may have to wait for a vCPU that itself waits for the event
+ * loop (a virtio register write does), so the loop thread must never be the
+ * one that waits for vCPUs. Malformed lines (not JSON, not an object, no
+ * "op") are answered on the loop thread without reaching the handler; a
+ * line longer than API_MAX_LINE bytes is answered with an error and the
+ * connection is closed.
+ */
+#ifndef KILN_VMM_API_H
+#define KILN_VMM_API_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "vmm/evloop.h"
+
+#define API_MAX_LINE (64 * 1024)
+
+struct api;
+
+/* Executes `request` (a JSON object with a string "op"; borrowed) and
+ * returns the reply object, which the API takes over. NULL means "out of
+ * memory" (an error reply is sent). Runs on the control thread. */
+typedef json_t *(*api_handler_fn)(void *opaque, json_t *request);
+
+/* Listens on the unix socket `path` (replacing a stale socket file, never
+ * anything else or a live socket) and serves it on `loop` (not owned).
+ * Returns NULL after logging. */
+struct api *api_create(const char *path, struct evloop *loop);
+
+/* Closes every connection and the listener (on the loop thread), removes
+ * the socket file, frees. Accepts NULL. */
+void api_destroy(struct api *a);
+
+/* An eventfd that is readable while requests wait for api_dispatch(). */
+int api_wakeup_fd(const struct api *a);
+
+/* Executes the waiting requests with `fn` on the calling thread and sends
+ * each reply before taking the next. */
+void api_dispatch(struct api *a, api_handler_fn fn, void *opaque);
+
+/* Returns a new {"ok":false,"error":<formatted message>} (NULL when out of memory). */
+json_t *api_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Returns a new {"ok":true}. */
+json_t *api_ok(void);
+
+/* Client side: connects to `path`, sends `request` (borrowed) as one line
+ * and waits for one reply line, parsed into *reply (caller owns it).
+ * Returns 0 or -errno with a reason in `why`. */
+int api_request(const char *path, json_t *request, json_t **reply, char *why, size_t why_len);
+
+#endif

@@ -1,0 +1,87 @@
+/* memfile.h - a snapshot's guest memory file: writing it sparse (full or
+ * diff) and mapping chains of them MAP_PRIVATE over guest RAM.
+ *
+ * DIR/memory is always exactly the size of guest RAM; byte N of it is byte
+ * N of kiln-vmm's host mapping of guest RAM (struct guest_mem: the low
+ * region, then the region above 4 GiB). A *full* snapshot's file holds
+ * every page that may be non-zero, and holes (never written) read as zero.
+ * A *diff* snapshot's file holds only the pages listed in its
+ * SNAP_SEC_MEM_EXTENTS section (written even when they are zero), the rest
+ * being holes that mean "as in the parent".
+ *
+ * Which pages changed since the parent is read from /proc/self/pagemap:
+ * guest RAM of a restored VM (and of a VM after a full snapshot, which is
+ * re-mapped from the file it just wrote) is a MAP_PRIVATE file mapping, and
+ * a page that anyone wrote (the guest through KVM, or a device in kiln-vmm)
+ * has been copied on write into an anonymous page: present and not a file
+ * page. This costs nothing while the guest runs and sees device writes,
+ * which KVM's dirty log would not (docs/snapshots.md).
+ */
+#ifndef KILN_VMM_SNAPSHOT_MEMFILE_H
+#define KILN_VMM_SNAPSHOT_MEMFILE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/memory.h"
+
+#define SNAP_PAGE_SIZE 4096ULL
+#define SNAP_DIFF_GAP  8 /* clean pages between two dirty runs merged into one extent */
+
+/* A run of pages [page, page + npages) of the memory file. */
+struct snap_extent {
+	uint64_t page, npages;
+};
+
+struct snap_extents {
+	struct snap_extent *v;
+	size_t n, cap;
+};
+
+/* Appends a run (merged with the last one when adjacent). Returns 0 or -ENOMEM. */
+int snap_extents_add(struct snap_extents *e, uint64_t page, uint64_t npages);
+
+/* Frees the array. Accepts a zeroed struct. */
+void snap_extents_release(struct snap_extents *e);
+
+/* Where guest RAM's contents come from. */
+struct snap_backing {
+	bool file_backed;	      /* RAM is a MAP_PRIVATE chain of snapshot files */
+	int base_fd;		      /* the full snapshot's memory file, or -1 */
+	struct snap_extents overlays; /* pages mapped from diff files above the base */
+	char parent_dir[PATH_MAX];    /* the snapshot RAM layers on (absolute) */
+	uint32_t parent_crc;	      /* its state file's checksum */
+};
+
+/* Initialises an anonymous backing. */
+void snap_backing_init(struct snap_backing *b);
+
+/* Closes the base fd and frees the overlays; leaves an anonymous backing. */
+void snap_backing_release(struct snap_backing *b);
+
+struct snap_mem_stats {
+	uint64_t pages_scanned; /* candidate pages looked at */
+	uint64_t pages_written; /* pages written to the file */
+	uint64_t extents;	/* pwrite runs (diff: extents recorded) */
+	uint64_t bytes_written;
+};
+
+/* Writes guest RAM to `fd` (an empty file, truncated to mem->size here):
+ * full (`diff` false): every page present in the host mapping or backed by
+ * `b`'s files, skipping all-zero pages; diff: the pages written since RAM
+ * was mapped from b's files, recorded in `extents` (which must be empty).
+ * Does not fsync. Returns 0 or -errno with a reason in `why`. The caller
+ * makes sure nothing writes guest RAM meanwhile. A diff needs a file-backed
+ * `b` (-EINVAL otherwise). */
+int snap_mem_write(int fd, const struct guest_mem *mem, const struct snap_backing *b, bool diff,
+		   struct snap_extents *extents, struct snap_mem_stats *st, char *why,
+		   size_t why_len);
+
+/* Maps `fd` (a memory file of mem->size bytes) MAP_PRIVATE over the whole of
+ * guest RAM, or only over `ext`'s pages when ext is non-NULL. Returns 0 or
+ * -errno; after a failure the RAM contents are undefined. */
+int snap_mem_map(struct guest_mem *mem, int fd, const struct snap_extents *ext);
+
+#endif
