@@ -11,6 +11,7 @@
 #include "vmm/api.h"
 
 #include "common/log.h"
+#include "common/unixsock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -434,44 +435,11 @@ int api_wakeup_fd(const struct api *a)
 /* ---- creation ------------------------------------------------------------------------- */
 
 /* Removes a stale socket file at `path`: only a socket nobody listens on. */
-static int api_remove_stale(const struct sockaddr_un *sa)
-{
-	struct stat st;
-	int fd, ret;
-
-	if (lstat(sa->sun_path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode)) {
-		log_error("--api-sock: %s exists and is not a socket", sa->sun_path);
-		return -EEXIST;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	ret = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-	close(fd);
-	if (ret == 0) {
-		log_error("--api-sock: %s is in use by another process", sa->sun_path);
-		return -EADDRINUSE;
-	}
-	if (unlink(sa->sun_path) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
-}
-
 struct api *api_create(const char *path, struct evloop *loop)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct stat st;
 	struct api *a;
 	int ret;
 
-	if (!path || !*path || strlen(path) >= sizeof(sa.sun_path)) {
-		log_error("--api-sock: the socket path must be 1 to %zu bytes",
-			  sizeof(sa.sun_path) - 1);
-		return NULL;
-	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
 	a = calloc(1, sizeof(*a));
 	if (!a) {
 		log_error("out of memory");
@@ -489,16 +457,9 @@ struct api *api_create(const char *path, struct evloop *loop)
 		log_error("api: %s", a->path ? strerror(errno) : "out of memory");
 		goto out_destroy;
 	}
-	if (api_remove_stale(&sa) < 0)
+	a->listen_fd = unixsock_listen(path, "--api-sock", 64, &a->listen_ino);
+	if (a->listen_fd < 0)
 		goto out_destroy;
-	a->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (a->listen_fd < 0 || bind(a->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(a->listen_fd, 64) < 0) {
-		log_error("--api-sock: cannot listen on %s: %s", path, strerror(errno));
-		goto out_destroy;
-	}
-	if (stat(path, &st) == 0)
-		a->listen_ino = st.st_ino;
 	ret = evloop_add(loop, a->listen_fd, EPOLLIN, api_accept, a);
 	if (ret < 0) {
 		log_error("--api-sock: cannot watch %s: %s", path, strerror(-ret));
@@ -526,7 +487,6 @@ static void api_teardown(void *opaque, uint32_t events)
 
 void api_destroy(struct api *a)
 {
-	struct stat st;
 
 	if (!a)
 		return;
@@ -540,8 +500,7 @@ void api_destroy(struct api *a)
 	}
 	if (a->listen_fd >= 0) {
 		close(a->listen_fd);
-		if (a->path && stat(a->path, &st) == 0 && st.st_ino == a->listen_ino)
-			unlink(a->path);
+		unixsock_unlink_own(a->path, a->listen_ino);
 	}
 	if (a->wake_fd >= 0)
 		close(a->wake_fd);

@@ -24,6 +24,7 @@
 #include "vmm/virtio/vsock.h"
 
 #include "common/log.h"
+#include "common/unixsock.h"
 #include "vmm/virtio/vsock_conn.h"
 
 #include <endian.h>
@@ -1045,54 +1046,15 @@ void virtio_vsock_bind(struct virtio_vsock *v, const struct virtio_vsock_queues 
 
 /* Unlinks a stale socket file at `path`; refuses to touch anything else or
  * a socket somebody still listens on. Returns 0 or -errno. */
-static int vsock_remove_stale(const struct sockaddr_un *sa)
-{
-	struct stat st;
-	int fd, ret;
-
-	if (lstat(sa->sun_path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode)) {
-		log_error("virtio-vsock: %s exists and is not a socket", sa->sun_path);
-		return -EEXIST;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	ret = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-	close(fd);
-	if (ret == 0) {
-		log_error("virtio-vsock: %s is in use by another process", sa->sun_path);
-		return -EADDRINUSE;
-	}
-	if (unlink(sa->sun_path) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
-}
-
 static int vsock_listen(struct virtio_vsock *v)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct stat st;
 	int ret;
 
-	memcpy(sa.sun_path, v->uds_path, strlen(v->uds_path) + 1);
-	ret = vsock_remove_stale(&sa);
-	if (ret < 0)
-		return ret;
-	v->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	v->listen_fd = unixsock_listen(v->uds_path, "virtio-vsock", VSOCK_LISTEN_BACKLOG,
+				       &v->listen_ino);
 	if (v->listen_fd < 0)
-		return -errno;
-	if (bind(v->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		ret = -errno;
-		log_error("virtio-vsock: bind %s: %s", v->uds_path, strerror(errno));
-		return ret;
-	}
+		return v->listen_fd;
 	v->listen_owned = true;
-	if (stat(v->uds_path, &st) == 0)
-		v->listen_ino = st.st_ino;
-	if (listen(v->listen_fd, VSOCK_LISTEN_BACKLOG) < 0)
-		return -errno;
 	ret = evloop_add(v->loop, v->listen_fd, EPOLLIN, vsock_accept, v);
 	if (ret < 0)
 		return ret;
@@ -1209,7 +1171,6 @@ struct virtio_mmio *virtio_vsock_transport(struct virtio_vsock *v)
 static void vsock_teardown(void *opaque, uint32_t events)
 {
 	struct virtio_vsock *v = opaque;
-	struct stat st;
 
 	(void)events;
 	if (v->table.buckets)
@@ -1219,8 +1180,8 @@ static void vsock_teardown(void *opaque, uint32_t events)
 	if (v->listen_fd >= 0)
 		close(v->listen_fd);
 	/* Remove the socket file if it is still ours. */
-	if (v->listen_owned && stat(v->uds_path, &st) == 0 && st.st_ino == v->listen_ino)
-		unlink(v->uds_path);
+	if (v->listen_owned)
+		unixsock_unlink_own(v->uds_path, v->listen_ino);
 	if (v->timer_fd >= 0) {
 		evloop_del(v->loop, v->timer_fd);
 		close(v->timer_fd);
