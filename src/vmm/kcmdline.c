@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *kcmdline_build(const char *user, bool compat)
+char *kcmdline_build(const char *user, bool compat, unsigned int vcpus)
 {
-	const char *extra = compat ? " " KCMDLINE_COMPAT : "";
+	const char *extra = !compat   ? ""
+			    : vcpus > 1 ? " " KCMDLINE_COMPAT " " KCMDLINE_COMPAT_SMP
+					: " " KCMDLINE_COMPAT;
 	char *out = NULL;
 	int n;
 

@@ -16,11 +16,18 @@
 #define KCMDLINE_COMPAT \
 	"clearcpuid=smap,smep,xsave,popcnt,fsgsbase,rdpid,pku,umip,erms,fsrm kiln_syscall_fixup=1"
 
+/* Added to KCMDLINE_COMPAT for guests with more than one vCPU: the nested
+ * kvm_pvm host cannot run an application processor's real-mode start-up
+ * (Linux hangs in "Booting SMP configuration"), so only the boot CPU is
+ * brought up there. Hardware-virtualised hosts start every vCPU. */
+#define KCMDLINE_COMPAT_SMP "maxcpus=1"
+
 /* Returns a newly allocated command line: KCMDLINE_BASE, then KCMDLINE_COMPAT
- * when `compat`, then `user` (may be NULL). kiln's own arguments come first,
+ * (and KCMDLINE_COMPAT_SMP when vcpus > 1) when `compat`, then `user` (may be
+ * NULL). kiln's own arguments come first,
  * so they always stay before a " -- " (the start of the init arguments) in
  * `user`. The caller frees it. NULL when out of memory. The length is checked
  * by boot_prepare(), which knows the kernel's limit. */
-char *kcmdline_build(const char *user, bool compat);
+char *kcmdline_build(const char *user, bool compat, unsigned int vcpus);
 
 #endif

@@ -426,15 +426,18 @@ static int machine_boot(struct machine *m, const struct machine_config *cfg)
 	int ret;
 
 	user = machine_user_cmdline(m, cfg->cmdline);
-	cmdline = user ? kcmdline_build(user, compat) : NULL;
+	cmdline = user ? kcmdline_build(user, compat, cfg->vcpus) : NULL;
 	free(user);
 	if (!cmdline) {
 		log_error("out of memory");
 		return -ENOMEM;
 	}
 	if (compat)
-		log_info("nested KVM (kvm_pvm) detected: added guest kernel arguments: %s",
-			 KCMDLINE_COMPAT);
+		log_info("nested KVM (kvm_pvm) detected: added guest kernel arguments: %s%s",
+			 KCMDLINE_COMPAT, cfg->vcpus > 1 ? " " KCMDLINE_COMPAT_SMP : "");
+	if (compat && cfg->vcpus > 1)
+		log_warn("this host's nested KVM cannot start secondary vCPUs (no real-mode "
+			 "start-up): the guest runs on its boot CPU only");
 	args = (struct boot_args){
 		.kernel_path = cfg->kernel,
 		.initrd_path = cfg->initrd,

@@ -12,19 +12,19 @@
 
 static void test_base_only(void **state)
 {
-	char *s = kcmdline_build(NULL, false);
+	char *s = kcmdline_build(NULL, false, 1);
 
 	(void)state;
 	assert_string_equal(s, KCMDLINE_BASE);
 	free(s);
-	s = kcmdline_build("   ", false);
+	s = kcmdline_build("   ", false, 1);
 	assert_string_equal(s, KCMDLINE_BASE);
 	free(s);
 }
 
 static void test_compat_before_user_and_init_args(void **state)
 {
-	char *s = kcmdline_build("quiet -- sh -c \"exit 7\"", true);
+	char *s = kcmdline_build("quiet -- sh -c \"exit 7\"", true, 1);
 	const char *dashes, *compat;
 
 	(void)state;
@@ -41,11 +41,24 @@ static void test_compat_before_user_and_init_args(void **state)
 
 static void test_user_starting_with_dashes(void **state)
 {
-	char *s = kcmdline_build("-- true", false);
+	char *s = kcmdline_build("-- true", false, 4);
 
 	(void)state;
 	assert_string_equal(s, KCMDLINE_BASE " -- true");
 	free(s);
+}
+
+static void test_smp_on_nested_host(void **state)
+{
+	char *s = kcmdline_build("-- true", true, 2);
+	char *one = kcmdline_build("-- true", true, 1);
+
+	(void)state;
+	assert_non_null(strstr(s, KCMDLINE_COMPAT_SMP));
+	assert_true(strstr(s, KCMDLINE_COMPAT_SMP) < strstr(s, " -- "));
+	assert_null(strstr(one, KCMDLINE_COMPAT_SMP));
+	free(s);
+	free(one);
 }
 
 int main(void)
@@ -54,6 +67,7 @@ int main(void)
 		cmocka_unit_test(test_base_only),
 		cmocka_unit_test(test_compat_before_user_and_init_args),
 		cmocka_unit_test(test_user_starting_with_dashes),
+		cmocka_unit_test(test_smp_on_nested_host),
 	};
 
 	return cmocka_run_group_tests_name("kcmdline", tests, NULL, NULL);
