@@ -122,7 +122,7 @@ bench: setup
 	@bench/run $(BUILD)
 
 format:
-	clang-format -i $(shell find src tests -name '*.[ch]')
+	clang-format -i $(shell find src tests bench -name '*.[ch]' -not -path 'tests/vmm/guests/*')
 
 clean:
 	rm -rf build build-asan

@@ -58,8 +58,7 @@ int iobus_register(struct iobus *bus, enum iobus_space space, uint64_t base, uin
 	struct iobus_space_table *t;
 	size_t pos;
 
-	if ((space != IOBUS_PIO && space != IOBUS_MMIO) || len == 0 || !fn ||
-	    base + len - 1 < base)
+	if ((space != IOBUS_PIO && space != IOBUS_MMIO) || len == 0 || !fn || base + len - 1 < base)
 		return -EINVAL;
 	t = &bus->space[space];
 	pos = iobus_upper(t, base);

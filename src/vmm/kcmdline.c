@@ -7,7 +7,7 @@
 
 char *kcmdline_build(const char *user, bool compat, unsigned int vcpus)
 {
-	const char *extra = !compat   ? ""
+	const char *extra = !compat	? ""
 			    : vcpus > 1 ? " " KCMDLINE_COMPAT " " KCMDLINE_COMPAT_SMP
 					: " " KCMDLINE_COMPAT;
 	char *out = NULL;

@@ -7,13 +7,13 @@
 /* Arguments every kiln guest gets: console on COM1, reset through the i8042
  * (which the VMM sees), reset at once on a panic, trust the RNG seed kiln-vmm
  * passes in setup_data, and where the control page is. */
-#define KCMDLINE_BASE \
+#define KCMDLINE_BASE                                                                              \
 	"console=ttyS0 reboot=k panic=-1 random.trust_bootloader=on kiln.ctl=0xd0000000"
 
 /* Extra arguments for the nested kvm_pvm host: hide CPU features whose
  * instructions KVM's emulator lacks, and switch on the guest kernel's
  * SYSCALL fix-up (images/kernel/patches). */
-#define KCMDLINE_COMPAT \
+#define KCMDLINE_COMPAT                                                                            \
 	"clearcpuid=smap,smep,xsave,popcnt,fsgsbase,rdpid,pku,umip,erms,fsrm kiln_syscall_fixup=1"
 
 /* Added to KCMDLINE_COMPAT for guests with more than one vCPU: the nested

@@ -90,10 +90,10 @@ struct machine {
 	unsigned int ncpus;
 	struct boot_info boot;
 
-	int console_fd;    /* where guest output goes (1 or an opened file) */
+	int console_fd; /* where guest output goes (1 or an opened file) */
 	bool console_owned;
-	bool stdin_input;  /* forward stdin to the UART */
-	bool tty_raw;      /* stdin is a terminal we switched to raw mode */
+	bool stdin_input; /* forward stdin to the UART */
+	bool tty_raw;	  /* stdin is a terminal we switched to raw mode */
 	struct termios tty_saved;
 
 	int stop_fd; /* eventfd: written once when the machine stops */
@@ -541,7 +541,7 @@ static void machine_tty_raw(struct machine *m)
 	raw = m->tty_saved;
 	cfmakeraw(&raw);
 	raw.c_oflag |= OPOST | ONLCR; /* keep host-side newline translation */
-	raw.c_lflag |= ISIG;          /* Ctrl-C still stops the VMM */
+	raw.c_lflag |= ISIG;	      /* Ctrl-C still stops the VMM */
 	if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0)
 		m->tty_raw = true;
 }

@@ -24,7 +24,7 @@ struct machine_config {
 	uint64_t mem_mib;    /* guest RAM in MiB */
 	unsigned int vcpus;  /* 1..BOOT_MAX_VCPUS */
 	const char *console; /* "stdio" or a file path that receives the output */
-	bool compat;         /* add the nested-KVM compatibility arguments when needed */
+	bool compat;	     /* add the nested-KVM compatibility arguments when needed */
 	struct machine_disk disks[MACHINE_MAX_DISKS];
 	unsigned int ndisks;
 	const char *vsock_uds; /* host unix socket of a virtio-vsock device; NULL: none */

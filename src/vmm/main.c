@@ -14,8 +14,8 @@
 #include <string.h>
 
 #define VMM_DEFAULT_MEM_MIB 128
-#define VMM_MAX_MEM_MIB     (1024 * 1024) /* 1 TiB: a sanity bound, not a promise */
-#define VMM_EXIT_USAGE      2
+#define VMM_MAX_MEM_MIB	    (1024 * 1024) /* 1 TiB: a sanity bound, not a promise */
+#define VMM_EXIT_USAGE	    2
 
 static void vmm_usage(FILE *out)
 {
@@ -65,8 +65,7 @@ static void vmm_usage(FILE *out)
 		VMM_DEFAULT_MEM_MIB, BOOT_MAX_VCPUS, MACHINE_MAX_DISKS, VSOCK_DEFAULT_GUEST_CID);
 }
 
-static int vmm_parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max,
-			 uint64_t *out)
+static int vmm_parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;

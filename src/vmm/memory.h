@@ -12,8 +12,8 @@
 #include <stdint.h>
 
 struct guest_mem {
-	uint8_t *host;     /* start of the host mapping (owned; guest_mem_release unmaps) */
-	uint64_t size;     /* total bytes of guest RAM */
+	uint8_t *host;	   /* start of the host mapping (owned; guest_mem_release unmaps) */
+	uint64_t size;	   /* total bytes of guest RAM */
 	uint64_t low_size; /* bytes of RAM below LAYOUT_MMIO_GAP_START */
 };
 

@@ -14,15 +14,15 @@
 
 #define CPUID_MAX_ENTRIES 256
 
-#define MSR_IA32_TSC          0x10
+#define MSR_IA32_TSC	      0x10
 #define MSR_IA32_MISC_ENABLE  0x1a0
 #define MSR_MTRR_DEF_TYPE     0x2ff
 #define MSR_IA32_SYSENTER_CS  0x174
 #define MSR_IA32_SYSENTER_ESP 0x175
 #define MSR_IA32_SYSENTER_EIP 0x176
-#define MSR_STAR              0xc0000081
-#define MSR_LSTAR             0xc0000082
-#define MSR_CSTAR             0xc0000083
+#define MSR_STAR	      0xc0000081
+#define MSR_LSTAR	      0xc0000082
+#define MSR_CSTAR	      0xc0000083
 #define MSR_SYSCALL_MASK      0xc0000084
 #define MSR_KERNEL_GS_BASE    0xc0000102
 
@@ -34,10 +34,10 @@
 #define X86_EFER_LME (1ULL << 8)
 #define X86_EFER_LMA (1ULL << 10)
 
-#define APIC_LVT_LINT0   0x350
-#define APIC_LVT_LINT1   0x360
+#define APIC_LVT_LINT0	 0x350
+#define APIC_LVT_LINT1	 0x360
 #define APIC_MODE_EXTINT 0x7
-#define APIC_MODE_NMI    0x4
+#define APIC_MODE_NMI	 0x4
 
 static int vcpu_set_cpuid(struct vcpu *v, unsigned int count)
 {
@@ -165,7 +165,7 @@ static int vcpu_set_msrs(struct vcpu *v)
 		{MSR_SYSCALL_MASK, 0},
 		{MSR_LSTAR, 0},
 		{MSR_IA32_TSC, 0},
-		{MSR_IA32_MISC_ENABLE, 1}, /* fast string operations */
+		{MSR_IA32_MISC_ENABLE, 1},  /* fast string operations */
 		{MSR_MTRR_DEF_TYPE, 0x806}, /* MTRRs on, default write-back */
 	};
 	const size_t n = sizeof(boot_msrs) / sizeof(boot_msrs[0]);
@@ -323,7 +323,8 @@ static void vcpu_handle_mmio(struct vcpu *v, const struct iobus *bus)
 		memset(run->mmio.data, 0xff, len);
 	if (!iobus_dispatch(bus, IOBUS_MMIO, run->mmio.phys_addr, run->mmio.data, len,
 			    run->mmio.is_write))
-		log_debug("unhandled MMIO %s %#llx (%u bytes)", run->mmio.is_write ? "write" : "read",
+		log_debug("unhandled MMIO %s %#llx (%u bytes)",
+			  run->mmio.is_write ? "write" : "read",
 			  (unsigned long long)run->mmio.phys_addr, len);
 }
 
@@ -341,7 +342,8 @@ static void vcpu_report_internal(struct vcpu *v)
 					 (unsigned long long)run->internal.data[i]);
 	log_error("vCPU %u: KVM internal error, suberror %u%s; data:%s", v->index,
 		  run->internal.suberror,
-		  run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ? " (emulation failure)" : "",
+		  run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ? " (emulation failure)"
+									 : "",
 		  used ? bytes : " none");
 	if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION && n >= 2) {
 		/* data[0] = flags; with instruction bytes: data[1] = length, then bytes. */
@@ -386,7 +388,8 @@ static int vcpu_handle_exit(struct vcpu *v, const struct iobus *bus)
 		vcpu_report_internal(v);
 		return VCPU_STOP_INTERNAL;
 	case KVM_EXIT_FAIL_ENTRY:
-		log_error("vCPU %u: KVM could not enter the guest (hardware reason %#llx)", v->index,
+		log_error("vCPU %u: KVM could not enter the guest (hardware reason %#llx)",
+			  v->index,
 			  (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		vcpu_log_state(v);
 		return VCPU_STOP_INTERNAL;

@@ -13,12 +13,12 @@
 
 /* Why a vCPU stopped running guest code for good. */
 enum vcpu_stop {
-	VCPU_STOP_NONE = 0,   /* still running, or asked to stop from outside */
-	VCPU_STOP_SHUTDOWN,   /* triple fault (KVM_EXIT_SHUTDOWN) */
-	VCPU_STOP_INTERNAL,   /* KVM could not emulate or enter the guest */
-	VCPU_STOP_HALTED,     /* the guest halted with nothing to wake it */
-	VCPU_STOP_SYSTEM,     /* KVM_EXIT_SYSTEM_EVENT reset/shutdown */
-	VCPU_STOP_ERROR,      /* KVM_RUN failed */
+	VCPU_STOP_NONE = 0, /* still running, or asked to stop from outside */
+	VCPU_STOP_SHUTDOWN, /* triple fault (KVM_EXIT_SHUTDOWN) */
+	VCPU_STOP_INTERNAL, /* KVM could not emulate or enter the guest */
+	VCPU_STOP_HALTED,   /* the guest halted with nothing to wake it */
+	VCPU_STOP_SYSTEM,   /* KVM_EXIT_SYSTEM_EVENT reset/shutdown */
+	VCPU_STOP_ERROR,    /* KVM_RUN failed */
 };
 
 struct vcpu {

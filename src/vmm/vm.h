@@ -9,8 +9,8 @@
 #include "vmm/memory.h"
 
 struct vm {
-	int kvm_fd;           /* /dev/kvm */
-	int vm_fd;            /* KVM_CREATE_VM */
+	int kvm_fd;	      /* /dev/kvm */
+	int vm_fd;	      /* KVM_CREATE_VM */
 	int vcpu_mmap_size;   /* size of each vCPU's struct kvm_run mapping */
 	struct guest_mem mem; /* guest RAM, registered as slots 0 (low) and 1 (high) */
 };

@@ -213,7 +213,7 @@ static void test_rng_seed(void **state)
 	assert_int_equal(params(f)->hdr.setup_data, LAYOUT_SETUP_DATA);
 	sd = guest_mem_ptr(&f->mem, LAYOUT_SETUP_DATA, 16 + 32);
 	assert_non_null(sd);
-	assert_int_equal(*(const uint64_t *)(const void *)sd, 0);       /* next: end of list */
+	assert_int_equal(*(const uint64_t *)(const void *)sd, 0);	/* next: end of list */
 	assert_int_equal(*(const uint32_t *)(const void *)(sd + 8), 9); /* SETUP_RNG_SEED */
 	assert_int_equal(*(const uint32_t *)(const void *)(sd + 12), 32);
 	assert_memory_not_equal(sd + 16, zero, 32);

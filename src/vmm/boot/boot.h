@@ -19,19 +19,19 @@
 struct boot_args {
 	const char *kernel_path; /* vmlinux (ELF64 x86-64) or bzImage; required */
 	const char *initrd_path; /* NULL for none */
-	const char *cmdline;     /* the final command line, already assembled */
-	unsigned int vcpus;      /* 1..BOOT_MAX_VCPUS; written into the MP table */
+	const char *cmdline;	 /* the final command line, already assembled */
+	unsigned int vcpus;	 /* 1..BOOT_MAX_VCPUS; written into the MP table */
 };
 
 #define BOOT_MAX_VCPUS 32
 
 struct boot_info {
-	uint64_t entry;       /* GPA of the 64-bit entry point, for RIP */
-	uint64_t boot_params; /* GPA of struct boot_params, for RSI */
-	uint64_t pml4;        /* GPA of the PML4, for CR3 */
-	uint64_t gdt_base;    /* GPA of the boot GDT */
-	uint16_t gdt_limit;   /* its limit (size - 1) */
-	uint64_t kernel_start, kernel_end; /* GPA range the kernel image occupies */
+	uint64_t entry;			    /* GPA of the 64-bit entry point, for RIP */
+	uint64_t boot_params;		    /* GPA of struct boot_params, for RSI */
+	uint64_t pml4;			    /* GPA of the PML4, for CR3 */
+	uint64_t gdt_base;		    /* GPA of the boot GDT */
+	uint16_t gdt_limit;		    /* its limit (size - 1) */
+	uint64_t kernel_start, kernel_end;  /* GPA range the kernel image occupies */
 	uint64_t initrd_start, initrd_size; /* 0, 0 when there is no initrd */
 };
 

@@ -18,12 +18,12 @@
 #include "vmm/iobus.h"
 #include "vmm/snapshot/format.h"
 
-#define CTL_REG_MAGIC   0x00
+#define CTL_REG_MAGIC	0x00
 #define CTL_REG_VERSION 0x04
-#define CTL_REG_EXIT    0x08
-#define CTL_REG_READY   0x0c
-#define CTL_MAGIC       0x4e4c494bU
-#define CTL_VERSION     1U
+#define CTL_REG_EXIT	0x08
+#define CTL_REG_READY	0x0c
+#define CTL_MAGIC	0x4e4c494bU
+#define CTL_VERSION	1U
 
 struct ctl;
 

@@ -28,7 +28,7 @@
 
 #define VIRTIO_MAX_QUEUES 8
 
-#define VIRTIO_ID_NET   1
+#define VIRTIO_ID_NET	1
 #define VIRTIO_ID_BLOCK 2
 #define VIRTIO_ID_VSOCK 19
 
@@ -40,10 +40,10 @@ struct virtio_mmio;
 
 struct virtio_device_ops {
 	uint32_t device_id;
-	uint64_t features;        /* device features; the transport adds VERSION_1,
+	uint64_t features;	 /* device features; the transport adds VERSION_1,
 				   * INDIRECT_DESC and EVENT_IDX */
-	unsigned int num_queues;  /* 1..VIRTIO_MAX_QUEUES */
-	uint16_t queue_max;       /* power of two <= VIRTQ_MAX_SIZE */
+	unsigned int num_queues; /* 1..VIRTIO_MAX_QUEUES */
+	uint16_t queue_max;	 /* power of two <= VIRTQ_MAX_SIZE */
 	/* Device config space (offset 0x100 on): fill `data` / consume it. */
 	void (*config_read)(void *dev, uint64_t offset, uint8_t *data, uint32_t len);
 	void (*config_write)(void *dev, uint64_t offset, const uint8_t *data, uint32_t len);

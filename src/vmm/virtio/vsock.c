@@ -1050,8 +1050,8 @@ static int vsock_listen(struct virtio_vsock *v)
 {
 	int ret;
 
-	v->listen_fd = unixsock_listen(v->uds_path, "virtio-vsock", VSOCK_LISTEN_BACKLOG,
-				       &v->listen_ino);
+	v->listen_fd =
+		unixsock_listen(v->uds_path, "virtio-vsock", VSOCK_LISTEN_BACKLOG, &v->listen_ino);
 	if (v->listen_fd < 0)
 		return v->listen_fd;
 	v->listen_owned = true;
