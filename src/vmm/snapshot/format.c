@@ -215,21 +215,6 @@ int snap_writer_seal(struct snap_writer *w, uint32_t *crc)
 
 /* ---- parser ------------------------------------------------------------------- */
 
-static int snap_fail(char *why, size_t why_len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int snap_fail(char *why, size_t why_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why && why_len) {
-		va_start(ap, fmt);
-		vsnprintf(why, why_len, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
 int snap_parse(const uint8_t *buf, size_t len, struct snap_file *f, char *why, size_t why_len)
 {
 	uint64_t body, off;
@@ -239,30 +224,33 @@ int snap_parse(const uint8_t *buf, size_t len, struct snap_file *f, char *why, s
 
 	memset(f, 0, sizeof(*f));
 	if (len < SNAP_MAGIC_LEN || memcmp(buf, SNAP_MAGIC, SNAP_MAGIC_LEN) != 0)
-		return snap_fail(why, why_len, "not a kiln snapshot state file (wrong magic)");
+		return snap_fail(why, why_len, -EINVAL,
+				 "not a kiln snapshot state file (wrong magic)");
 	if (len < SNAP_HEADER_SIZE)
-		return snap_fail(why, why_len,
+		return snap_fail(why, why_len, -EINVAL,
 				 "state file truncated: %zu bytes, the header alone is %u", len,
 				 SNAP_HEADER_SIZE);
 	version = (uint32_t)snap_le_get(buf + SNAP_OFF_VERSION, 4);
 	if (version != SNAP_FORMAT_VERSION)
-		return snap_fail(why, why_len,
+		return snap_fail(why, why_len, -EINVAL,
 				 "snapshot format version %u is not supported (this kiln-vmm reads "
 				 "version %u)",
 				 version, SNAP_FORMAT_VERSION);
 	hdr_size = (uint32_t)snap_le_get(buf + SNAP_OFF_HDRSIZE, 4);
 	if (hdr_size != SNAP_HEADER_SIZE)
-		return snap_fail(why, why_len, "state file header size %u, expected %u", hdr_size,
-				 SNAP_HEADER_SIZE);
+		return snap_fail(why, why_len, -EINVAL, "state file header size %u, expected %u",
+				 hdr_size, SNAP_HEADER_SIZE);
 	body = snap_le_get(buf + SNAP_OFF_BODYLEN, 8);
 	if (body > SNAP_MAX_STATE_BYTES)
-		return snap_fail(why, why_len, "state file body of %llu bytes is too large",
+		return snap_fail(why, why_len, -EINVAL,
+				 "state file body of %llu bytes is too large",
 				 (unsigned long long)body);
 	if (len - SNAP_HEADER_SIZE < body)
-		return snap_fail(why, why_len, "state file truncated: %zu bytes, expected %llu",
-				 len, (unsigned long long)(body + SNAP_HEADER_SIZE));
+		return snap_fail(why, why_len, -EINVAL,
+				 "state file truncated: %zu bytes, expected %llu", len,
+				 (unsigned long long)(body + SNAP_HEADER_SIZE));
 	if (len - SNAP_HEADER_SIZE > body)
-		return snap_fail(why, why_len, "state file has %zu bytes after its end",
+		return snap_fail(why, why_len, -EINVAL, "state file has %zu bytes after its end",
 				 (size_t)(len - SNAP_HEADER_SIZE - body));
 	stored = (uint32_t)snap_le_get(buf + SNAP_OFF_CRC, 4);
 	crc = snap_crc32c(0, buf, SNAP_OFF_CRC);
@@ -270,7 +258,7 @@ int snap_parse(const uint8_t *buf, size_t len, struct snap_file *f, char *why, s
 	crc = snap_crc32c(crc, buf + SNAP_OFF_RESV, len - SNAP_OFF_RESV);
 	if (crc != stored)
 		return snap_fail(
-			why, why_len,
+			why, why_len, -EINVAL,
 			"state file checksum mismatch (stored %08x, computed %08x): the file "
 			"is corrupted",
 			stored, crc);
@@ -279,12 +267,12 @@ int snap_parse(const uint8_t *buf, size_t len, struct snap_file *f, char *why, s
 		uint64_t plen;
 
 		if (len - off < SNAP_SECTION_HDR)
-			return snap_fail(why, why_len,
+			return snap_fail(why, why_len, -EINVAL,
 					 "section header at offset %llu runs past the end",
 					 (unsigned long long)off);
 		plen = snap_le_get(buf + off + 4, 4);
 		if (plen > len - off - SNAP_SECTION_HDR)
-			return snap_fail(why, why_len,
+			return snap_fail(why, why_len, -EINVAL,
 					 "section %u at offset %llu claims %llu bytes past the end",
 					 (unsigned int)snap_le_get(buf + off, 2),
 					 (unsigned long long)off, (unsigned long long)plen);
@@ -402,4 +390,16 @@ void snap_get_bytes(struct snap_rd *r, void *dst, size_t len)
 bool snap_rd_done(const struct snap_rd *r)
 {
 	return !r->err && r->off == r->len;
+}
+
+int snap_fail(char *why, size_t why_len, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why && why_len) {
+		va_start(ap, fmt);
+		vsnprintf(why, why_len, fmt, ap);
+		va_end(ap);
+	}
+	return err;
 }

@@ -28,21 +28,6 @@ static const uint32_t kvm_state_extra_msrs[] = {
 	0x4b564d00, 0x4b564d01, 0x4b564d02, 0x4b564d03, 0x4b564d04, 0x4b564d05, 0x4b564d06,
 };
 
-static int kvm_state_fail(char *why, size_t why_len, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int kvm_state_fail(char *why, size_t why_len, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why && why_len) {
-		va_start(ap, fmt);
-		vsnprintf(why, why_len, fmt, ap);
-		va_end(ap);
-	}
-	return err;
-}
-
 static bool kvm_state_has(struct vm *vm, long cap)
 {
 	return ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, cap) > 0;
@@ -318,12 +303,12 @@ static int kvm_state_get(const struct snap_file *f, uint16_t type, uint16_t inst
 	struct snap_section s;
 
 	if (!snap_find(f, type, instance, &s))
-		return kvm_state_fail(why, why_len, -EINVAL, "the snapshot has no %s for %u", what,
-				      instance);
+		return snap_fail(why, why_len, -EINVAL, "the snapshot has no %s for %u", what,
+				 instance);
 	if (s.len != len)
-		return kvm_state_fail(why, why_len, -EINVAL,
-				      "the snapshot's %s for %u has %u bytes, expected %zu", what,
-				      instance, s.len, len);
+		return snap_fail(why, why_len, -EINVAL,
+				 "the snapshot's %s for %u has %u bytes, expected %zu", what,
+				 instance, s.len, len);
 	memcpy(dst, s.data, len);
 	return 0;
 }
@@ -332,8 +317,8 @@ static int kvm_state_set(int fd, unsigned long req, void *arg, const char *what,
 			 char *why, size_t why_len)
 {
 	if (ioctl(fd, req, arg) < 0)
-		return kvm_state_fail(why, why_len, -errno, "vCPU %u: %s: %s", index, what,
-				      strerror(errno));
+		return snap_fail(why, why_len, -errno, "vCPU %u: %s: %s", index, what,
+				 strerror(errno));
 	return 0;
 }
 
@@ -347,16 +332,14 @@ static int kvm_state_get_msrs(const struct snap_file *f, uint16_t id, struct kvm
 	uint32_t n;
 
 	if (!snap_find(f, SNAP_SEC_VCPU_MSRS, id, &s))
-		return kvm_state_fail(why, why_len, -EINVAL, "the snapshot has no MSRs for vCPU %u",
-				      id);
+		return snap_fail(why, why_len, -EINVAL, "the snapshot has no MSRs for vCPU %u", id);
 	snap_rd_init(&r, &s);
 	n = snap_get_u32(&r);
 	if (r.err || n > KVM_STATE_MAX_MSRS + 64 || (uint64_t)n * 16 != r.len - r.off)
-		return kvm_state_fail(why, why_len, -EINVAL, "malformed MSR section for vCPU %u",
-				      id);
+		return snap_fail(why, why_len, -EINVAL, "malformed MSR section for vCPU %u", id);
 	e = calloc(n ? n : 1, sizeof(*e));
 	if (!e)
-		return kvm_state_fail(why, why_len, -ENOMEM, "out of memory");
+		return snap_fail(why, why_len, -ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < n; i++) {
 		e[i].index = snap_get_u32(&r);
 		(void)snap_get_u32(&r);
@@ -433,11 +416,10 @@ int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, si
 		void *xs;
 
 		if (s.len > xsize) {
-			ret = kvm_state_fail(
-				why, why_len, -EINVAL,
-				"vCPU %u: the snapshot's XSAVE area has %u bytes, this "
-				"host's KVM takes %zu",
-				v->index, s.len, xsize);
+			ret = snap_fail(why, why_len, -EINVAL,
+					"vCPU %u: the snapshot's XSAVE area has %u bytes, this "
+					"host's KVM takes %zu",
+					v->index, s.len, xsize);
 			goto out_free;
 		}
 		xs = calloc(1, xsize);
@@ -469,8 +451,7 @@ int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, si
 	}
 	ret = kvm_state_write_msrs(v, msrs, kept);
 	if (ret) {
-		kvm_state_fail(why, why_len, ret, "vCPU %u: KVM_SET_MSRS: %s", v->index,
-			       strerror(-ret));
+		snap_fail(why, why_len, ret, "vCPU %u: KVM_SET_MSRS: %s", v->index, strerror(-ret));
 		goto out_free;
 	}
 	ret = kvm_state_get(f, SNAP_SEC_VCPU_MP_STATE, id, &u.mp, sizeof(u.mp), "MP state", why,
@@ -487,8 +468,8 @@ int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, si
 	if (!ret && has_deadline) {
 		ret = kvm_state_write_msrs(v, &deadline, 1);
 		if (ret)
-			kvm_state_fail(why, why_len, ret, "vCPU %u: TSC deadline: %s", v->index,
-				       strerror(-ret));
+			snap_fail(why, why_len, ret, "vCPU %u: TSC deadline: %s", v->index,
+				  strerror(-ret));
 	}
 	if (!ret)
 		ret = kvm_state_get(f, SNAP_SEC_VCPU_EVENTS, id, &u.events, sizeof(u.events),
@@ -522,17 +503,17 @@ int kvm_state_load_vm(struct vm *vm, const struct snap_file *f, char *why, size_
 		if (ret)
 			return ret;
 		if (chip.chip_id != id)
-			return kvm_state_fail(why, why_len, -EINVAL,
-					      "irqchip section %u is chip %u", id, chip.chip_id);
+			return snap_fail(why, why_len, -EINVAL, "irqchip section %u is chip %u", id,
+					 chip.chip_id);
 		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chip) < 0)
-			return kvm_state_fail(why, why_len, -errno, "KVM_SET_IRQCHIP %u: %s", id,
-					      strerror(errno));
+			return snap_fail(why, why_len, -errno, "KVM_SET_IRQCHIP %u: %s", id,
+					 strerror(errno));
 	}
 	ret = kvm_state_get(f, SNAP_SEC_VM_PIT, 0, &pit, sizeof(pit), "PIT", why, why_len);
 	if (ret)
 		return ret;
 	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0)
-		return kvm_state_fail(why, why_len, -errno, "KVM_SET_PIT2: %s", strerror(errno));
+		return snap_fail(why, why_len, -errno, "KVM_SET_PIT2: %s", strerror(errno));
 	return 0;
 }
 
@@ -551,6 +532,6 @@ int kvm_state_load_clock(struct vm *vm, const struct snap_file *f, char *why, si
 	clock.realtime = 0;
 	clock.host_tsc = 0;
 	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
-		return kvm_state_fail(why, why_len, -errno, "KVM_SET_CLOCK: %s", strerror(errno));
+		return snap_fail(why, why_len, -errno, "KVM_SET_CLOCK: %s", strerror(errno));
 	return 0;
 }

@@ -16,21 +16,6 @@
 
 #define SNAP_META_VERSION_LEN 32
 
-static int snap_fail(char *why, size_t why_len, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int snap_fail(char *why, size_t why_len, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why && why_len) {
-		va_start(ap, fmt);
-		vsnprintf(why, why_len, fmt, ap);
-		va_end(ap);
-	}
-	return err;
-}
-
 /* Joins dir and name into out; -ENAMETOOLONG when it does not fit. */
 static int snap_path(char *out, size_t len, const char *dir, const char *name)
 {
