@@ -25,7 +25,6 @@ Environment:
 Exit status: 0 when every run worked (or when /dev/kvm is missing: the
 benchmark is skipped, loudly), 1 when a run or a prerequisite failed.
 """
-import argparse
 import datetime
 import hashlib
 import os
@@ -485,22 +484,7 @@ def run(args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build", required=True, help="kiln's build directory")
-    ap.add_argument("--guest", required=True, help="the first-byte tiny guest ELF")
-    args = ap.parse_args()
-    sys.stdout.reconfigure(line_buffering=True)
-    bl.install_cleanup()
-    try:
-        return run(args)
-    except bl.BenchError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\nbench: interrupted; VMMs stopped", file=sys.stderr)
-        return 130
-    finally:
-        bl.kill_all()
+    return bl.group_main(run, __doc__, guest_arg=True)
 
 
 if __name__ == "__main__":

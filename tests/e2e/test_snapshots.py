@@ -25,6 +25,7 @@ from conftest import BUILD, GuestVM
 
 BOOT_TIMEOUT = 1200
 CALL_TIMEOUT = 300.0
+HANDSHAKE_TIMEOUT = 15.0
 CACHE = Path(os.environ.get("KILN_CACHE", Path.home() / ".cache/kiln"))
 
 HANDLER = '''
@@ -73,10 +74,13 @@ def connect_agent(uds, timeout=120.0, prepare=None):
     while True:
         c = None
         try:
-            c = kc.Client.connect_vsock(str(uds), kc.AGENT_PORT, timeout=CALL_TIMEOUT)
+            # A short timeout for the handshake: a connection caught by the
+            # reset may also go quiet instead of closing; then retry.
+            c = kc.Client.connect_vsock(str(uds), kc.AGENT_PORT, timeout=HANDSHAKE_TIMEOUT)
             c.hello()
             if prepare:
                 prepare(c)
+            c.settimeout(CALL_TIMEOUT)
             return c
         except (kc.ConnectionClosed, OSError):
             if c:

@@ -1,0 +1,451 @@
+#!/usr/bin/python3
+"""The "Snapshots" benchmark group: creating and restoring snapshots of a
+real guest (the Python root filesystem with kiln-init's agent), as kilnd
+uses them.
+
+Usage: bench/snapshots.py --build BUILD_DIR
+
+Snapshots (made as tests/e2e/test_snapshots.py makes them):
+  base      the booted guest, agent idle (cached in ~/.cache/kiln/snapshots)
+  python    restore base, LOAD a Python handler (server mode), one INVOKE,
+            then a diff snapshot (and a full one, for sizes)
+  sh        the same with an exec-mode shell function
+
+Measures:
+  1. creation time and file sizes (apparent and allocated), beside the
+     guest memory the VMM had touched when the snapshot was taken;
+  2. restore to running: new process (`kiln-vmm -vv --restore`: its own
+     "first guest entry" timing line, and the harness's spawn -> vsock
+     socket), and pre-started (`--prestart`, then {"op":"restore"}: the
+     reply's load/apply/total and the client's round trip);
+  3. restore to first answer: restore + vsock connect + ENTROPY + TIME +
+     INVOKE -> RESULT, per function, new process and pre-started;
+  4. restores per CPU-second: K new-process restores back to back, each
+     answering one Python invocation, divided by the CPU time used.
+Prints a table and rewrites the "## Snapshots" section of bench/RESULTS.md.
+
+Environment: BENCH_QUICK=1 (3 runs, K=5, RESULTS.md left alone),
+BENCH_SNAP_RUNS (default 10), BENCH_SNAP_K (default 20),
+BENCH_BOOT_TIMEOUT, BENCH_KERNEL, BENCH_RESULTS.
+"""
+import datetime
+import json
+import os
+import re
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402
+
+kc = bl.kc
+PY_HANDLER = '''import os, time
+
+loaded_at = time.time()
+
+def handle(event, context):
+    return {"n": event["n"], "rand": os.urandom(8).hex(), "loaded_at": loaded_at}
+'''
+SH_HANDLER = 'echo "{\\"ok\\": true}"\n'
+FUNCS = {
+    "python": dict(files={"handler.py": PY_HANDLER}, runtime="python", mode="server",
+                   handler="handler.handle"),
+    "sh": dict(files={"handler.sh": SH_HANDLER}, runtime="sh", mode="exec",
+               handler="sh handler.sh"),
+}
+GOAL_PRE_MS = 1.0
+GOAL_NEW_MS = 10.0
+_SMAPS = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ (\d+)\s*(.*)$")
+
+
+def guest_touched(pid, mem_bytes):
+    """Resident bytes of the VMM's guest RAM: every mapping of a snapshot
+    `memory` file plus the anonymous mapping of guest size (the slot a
+    MAP_FIXED restore maps over)."""
+    total, cur = 0, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            m = _SMAPS.match(line)
+            if m:
+                size = int(m.group(2), 16) - int(m.group(1), 16)
+                path = m.group(4).strip()
+                cur = (path.endswith("/memory") or
+                       (int(m.group(3)) == 0 and not path and
+                        mem_bytes <= size <= mem_bytes + 4 * bl.MIB))
+            elif line.startswith("Rss:") and cur:
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def invoke_once(c, kind, n):
+    payload = json.dumps({"n": n}) if kind == "python" else b""
+    r = c.invoke(payload, deadline_ms=600000)
+    if not r.ok:
+        raise bl.BenchError(f"{kind} invocation failed: {r}")
+    return r
+
+
+def make_function_snapshot(vmm, base, rootfs, work, kind):
+    """Restores base, loads the function, invokes it once, takes a diff and
+    a full snapshot. Returns {'diff': dir, 'full': dir, 'diff_reply',
+    'full_reply', 'touched'}."""
+    bl.log(f"{kind}: restore base, LOAD, snapshot (diff and full)")
+    g = bl.Guest.restore(vmm, base, [rootfs], work, f"make-{kind}")
+    try:
+        g.wait_path(g.uds)
+        c = bl.connect_agent(g.uds, prepare=bl.entropy_and_time)
+        spec = FUNCS[kind]
+        c.load(spec["files"], runtime=spec["runtime"], mode=spec["mode"],
+               handler=spec["handler"])
+        invoke_once(c, kind, 0)
+        c.close()
+        touched = guest_touched(g.pid, bl.GUEST_MEM_MIB * bl.MIB)
+        out = {"touched": touched, "diff": work / f"{kind}-diff", "full": work / f"{kind}-full"}
+        out["diff_reply"], _ = bl.api(g.api, {"op": "snapshot", "dir": str(out["diff"]),
+                                              "diff": True})
+        out["full_reply"], _ = bl.api(g.api, {"op": "snapshot", "dir": str(out["full"]),
+                                              "diff": False})
+        return out
+    finally:
+        g.stop()
+
+
+RETRIES = []  # one entry per silent connection retried (see benchlib.connect_agent)
+
+
+def _retried(why):
+    RETRIES.append(why)
+
+
+def first_answer(uds, kind):
+    """vsock connect (retried across the transport reset) + ENTROPY + TIME +
+    INVOKE -> RESULT."""
+    c = bl.connect_agent(uds, hello=False, prepare=bl.entropy_and_time, on_retry=_retried)
+    try:
+        invoke_once(c, kind, 1)
+    finally:
+        c.close()
+
+
+def restore_new(vmm, snap, rootfs, work, name, kind):
+    """One new-process restore answering one invocation. Returns a dict of ns
+    (socket, answer) and kiln-vmm's own timings (ms)."""
+    g = bl.Guest.restore(vmm, snap, [rootfs], work, name)
+    try:
+        sock_ns = g.wait_path(g.uds)
+        first_answer(g.uds, kind)
+        answer_ns = time.monotonic_ns() - g.t0_ns
+    finally:
+        g.stop()
+    r = {"socket_ns": sock_ns, "answer_ns": answer_ns}
+    r.update(g.timings())
+    return r
+
+
+def restore_pre(vmm, snap, rootfs, work, name, kind):
+    """One restore into a pre-started kiln-vmm (started and idle first, not
+    timed), answering one invocation."""
+    g = bl.Guest.prestart(vmm, work, name)
+    try:
+        g.wait_path(g.api)
+        time.sleep(0.05)  # idle, as in a pool
+        t0 = time.monotonic_ns()
+        reply, rtt = bl.api(g.api, {"op": "restore", "dir": str(snap), "disks": [str(rootfs)],
+                                    "vsock_uds": str(g.uds)})
+        first_answer(g.uds, kind)
+        answer_ns = time.monotonic_ns() - t0
+    finally:
+        g.stop()
+    return {"rtt_ns": rtt, "answer_ns": answer_ns, "total_ms": reply.get("total_ms"),
+            "load_ms": reply.get("load_ms"), "apply_ms": reply.get("apply_ms")}
+
+
+def cpu_now():
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def sizes(d):
+    m, s = (d / "memory").stat(), (d / "state").stat()
+    return m.st_size, m.st_blocks * 512, s.st_size
+
+
+def fmt_ms(v):
+    return "-" if v is None else f"{v:.2f} ms" if v < 100 else f"{v:.0f} ms"
+
+
+def pcts(vals, scale=1.0):
+    """p50 / p99 of ms values (scale converts)."""
+    vals = [v * scale for v in vals if v is not None]
+    if not vals:
+        return "-"
+    return f"{fmt_ms(bl.percentile(vals, 50))} / {fmt_ms(bl.percentile(vals, 99))}"
+
+
+def verdict(v, goal):
+    return "-" if v is None else ("met" if v < goal else "MISSED")
+
+
+def qemu_snapshot(work, kernel, initrd, timeout, runs):
+    """QEMU microvm, same kernel + initramfs as the Boot group, idle guest:
+    migrate to a file (save time, size), then -incoming from it (spawn ->
+    query-status running). Returns a dict."""
+    work = Path(work)
+    append = f"{bl.kiln_guest_args()} quiet -- sleep 100000000"
+    extra = ["-initrd", initrd, "-device", "i8042"]
+    out = {}
+    bl.log("QEMU: booting kernel + initramfs for migrate-to-file (~1 min on nested KVM)")
+    q = bl.QemuGuest(work, "qsrc", kernel, append, extra=extra)
+    img = work / "qemu-state.bin"
+    try:
+        out["boot_ns"], _ = q.wait_console(rb"kiln-init: ready monotonic_ns=", timeout)
+        time.sleep(1.0)
+        qmp = q.qmp()
+        t0 = time.monotonic_ns()
+        qmp.execute("migrate", uri=f"exec:cat > {img}")
+        while True:
+            st = qmp.execute("query-migrate")
+            if st.get("status") in ("completed", "failed", "cancelled"):
+                break
+            time.sleep(0.001)
+        out["save_ns"] = time.monotonic_ns() - t0
+        if st.get("status") != "completed":
+            raise bl.BenchError(f"QEMU migrate: {st}")
+        out["migrate_info"] = st
+        qmp.close()
+        out["touched"] = bl.smaps_memory(q.pid, bl.GUEST_MEM_MIB * bl.MIB)["guest_rss"]
+    finally:
+        q.stop()
+    stt = img.stat()
+    out["size"], out["alloc"] = stt.st_size, stt.st_blocks * 512
+    out["restore_ns"] = []
+    for i in range(runs):
+        r = bl.QemuGuest(work, f"qdst{i}", kernel, append,
+                         extra=extra + ["-incoming", f"exec:cat {img}"])
+        try:
+            qmp = r.qmp()
+            while True:
+                s = qmp.execute("query-status")
+                if s.get("status") == "running":
+                    break
+                time.sleep(0.0005)
+            out["restore_ns"].append(time.monotonic_ns() - r.t0_ns)
+            qmp.close()
+        finally:
+            r.stop()
+    return out
+
+
+def run(args):
+    ok, why = bl.kvm_usable()
+    if not ok:
+        print(f"bench: Snapshots SKIPPED: {why}")
+        return 0
+    quick = bl.quick()
+    build = Path(args.build)
+    vmm = build / "kiln-vmm"
+    runs = bl.env_int("BENCH_SNAP_RUNS", 3 if quick else 10)
+    k = bl.env_int("BENCH_SNAP_K", 5 if quick else 20)
+    results_path = Path(os.environ.get("BENCH_RESULTS", bl.ROOT / "bench" / "RESULTS.md"))
+    kernel = bl.find_kernel()
+    rootfs = bl.find_rootfs_python(build)
+    work = Path(tempfile.mkdtemp(prefix="kiln-bench-snap-"))
+    load_before = bl.load_note()
+    problems = []
+    try:
+        base, created = bl.base_snapshot(vmm, kernel, rootfs, build, work,
+                                         bl.env_int("BENCH_BOOT_TIMEOUT", 1200))
+        fns = {kind: make_function_snapshot(vmm, base, rootfs, work, kind) for kind in FUNCS}
+
+        res = {}
+        for kind in FUNCS:
+            snap = fns[kind]["diff"]
+            bl.log(f"{kind}: {runs} new-process restores + {runs} pre-started, alternating")
+            new, pre = [], []
+            for i in range(runs + 1):  # run 0: warm-up, discarded
+                a = restore_new(vmm, snap, rootfs, work, f"n{kind}{i}", kind)
+                b = restore_pre(vmm, snap, rootfs, work, f"p{kind}{i}", kind)
+                if i:
+                    new.append(a)
+                    pre.append(b)
+            res[kind] = (new, pre)
+
+        bl.log(f"throughput: {k} new-process restores of the python function, back to back")
+        snap = fns["python"]["diff"]
+        c0, w0 = cpu_now(), time.monotonic()
+        for i in range(k):
+            restore_new(vmm, snap, rootfs, work, f"k{i}", "python")
+        cpu, wall = cpu_now() - c0, time.monotonic() - w0
+    except (kc.KilnError, kc.ConnectionClosed, OSError, ValueError) as e:
+        raise bl.BenchError(f"{type(e).__name__}: {e}")
+
+    qres, qproblem = None, None
+    if quick:
+        qproblem = "skipped (BENCH_QUICK)"
+    elif not bl.qemu_path():
+        qproblem = "qemu-system-x86_64 not found"
+    else:
+        try:
+            initrd = Path(os.environ.get("BENCH_INITRAMFS", build / "initramfs.cpio"))
+            qres = qemu_snapshot(work, kernel, initrd, bl.env_int("BENCH_BOOT_TIMEOUT", 1200),
+                                 min(runs, 5))
+        except Exception as e:  # noqa: BLE001 - a QEMU failure must not lose kiln's numbers
+            qproblem = f"{type(e).__name__}: {e}"
+            problems.append(f"QEMU migrate/incoming: {e}")
+
+    # ---- report -----------------------------------------------------------------
+    rows = []
+    nfe = [r.get("first_entry_ms") for r in res["python"][0] + res["sh"][0]]
+    ptot = [r["total_ms"] for r in res["python"][1] + res["sh"][1]]
+    p50_new = bl.percentile([v for v in nfe if v is not None], 50) if any(nfe) else None
+    p50_pre = bl.percentile(ptot, 50) if ptot else None
+    n = f"{2 * runs} runs"
+    rows += [
+        (f"restore → vCPUs running, new process (kiln-vmm's own clock), p50 / p99 ({n})",
+         pcts(nfe), f"< {GOAL_NEW_MS:g} ms", verdict(p50_new, GOAL_NEW_MS)),
+        ("  of which the restore itself (load + apply), p50 / p99",
+         pcts([r.get("restore_total_ms") for r in res["python"][0] + res["sh"][0]]), "", ""),
+        ("  spawn → vsock socket exists (harness clock), p50 / p99",
+         pcts([r["socket_ns"] for r in res["python"][0] + res["sh"][0]], 1e-6), "", ""),
+        (f"restore → vCPUs running, pre-started (reply's total_ms), p50 / p99 ({n})",
+         pcts(ptot), f"< {GOAL_PRE_MS:g} ms", verdict(p50_pre, GOAL_PRE_MS)),
+        ("  load / apply, p50",
+         f"{fmt_ms(bl.percentile([r['load_ms'] for r in res['python'][1]], 50))} / "
+         f"{fmt_ms(bl.percentile([r['apply_ms'] for r in res['python'][1]], 50))}", "", ""),
+        ("  control-socket round trip seen by the client, p50 / p99",
+         pcts([r["rtt_ns"] for r in res["python"][1] + res["sh"][1]], 1e-6), "", ""),
+    ]
+    for kind in FUNCS:
+        new, pre = res[kind]
+        rows += [
+            (f"restore → first answer, {kind}, new process, p50 / p99 ({runs} runs)",
+             pcts([r["answer_ns"] for r in new], 1e-6), "", ""),
+            (f"restore → first answer, {kind}, pre-started, p50 / p99 ({runs} runs)",
+             pcts([r["answer_ns"] for r in pre], 1e-6), "", ""),
+        ]
+    if RETRIES:
+        rows.append(("first-answer connections retried after going silent "
+                     f"({bl.fmt_dur(10e9)} timeout each, included above)", str(len(RETRIES)),
+                     "", ""))
+    rows.append((f"restores per CPU-second ({k} new-process restores of the python "
+                 "function, one invocation each)",
+                 f"{k / cpu:.1f} /CPU-s ({cpu:.2f} CPU-s; {k / wall:.1f} /s wall)", "", ""))
+
+    size_rows = []
+
+    def add_size(label, d, reply, touched, plus=0):
+        app, alloc, st = sizes(d)
+        goal = "-" if touched is None else verdict(alloc, touched + plus + 1)
+        size_rows.append((label, fmt_ms(reply["total_ms"]) if reply else "(cached)",
+                          f"{app / bl.MIB:.0f} MiB", f"{alloc / bl.MIB:.2f} MiB",
+                          f"{st / 1024:.1f} KiB",
+                          "-" if touched is None else f"{touched / bl.MIB:.2f} MiB" +
+                          (f" + base {plus / bl.MIB:.2f} MiB" if plus else ""), goal))
+
+    add_size("base (full, booted guest, agent idle)", base,
+             created["reply"] if created else None, None)
+    base_alloc = sizes(base)[1]
+    for kind in FUNCS:
+        f = fns[kind]
+        add_size(f"{kind} function, diff on base", f["diff"], f["diff_reply"], f["touched"])
+        # A full snapshot of a restored VM also holds the base's pages the
+        # guest has not faulted in again since the restore: touched since boot
+        # is at most the base's pages plus those resident now.
+        add_size(f"{kind} function, full", f["full"], f["full_reply"], f["touched"],
+                 base_alloc)
+    size_head = ("Snapshot", "creation (reply total_ms)", "memory apparent", "memory allocated",
+                 "state", "guest RAM touched", "allocated ≤ touched")
+
+    if qres:
+        pf = fns["python"]["full"]
+        sock50 = bl.percentile([r["socket_ns"] for r in res["python"][0] + res["sh"][0]],
+                               50) / 1e6
+        q_rows = [
+            ("save (kiln: full snapshot reply total_ms; QEMU: migrate to file until completed)",
+             fmt_ms(fns["python"]["full_reply"]["total_ms"]), fmt_ms(qres["save_ns"] / 1e6)),
+            ("file size, apparent / allocated",
+             f"{sizes(pf)[0] / bl.MIB:.0f} / {sizes(pf)[1] / bl.MIB:.2f} MiB",
+             f"{qres['size'] / bl.MIB:.2f} / {qres['alloc'] / bl.MIB:.2f} MiB"),
+            ("guest RAM resident in the VMM when saved",
+             f"{fns['python']['touched'] / bl.MIB:.2f} MiB",
+             "-" if qres.get("touched") is None else f"{qres['touched'] / bl.MIB:.2f} MiB"),
+            (f"new process → running, p50 (kiln: own clock, {2 * runs} runs; QEMU: spawn → "
+             f"query-status running, {len(qres['restore_ns'])} runs)",
+             f"{fmt_ms(p50_new)} (harness clock, spawn → vsock socket: {fmt_ms(sock50)})",
+             fmt_ms(bl.percentile(qres["restore_ns"], 50) / 1e6)),
+        ]
+    else:
+        q_rows = None
+    head = ("Measurement", "kiln-vmm", "Goal", "")
+    print()
+    print(f"Snapshots: Python rootfs guest, {bl.GUEST_MEM_MIB} MiB, 1 vCPU")
+    print(bl.text_rows(head, rows))
+    print()
+    print(bl.text_rows(size_head, size_rows))
+    q_head = ("Full snapshot vs QEMU migrate-to-file", "kiln-vmm (Python function VM)",
+              "QEMU microvm (initramfs guest, idle)")
+    if q_rows:
+        print()
+        print(bl.text_rows(q_head, q_rows))
+    else:
+        print(f"\nQEMU migrate/incoming: {qproblem}")
+    shutil.rmtree(work, ignore_errors=True)
+    if quick:
+        print(f"\n(BENCH_QUICK: {results_path} not updated)")
+        return 1 if problems else 0
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = ["## Snapshots", "",
+             f"Last run: {now}, `make bench`; {load_before} at the start, "
+             f"{bl.load_note()} at the end.", "",
+             "| Machine | |", "|---|---|"]
+    lines += [f"| {a} | {b} |" for a, b in bl.machine_info(bl.qemu_path())]
+    lines += [f"| Guest | `{kernel}`, `{rootfs}` ({bl.GUEST_MEM_MIB} MiB, 1 vCPU); base "
+              f"snapshot `{base}`{' (made in this run)' if created else ' (cached)'} |", "",
+              bl.md_rows(head, rows), "", bl.md_rows(size_head, size_rows), "",
+              *(["QEMU: " + qproblem, ""] if not q_rows else
+                [bl.md_rows(q_head, q_rows), "",
+                 "QEMU boots the Boot group's kernel and initramfs (`-device i8042`, guest command "
+                 "`sleep`, 256 MiB, no disk, no vsock: it has none here), idle after "
+                 f"`kiln-init: ready` ({qres['boot_ns'] / 1e9:.0f} s); QMP `migrate` with "
+                 "`exec:cat > FILE`, polled with `query-migrate` until `completed`; then a new "
+                 "QEMU with the same arguments plus `-incoming \"exec:cat FILE\"`, polled with "
+                 "`query-status` from the spawn until `running`. Not the same guest as kiln's "
+                 "row (QEMU cannot use kiln's vsock here), so sizes compare loosely.", ""]),
+              *(["**Problems in this run:**", ""] + ["- " + p for p in problems] + [""]
+                if problems else []),
+              "Method (details in [docs/benchmarks.md](../docs/benchmarks.md)):", "",
+              "- *New process*: `kiln-vmm -vv --restore DIR --disk ROOTFS --vsock-uds ...`; "
+              "\"vCPUs running\" is kiln-vmm's `timing: first guest entry at N ms` line "
+              "(its own clock from process start); the harness's clock runs from just "
+              "before the spawn.",
+              "- *Pre-started*: `kiln-vmm --prestart --mem 256 --vcpus 1` started and idle "
+              "before the clock starts; `{\"op\":\"restore\"}`'s reply gives load/apply/total "
+              "(request to vCPUs running, inside kiln-vmm); the round trip is the client's.",
+              "- *First answer*: from the spawn (new process) or the restore request "
+              "(pre-started) to the RESULT: vsock `CONNECT 1024` (retried until a "
+              "connection survives the guest's transport reset), ENTROPY (64 B), TIME, "
+              "INVOKE. One warm-up pair per function is discarded; new-process and "
+              "pre-started runs alternate.",
+              "- *Sizes*: `memory` apparent size and `st_blocks * 512`; `state` size. "
+              "\"Guest RAM touched\" is the VMM's resident guest RAM (smaps Rss of the "
+              "snapshot-file and guest-RAM mappings) just before the snapshot.",
+              "- *Restores per CPU-second*: user + system CPU of the harness and of every "
+              "kiln-vmm it reaped (guest execution included: vCPU threads are kiln-vmm's), "
+              "over K sequential new-process restores each answering one invocation."]
+    bl.update_results(results_path, "## Snapshots", "\n".join(lines) + "\n")
+    print(f"\nwritten: {results_path} (section \"## Snapshots\")")
+    return 1 if problems else 0
+
+
+def main():
+    return bl.group_main(run, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
