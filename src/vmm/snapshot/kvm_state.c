@@ -175,18 +175,21 @@ static int kvm_state_put_ioctl(struct snap_writer *w, int fd, unsigned long req,
 	return 0;
 }
 
+/* Room for any one fixed-size piece of vCPU state, saved or loaded in turn. */
+union kvm_state_vcpu_buf {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_fpu fpu;
+	struct kvm_xcrs xcrs;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events events;
+	struct kvm_mp_state mp;
+	struct kvm_debugregs dbg;
+};
+
 int kvm_state_save_vcpu(struct vcpu *v, struct snap_writer *w)
 {
-	union {
-		struct kvm_regs regs;
-		struct kvm_sregs sregs;
-		struct kvm_fpu fpu;
-		struct kvm_xcrs xcrs;
-		struct kvm_lapic_state lapic;
-		struct kvm_vcpu_events events;
-		struct kvm_mp_state mp;
-		struct kvm_debugregs dbg;
-	} u;
+	union kvm_state_vcpu_buf u;
 	uint16_t id = (uint16_t)v->index;
 	size_t xsize = kvm_state_xsave_size(v->vm), nidx = 0;
 	uint32_t *idx = NULL;
@@ -352,16 +355,7 @@ static int kvm_state_get_msrs(const struct snap_file *f, uint16_t id, struct kvm
 
 int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, size_t why_len)
 {
-	union {
-		struct kvm_regs regs;
-		struct kvm_sregs sregs;
-		struct kvm_fpu fpu;
-		struct kvm_xcrs xcrs;
-		struct kvm_lapic_state lapic;
-		struct kvm_vcpu_events events;
-		struct kvm_mp_state mp;
-		struct kvm_debugregs dbg;
-	} u;
+	union kvm_state_vcpu_buf u;
 	uint16_t id = (uint16_t)v->index;
 	struct kvm_msr_entry *msrs = NULL, deadline = {.index = 0};
 	struct snap_section s;
