@@ -525,6 +525,9 @@ struct machine *machine_create(const struct machine_config *cfg)
 		if (!m->api)
 			goto out_destroy;
 	}
+	/* Guest RAM was being registered with KVM meanwhile (vm_create). */
+	if (vm_memory_ready(m->vm) < 0)
+		goto out_destroy;
 	return m;
 
 out_destroy:

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -53,6 +54,28 @@ static int vm_set_slot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size
 		return err;
 	}
 	return 0;
+}
+
+/* Registers guest RAM as slot 0 (and slot 1 above the MMIO hole). */
+static void *vm_slot_thread(void *arg)
+{
+	struct vm *vm = arg;
+
+	vm->slot_err = vm_set_slot(vm, 0, 0, vm->mem.low_size, vm->mem.host);
+	if (vm->slot_err == 0 && vm->mem.size > vm->mem.low_size)
+		vm->slot_err = vm_set_slot(vm, 1, LAYOUT_MMIO_GAP_END,
+					   vm->mem.size - vm->mem.low_size,
+					   vm->mem.host + vm->mem.low_size);
+	return NULL;
+}
+
+int vm_memory_ready(struct vm *vm)
+{
+	if (vm->slot_pending) {
+		pthread_join(vm->slot_thread, NULL);
+		vm->slot_pending = false;
+	}
+	return vm->slot_err;
 }
 
 struct vm *vm_create(uint64_t mem_size)
@@ -111,12 +134,13 @@ struct vm *vm_create(uint64_t mem_size)
 			  (unsigned long long)(mem_size >> 20), strerror(-ret));
 		goto out_close_vm;
 	}
-	if (vm_set_slot(vm, 0, 0, vm->mem.low_size, vm->mem.host) < 0)
-		goto out_release_mem;
-	if (vm->mem.size > vm->mem.low_size &&
-	    vm_set_slot(vm, 1, LAYOUT_MMIO_GAP_END, vm->mem.size - vm->mem.low_size,
-			vm->mem.host + vm->mem.low_size) < 0)
-		goto out_release_mem;
+	if (pthread_create(&vm->slot_thread, NULL, vm_slot_thread, vm) == 0) {
+		vm->slot_pending = true;
+	} else {
+		vm_slot_thread(vm); /* no thread: register them now */
+		if (vm->slot_err < 0)
+			goto out_release_mem;
+	}
 	return vm;
 
 out_release_mem:
@@ -134,6 +158,7 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
+	vm_memory_ready(vm);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)

@@ -3,6 +3,7 @@
 #ifndef KILN_VMM_VM_H
 #define KILN_VMM_VM_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -13,6 +14,12 @@ struct vm {
 	int vm_fd;	      /* KVM_CREATE_VM */
 	int vcpu_mmap_size;   /* size of each vCPU's struct kvm_run mapping */
 	struct guest_mem mem; /* guest RAM, registered as slots 0 (low) and 1 (high) */
+	/* The slots are registered by a helper thread while the caller loads the
+	 * kernel and creates vCPUs (the first KVM_SET_USER_MEMORY_REGION costs
+	 * milliseconds on some hosts); vm_memory_ready() joins it. */
+	pthread_t slot_thread;
+	bool slot_pending;
+	int slot_err;
 };
 
 /* Opens /dev/kvm, checks the API version and the capabilities kiln needs,
@@ -20,6 +27,11 @@ struct vm {
  * Returns the VM (caller owns it; vm_destroy frees it) or NULL after logging
  * why (no /dev/kvm, no permission, missing capability, out of memory). */
 struct vm *vm_create(uint64_t mem_size);
+
+/* Waits until guest RAM is registered with KVM. Call it before any vCPU
+ * runs and before guest RAM is remapped (restore). Returns 0, or -errno after
+ * the registration failed (already logged). Idempotent. */
+int vm_memory_ready(struct vm *vm);
 
 /* Closes the VM and unmaps its RAM. Accepts NULL. */
 void vm_destroy(struct vm *vm);
