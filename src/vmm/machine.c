@@ -1041,12 +1041,20 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 		machine_restore_fail(x, ret, "%s", sub);
 		return;
 	}
-	/* The guest learns its vsock connections are gone (virtio 1.1,
-	 * 5.10.6.6), then every live queue is served once in case a
+	/* The guest learns that its vsock connections are gone (an RST each,
+	 * docs/vsock.md), then every live queue is served once in case a
 	 * notification was in flight when the snapshot was taken. */
-	for (unsigned int i = 0; i < m->nvirtio; i++)
-		if (m->virtio[i].device_id == VIRTIO_ID_VSOCK)
-			virtio_vsock_transport_reset(m->virtio[i].dev);
+	for (unsigned int i = 0; i < m->nvirtio; i++) {
+		struct snap_section s;
+
+		if (m->virtio[i].device_id != VIRTIO_ID_VSOCK)
+			continue;
+		if (!snap_find(f, SNAP_SEC_VIRTIO_VSOCK, (uint16_t)i, &s) ||
+		    virtio_vsock_restore(m->virtio[i].dev, &s) < 0) {
+			machine_restore_fail(x, -EINVAL, "malformed vsock device in the snapshot");
+			return;
+		}
+	}
 	for (unsigned int i = 0; i < m->nvirtio; i++)
 		virtio_mmio_kick(m->virtio[i].transport);
 	x->ret = 0;

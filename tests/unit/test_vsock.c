@@ -4,7 +4,9 @@
  * host side. Covers guest- and host-initiated connections, data both ways,
  * credit limits in both directions, shutdown and close, RSTs for unknown or
  * misbehaving connections, malformed packets, many connections, fairness,
- * transport reset, plus the pure pieces: header codec, CONNECT line parsing
+ * transport reset (new connections wait until the guest handled it), the
+ * snapshot section and restore (an RST per connection the guest may hold,
+ * host ports continued), plus the pure pieces: header codec, CONNECT line parsing
  * and credit arithmetic. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +29,7 @@
 
 #include "vmm/evloop.h"
 #include "vmm/memory.h"
+#include "vmm/snapshot/format.h"
 #include "vmm/virtio/queue.h"
 #include "vmm/virtio/vsock.h"
 #include "vmm/virtio/vsock_conn.h"
@@ -1258,12 +1261,22 @@ static void reset_cb(void *opaque, uint32_t events)
 	assert_int_equal(virtio_vsock_transport_reset(f->v), 0);
 }
 
+/* The guest's event buffer 0 goes (back) on the event queue. */
+static void guest_post_event_buffer(struct fx *f)
+{
+	memset(at(f, EVBUF), 0xee, 4);
+	set_desc(f, VSOCK_QUEUE_EVENT, 0, EVBUF, 4, VIRTQ_DESC_F_WRITE, 0);
+	publish(f, VSOCK_QUEUE_EVENT, 0);
+	kick(f, VSOCK_QUEUE_EVENT);
+}
+
 static void test_transport_reset(void **state)
 {
 	struct fx *f = fx_new(NULL);
 	int lfd = host_listen(f, 61);
 	int a = guest_connect(f, lfd, 1050, 61, 65536);
 	int b = host_dial(f);
+	struct vsock_hdr h, h2;
 	uint32_t id = 0xffffffff;
 
 	(void)state;
@@ -1274,24 +1287,273 @@ static void test_transport_reset(void **state)
 	evloop_call_sync(f->loop, reset_cb, f);
 	host_expect_eof(a);
 	host_expect_eof(b);
+	close(a);
+	close(b);
 	assert_int_equal(conn_count(f), 0);
 	assert_int_equal(used_idx(f, VSOCK_QUEUE_EVENT), 0);
-	memset(at(f, EVBUF), 0xee, 4);
-	set_desc(f, VSOCK_QUEUE_EVENT, 0, EVBUF, 4, VIRTQ_DESC_F_WRITE, 0);
-	publish(f, VSOCK_QUEUE_EVENT, 0);
-	kick(f, VSOCK_QUEUE_EVENT);
+	guest_post_event_buffer(f);
 	assert_int_equal(used_idx(f, VSOCK_QUEUE_EVENT), 1);
 	memcpy(&id, at(f, EVBUF), 4);
 	assert_int_equal(id, VSOCK_EVENT_TRANSPORT_RESET);
 	assert_true(atomic_load(&f->irqs[VSOCK_QUEUE_EVENT]) > 0);
 	/* No RSTs were sent for the dropped connections. */
 	guest_expect_nothing(f, 100);
-	/* And the device still works. */
-	close(a);
-	a = guest_connect(f, lfd, 1051, 61, 65536);
+
+	/* Until the guest has handled the event, new connections wait: a host
+	 * CONNECT's REQUEST and the RESPONSE to a guest REQUEST. A packet for
+	 * an unknown connection is still answered with RST. */
+	b = host_dial(f);
+	assert_int_equal(write(b, "CONNECT 7\n", 10), 10);
+	guest_send(f, VSOCK_OP_REQUEST, 1051, 61, 0, 65536, 0, NULL, 0);
+	wait_conn_count(f, 2);
+	a = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(a >= 0);
+	guest_send(f, VSOCK_OP_RW, 2000, 99, 0, 65536, 0, "x", 1);
+	guest_expect(f, VSOCK_OP_RST, 99, 2000, NULL);
+	kick(f, VSOCK_QUEUE_EVENT); /* a notification without a new buffer */
+	guest_expect_nothing(f, 100);
+	/* The guest handled it and put the buffer back: both go out. */
+	guest_post_event_buffer(f);
+	assert_true(guest_recv(f, &h, NULL, 0, 3000));
+	assert_true(guest_recv(f, &h2, NULL, 0, 3000));
+	if (h.op != VSOCK_OP_REQUEST) {
+		struct vsock_hdr t = h;
+
+		h = h2;
+		h2 = t;
+	}
+	assert_int_equal(h.op, VSOCK_OP_REQUEST);
+	assert_int_equal(h.dst_port, 7);
+	assert_int_equal(h2.op, VSOCK_OP_RESPONSE);
+	assert_int_equal(h2.dst_port, 1051);
+	assert_int_equal(h2.src_port, 61);
+	/* No second event, and the device works as before. */
+	assert_int_equal(used_idx(f, VSOCK_QUEUE_EVENT), 1);
+	guest_send(f, VSOCK_OP_RESPONSE, 7, h.src_port, 0, 65536, 0, NULL, 0);
+	assert_int_equal(host_read_ok(b), h.src_port);
 	close(a);
 	close(b);
 	close(lfd);
+	fx_free(f);
+}
+
+/* ---- snapshot section and restore ---------------------------------------------- */
+
+struct snap_arg {
+	struct fx *f;
+	struct snap_writer *w;
+	const struct snap_section *sec;
+	int ret;
+};
+
+static void save_cb(void *opaque, uint32_t events)
+{
+	struct snap_arg *a = opaque;
+
+	(void)events;
+	virtio_vsock_save(a->f->v, a->w, 0);
+}
+
+static void restore_cb(void *opaque, uint32_t events)
+{
+	struct snap_arg *a = opaque;
+
+	(void)events;
+	a->ret = virtio_vsock_restore(a->f->v, a->sec);
+}
+
+/* Saves f's device into `w` (initialised here) and points `sec` at its
+ * section. */
+static void save_section(struct fx *f, struct snap_writer *w, struct snap_section *sec)
+{
+	struct snap_arg a = {.f = f, .w = w};
+	struct snap_file file;
+	char why[128];
+
+	assert_int_equal(snap_writer_init(w), 0);
+	evloop_call_sync(f->loop, save_cb, &a);
+	assert_int_equal(snap_writer_seal(w, NULL), 0);
+	assert_int_equal(snap_parse(w->buf, w->len, &file, why, sizeof(why)), 0);
+	assert_true(snap_find(&file, SNAP_SEC_VIRTIO_VSOCK, 0, sec));
+}
+
+static int restore_section(struct fx *f, const void *data, uint32_t len)
+{
+	struct snap_section sec = {
+		.type = SNAP_SEC_VIRTIO_VSOCK, .instance = 0, .len = len, .data = data};
+	struct snap_arg a = {.f = f, .sec = &sec};
+
+	evloop_call_sync(f->loop, restore_cb, &a);
+	return a.ret;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void test_snapshot_restore_sends_rsts(void **state)
+{
+	struct fx *f = fx_new(NULL), *g;
+	int lfd = host_listen(f, 61);
+	int a = guest_connect(f, lfd, 1050, 61, 65536);
+	int b = host_dial(f), c = host_dial(f);
+	struct snap_writer w;
+	struct snap_section sec;
+	struct vsock_hdr h;
+	uint32_t hport, cid;
+	uint8_t raw[64];
+
+	(void)state;
+	assert_int_equal(write(b, "CONNECT 7\n", 10), 10);
+	guest_expect(f, VSOCK_OP_REQUEST, 0, 7, &h);
+	hport = h.src_port;
+	guest_send(f, VSOCK_OP_RESPONSE, 7, hport, 0, 65536, 0, NULL, 0);
+	assert_int_equal(host_read_ok(b), hport);
+	wait_conn_count(f, 3); /* c has not sent its line: the guest never heard of it */
+
+	save_section(f, &w, &sec);
+	/* cid, next host port, 2 pairs: (1050, 61) and (7, hport). */
+	assert_int_equal(sec.len, 8 + 4 + 4 + 2 * 8);
+	memcpy(&cid, sec.data, 4);
+	assert_int_equal(cid, GUEST_CID);
+	assert_int_equal(get32(sec.data + 8), hport + 1);
+	assert_int_equal(get32(sec.data + 12), 2);
+	assert_int_equal(get32(sec.data + 16), 1050);
+	assert_int_equal(get32(sec.data + 20), 61);
+	assert_int_equal(get32(sec.data + 24), 7);
+	assert_int_equal(get32(sec.data + 28), hport);
+	memcpy(raw, sec.data, sec.len);
+	snap_writer_release(&w);
+
+	/* The restored device: an RST for each, no TRANSPORT_RESET, and a host
+	 * CONNECT goes to the guest at once with a host port never used before. */
+	g = fx_new(NULL);
+	guest_post_event_buffer(g);
+	assert_int_equal(restore_section(g, raw, 32), 0);
+	guest_expect(g, VSOCK_OP_RST, 61, 1050, NULL);
+	guest_expect(g, VSOCK_OP_RST, hport, 7, NULL);
+	assert_int_equal(used_idx(g, VSOCK_QUEUE_EVENT), 0);
+	close(b);
+	b = host_dial(g);
+	assert_int_equal(write(b, "CONNECT 7\n", 10), 10);
+	guest_expect(g, VSOCK_OP_REQUEST, hport + 1, 7, NULL);
+	guest_send(g, VSOCK_OP_RESPONSE, 7, hport + 1, 0, 65536, 0, NULL, 0);
+	assert_int_equal(host_read_ok(b), hport + 1);
+	close(b);
+	close(a);
+	close(c);
+	close(lfd);
+	fx_free(g);
+	fx_free(f);
+}
+
+static void test_snapshot_lists_owed_rsts(void **state)
+{
+	struct fx_opts o = {.no_rx = true};
+	struct fx *f = fx_new(&o), *g;
+	struct snap_writer w;
+	struct snap_section sec;
+	uint8_t raw[64];
+
+	(void)state;
+	/* No rx buffer: the RST for this unknown connection stays owed. */
+	guest_send(f, VSOCK_OP_RW, 2000, 99, 0, 65536, 0, "x", 1);
+	save_section(f, &w, &sec);
+	assert_int_equal(sec.len, 8 + 4 + 4 + 8);
+	assert_int_equal(get32(sec.data + 8), VSOCK_HOST_PORT_FIRST);
+	assert_int_equal(get32(sec.data + 16), 2000);
+	assert_int_equal(get32(sec.data + 20), 99);
+	memcpy(raw, sec.data, sec.len);
+	snap_writer_release(&w);
+	g = fx_new(NULL);
+	assert_int_equal(restore_section(g, raw, 24), 0);
+	guest_expect(g, VSOCK_OP_RST, 99, 2000, NULL);
+	guest_expect_nothing(g, 50);
+	fx_free(g);
+	fx_free(f);
+}
+
+static void test_restore_without_list_resets_transport(void **state)
+{
+	struct fx *f = fx_new(NULL);
+	uint8_t raw[16] = {GUEST_CID};
+	struct vsock_hdr h;
+	int b;
+
+	(void)state;
+	/* A section from before the list (the CID alone): TRANSPORT_RESET,
+	 * host ports from 2^31, and a host CONNECT waits for the guest to
+	 * handle the event. */
+	guest_post_event_buffer(f);
+	assert_int_equal(restore_section(f, raw, 8), 0);
+	assert_int_equal(used_idx(f, VSOCK_QUEUE_EVENT), 1);
+	b = host_dial(f);
+	assert_int_equal(write(b, "CONNECT 7\n", 10), 10);
+	wait_conn_count(f, 1);
+	guest_expect_nothing(f, 100);
+	guest_post_event_buffer(f);
+	guest_expect(f, VSOCK_OP_REQUEST, 1U << 31, 7, &h);
+	close(b);
+
+	/* "All": the same with the saved host port. */
+	put32(raw + 8, VSOCK_HOST_PORT_FIRST + 5);
+	put32(raw + 12, 0xffffffff);
+	assert_int_equal(restore_section(f, raw, 16), 0);
+	assert_int_equal(used_idx(f, VSOCK_QUEUE_EVENT), 2);
+	guest_post_event_buffer(f);
+	b = host_dial(f);
+	assert_int_equal(write(b, "CONNECT 7\n", 10), 10);
+	guest_expect(f, VSOCK_OP_REQUEST, VSOCK_HOST_PORT_FIRST + 5, 7, NULL);
+	close(b);
+	fx_free(f);
+}
+
+static void test_restore_refuses_bad_sections(void **state)
+{
+	struct fx *f = fx_new(NULL);
+	uint8_t raw[32] = {0};
+	uint64_t cid;
+	struct snap_section sec = {.type = SNAP_SEC_VIRTIO_VSOCK, .data = raw};
+
+	(void)state;
+	raw[0] = GUEST_CID;
+	put32(raw + 8, VSOCK_HOST_PORT_FIRST);
+	put32(raw + 12, 1);
+	put32(raw + 16, 5);
+	put32(raw + 20, 6);
+	sec.len = 24;
+	assert_int_equal(virtio_vsock_saved_cid(&sec, &cid), 0);
+	assert_int_equal(cid, GUEST_CID);
+	for (uint32_t len = 0; len < 24; len++) {
+		sec.len = len;
+		if (len == 8)
+			continue; /* the old format */
+		assert_int_equal(virtio_vsock_saved_cid(&sec, &cid), -EINVAL);
+		assert_int_equal(restore_section(f, raw, len), -EINVAL);
+	}
+	/* More pairs than an RST ring holds; a host port below 2^30; bytes
+	 * after "all"; a CID of 2; another CID than the device's. */
+	put32(raw + 12, 1025);
+	assert_int_equal(restore_section(f, raw, 24), -EINVAL);
+	put32(raw + 12, 1);
+	put32(raw + 8, 5);
+	assert_int_equal(restore_section(f, raw, 24), -EINVAL);
+	put32(raw + 8, VSOCK_HOST_PORT_FIRST);
+	put32(raw + 12, 0xffffffff);
+	assert_int_equal(restore_section(f, raw, 24), -EINVAL);
+	raw[0] = 2;
+	assert_int_equal(restore_section(f, raw, 8), -EINVAL);
+	raw[0] = GUEST_CID + 1;
+	assert_int_equal(restore_section(f, raw, 8), -EINVAL);
+	raw[0] = GUEST_CID;
+	assert_int_equal(restore_section(f, raw, 8), 0);
 	fx_free(f);
 }
 
@@ -1406,6 +1668,10 @@ int main(void)
 		cmocka_unit_test(test_bulk_both_ways),
 		cmocka_unit_test(test_guest_data_buffered),
 		cmocka_unit_test(test_transport_reset),
+		cmocka_unit_test(test_snapshot_restore_sends_rsts),
+		cmocka_unit_test(test_snapshot_lists_owed_rsts),
+		cmocka_unit_test(test_restore_without_list_resets_transport),
+		cmocka_unit_test(test_restore_refuses_bad_sections),
 		cmocka_unit_test(test_config_and_ops),
 		cmocka_unit_test(test_create_refusals),
 	};

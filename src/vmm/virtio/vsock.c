@@ -46,6 +46,13 @@
 #define VSOCK_TICK_MS	     100  /* timer period while a deadline is pending */
 #define VSOCK_LISTEN_BACKLOG 128
 
+/* Snapshot section: the connection list is replaced by this count when the
+ * guest may hold more connections than fit the RST ring (or, in a section
+ * written before the list existed, implied): a restore then resets the whole
+ * transport instead of each connection. */
+#define VSOCK_SAVED_ALL	       0xffffffffU
+#define VSOCK_LEGACY_HOST_PORT (1U << 31) /* host ports after restoring an old section */
+
 struct vsock_rst {
 	uint32_t guest_port, host_port;
 };
@@ -79,6 +86,13 @@ struct virtio_vsock {
 	struct vsock_rst rst[VSOCK_RST_RING];
 	unsigned int rst_head, rst_count;
 	bool event_pending; /* TRANSPORT_RESET waits for an event buffer */
+	/* After a TRANSPORT_RESET: until the guest has handled it, the rx queue
+	 * carries nothing but RSTs (a connection the guest accepted before
+	 * handling the event would be dropped by it). The guest has handled it
+	 * once it put an event buffer back: the event queue's available index
+	 * moved away from `reset_avail`, read when the event was posted. */
+	bool reset_wait;
+	uint16_t reset_avail;
 
 	struct virtq_chain rx_chain; /* popped rx buffer not used yet */
 	bool rx_held;
@@ -662,7 +676,9 @@ static uint32_t vsock_rx_data(struct virtio_vsock *v, struct virtq_chain *ch)
 
 static bool vsock_rx_has_work(const struct virtio_vsock *v)
 {
-	return v->rst_count || !vsock_list_empty(&v->ctrl) || !vsock_list_empty(&v->data);
+	if (v->rst_count)
+		return true;
+	return !v->reset_wait && (!vsock_list_empty(&v->ctrl) || !vsock_list_empty(&v->data));
 }
 
 static void vsock_process_rx(struct virtio_vsock *v)
@@ -912,6 +928,39 @@ static void vsock_process_tx(struct virtio_vsock *v)
 
 /* ---- event queue ------------------------------------------------------ */
 
+/* Reads the guest's available index of `q` into *idx. Returns false when the
+ * ring is not in guest RAM. */
+static bool vsock_avail_idx(const struct virtq *q, uint16_t *idx)
+{
+	const volatile uint8_t *p;
+
+	if (!q->mem)
+		return false;
+	p = guest_mem_ptr(q->mem, q->avail_gpa + 2, 2);
+	if (!p)
+		return false;
+	*idx = (uint16_t)(p[0] | p[1] << 8);
+	return true;
+}
+
+/* Ends the wait for the guest to handle a TRANSPORT_RESET once it has put an
+ * event buffer back (Linux's virtio_transport_event_work handles each event
+ * before it refills and kicks), or when it cannot be waited for. Returns true
+ * when the wait ended now. */
+static bool vsock_check_reset_done(struct virtio_vsock *v)
+{
+	struct virtq *q = vsock_queue(v, VSOCK_QUEUE_EVENT);
+	uint16_t idx;
+
+	if (!v->reset_wait || v->event_pending)
+		return false;
+	if (q && virtq_usable(q) && vsock_avail_idx(q, &idx) && idx == v->reset_avail)
+		return false;
+	log_debug("virtio-vsock: the guest handled the transport reset");
+	v->reset_wait = false;
+	return true;
+}
+
 static void vsock_post_event(struct virtio_vsock *v)
 {
 	struct virtq *q = vsock_queue(v, VSOCK_QUEUE_EVENT);
@@ -930,6 +979,10 @@ static void vsock_post_event(struct virtio_vsock *v)
 	}
 	memcpy(ev, &id, sizeof(ev));
 	virtq_chain_write(&v->ev_chain, 0, ev, sizeof(ev));
+	if (!vsock_avail_idx(q, &v->reset_avail)) {
+		vsock_set_broken(v, "event queue outside guest RAM");
+		return;
+	}
 	if (virtq_push(q, v->ev_chain.head, VSOCK_EVENT_SIZE) < 0) {
 		vsock_set_broken(v, "event queue broken");
 		return;
@@ -990,6 +1043,8 @@ static void vsock_queue_notify(void *dev, unsigned int q)
 		break;
 	case VSOCK_QUEUE_EVENT:
 		vsock_post_event(v);
+		if (vsock_check_reset_done(v))
+			vsock_process_rx(v);
 		break;
 	default:
 		break;
@@ -1003,6 +1058,7 @@ static void vsock_reset(void *dev)
 	vsock_drop_all(v);
 	v->rx_held = false;
 	v->event_pending = false;
+	v->reset_wait = false;
 }
 
 static const struct virtio_device_ops vsock_ops = {
@@ -1024,8 +1080,13 @@ const struct virtio_device_ops *virtio_vsock_ops(void)
 
 int virtio_vsock_transport_reset(struct virtio_vsock *v)
 {
+	struct virtq *q = vsock_queue(v, VSOCK_QUEUE_EVENT);
+
 	vsock_drop_all(v);
+	if (!q || !virtq_usable(q))
+		return 0; /* no driver: it starts afresh when it comes */
 	v->event_pending = true;
+	v->reset_wait = true;
 	vsock_post_event(v);
 	return 0;
 }
@@ -1202,27 +1263,125 @@ void virtio_vsock_destroy(struct virtio_vsock *v)
 
 /* ---- snapshots ------------------------------------------------------------- */
 
+/* Connections the guest may know about: every one past its CONNECT line
+ * (a REQUEST may have gone out), and every RST still owed. */
+static uint32_t vsock_guest_known(const struct virtio_vsock *v)
+{
+	uint32_t n = v->rst_count;
+
+	for (const struct vsock_list *l = v->all.next; l != &v->all; l = l->next)
+		if (vsock_list_entry(l, const struct vsock_conn, all)->state !=
+		    VSOCK_CONN_HOST_LINE)
+			n++;
+	return n;
+}
+
 void virtio_vsock_save(struct virtio_vsock *v, struct snap_writer *w, uint16_t slot)
 {
 	struct virtq *q = vsock_queue(v, VSOCK_QUEUE_RX);
+	uint32_t n = vsock_guest_known(v);
 
 	if (v->rx_held && q) {
 		/* virtq_pop took exactly one entry for it. */
 		q->last_avail--;
 		v->rx_held = false;
 	}
+	/* A guest still to handle a TRANSPORT_RESET gets another one. */
+	if (n > VSOCK_RST_RING || v->reset_wait)
+		n = VSOCK_SAVED_ALL;
 	snap_begin(w, SNAP_SEC_VIRTIO_VSOCK, slot);
 	snap_put_u64(w, v->guest_cid);
+	snap_put_u32(w, v->next_host_port);
+	snap_put_u32(w, n);
+	if (n != VSOCK_SAVED_ALL) {
+		for (unsigned int i = 0; i < v->rst_count; i++) {
+			const struct vsock_rst *r = &v->rst[(v->rst_head + i) % VSOCK_RST_RING];
+
+			snap_put_u32(w, r->guest_port);
+			snap_put_u32(w, r->host_port);
+		}
+		for (const struct vsock_list *l = v->all.next; l != &v->all; l = l->next) {
+			const struct vsock_conn *c =
+				vsock_list_entry(l, const struct vsock_conn, all);
+
+			if (c->state == VSOCK_CONN_HOST_LINE)
+				continue;
+			snap_put_u32(w, c->guest_port);
+			snap_put_u32(w, c->host_port);
+		}
+	}
 	snap_end(w);
+}
+
+/* A parsed SNAP_SEC_VIRTIO_VSOCK section; `r` is left at the first
+ * (guest port, host port) pair. */
+struct vsock_saved {
+	uint64_t cid;
+	uint32_t next_host_port;
+	uint32_t n; /* pairs, or VSOCK_SAVED_ALL */
+	struct snap_rd r;
+};
+
+/* Reads and checks the section: u64 guest CID, then (absent in sections
+ * written before kiln-vmm listed connections) u32 next host port, u32 count,
+ * count x {u32 guest port, u32 host port}. Returns 0 or -EINVAL. */
+static int vsock_saved_parse(const struct snap_section *sec, struct vsock_saved *s)
+{
+	snap_rd_init(&s->r, sec);
+	s->cid = snap_get_u64(&s->r);
+	if (s->r.err || s->cid < 3 || s->cid > 0xfffffffeULL)
+		return -EINVAL;
+	if (snap_rd_done(&s->r)) {
+		s->next_host_port = VSOCK_LEGACY_HOST_PORT;
+		s->n = VSOCK_SAVED_ALL;
+		return 0;
+	}
+	s->next_host_port = snap_get_u32(&s->r);
+	s->n = snap_get_u32(&s->r);
+	if (s->r.err || s->next_host_port < VSOCK_HOST_PORT_FIRST)
+		return -EINVAL;
+	if (s->n == VSOCK_SAVED_ALL)
+		return snap_rd_done(&s->r) ? 0 : -EINVAL;
+	/* The pairs are read by virtio_vsock_restore. */
+	return s->n <= VSOCK_RST_RING && s->r.len - s->r.off == 8ULL * s->n ? 0 : -EINVAL;
 }
 
 int virtio_vsock_saved_cid(const struct snap_section *sec, uint64_t *cid)
 {
-	struct snap_rd r;
+	struct vsock_saved s;
+	int ret = vsock_saved_parse(sec, &s);
 
-	snap_rd_init(&r, sec);
-	*cid = snap_get_u64(&r);
-	if (!snap_rd_done(&r) || *cid < 3 || *cid > 0xfffffffeULL)
+	if (ret == 0)
+		*cid = s.cid;
+	return ret;
+}
+
+int virtio_vsock_restore(struct virtio_vsock *v, const struct snap_section *sec)
+{
+	struct vsock_saved s;
+	int ret = vsock_saved_parse(sec, &s);
+
+	if (ret < 0)
+		return ret;
+	if (s.cid != v->guest_cid)
 		return -EINVAL;
+	vsock_drop_all(v);
+	/* New connections never reuse a (guest port, host port) pair of a
+	 * socket the guest may still hold until its owner closes it: Linux
+	 * answers a REQUEST for such a pair with RST. */
+	v->next_host_port = s.next_host_port;
+	if (s.n == VSOCK_SAVED_ALL) {
+		log_debug("virtio-vsock: restored; resetting the transport");
+		return virtio_vsock_transport_reset(v);
+	}
+	/* The rx queue delivers in order, RSTs first: the guest has dropped
+	 * these before it sees any REQUEST we send later. */
+	for (uint32_t i = 0; i < s.n; i++) {
+		uint32_t guest_port = snap_get_u32(&s.r);
+
+		vsock_queue_rst(v, guest_port, snap_get_u32(&s.r));
+	}
+	log_debug("virtio-vsock: restored; %u RST(s) for connections of the snapshot", s.n);
+	vsock_process_rx(v);
 	return 0;
 }

@@ -94,24 +94,39 @@ const struct virtio_device_ops *virtio_vsock_ops(void);
  * are used, on the loop thread or before it runs. */
 void virtio_vsock_bind(struct virtio_vsock *v, const struct virtio_vsock_queues *queues);
 
-/* After a snapshot restore: resets every connection (closing their unix
- * sides; the guest is told with the event below, not with RSTs) and posts
- * VIRTIO_VSOCK_EVENT_TRANSPORT_RESET on the event queue (now, or as soon as
- * the guest provides an event buffer). Call on the loop thread (or before it
- * runs). Returns 0 or -errno. */
+/* Resets every connection (closing their unix sides; the guest is told with
+ * the event below, not with RSTs) and posts VIRTIO_VSOCK_EVENT_TRANSPORT_RESET
+ * on the event queue (now, or as soon as the guest provides an event buffer;
+ * nothing when the driver has no live event queue). Until the guest has
+ * handled the event (it put an event buffer back), the device sends it
+ * nothing but RSTs: REQUESTs and RESPONSEs for new connections wait, so the
+ * event cannot drop them. Call on the loop thread (or before it runs).
+ * Returns 0 or -errno. */
 int virtio_vsock_transport_reset(struct virtio_vsock *v);
+
+/* After a snapshot restore, with the transport's queues restored: loads the
+ * device's SNAP_SEC_VIRTIO_VSOCK section `sec` (whose guest CID must be the
+ * device's) and ends the connections the guest may still hold from the
+ * snapshot with one RST each, delivered before anything else; host ports
+ * continue where the snapshot's left off. A section without the connection
+ * list (older kiln-vmm, or more connections than fit) resets the transport
+ * instead (virtio_vsock_transport_reset). Loop thread (or before it runs).
+ * Returns 0 or -EINVAL (malformed section). */
+int virtio_vsock_restore(struct virtio_vsock *v, const struct snap_section *sec);
 
 /* Returns the number of live connections (any state). Loop thread only. */
 unsigned int virtio_vsock_conn_count(const struct virtio_vsock *v);
 
-/* Appends the device's state (guest CID) as SNAP_SEC_VIRTIO_VSOCK, instance
- * `slot`. An rx buffer taken from the guest but not used yet is handed back
- * first (the queue's position steps back), so the snapshot owes the guest
- * nothing; connections are not saved: a restore resets them. Loop thread,
- * before the transport saves its queues. */
+/* Appends the device's state as SNAP_SEC_VIRTIO_VSOCK, instance `slot`: the
+ * guest CID, the next host port, and the (guest port, host port) pair of
+ * every connection the guest may know about (including RSTs still owed), so
+ * that a restore can end them; the connections themselves are not saved. An
+ * rx buffer taken from the guest but not used yet is handed back first (the
+ * queue's position steps back), so the snapshot owes the guest nothing.
+ * Loop thread, before the transport saves its queues. */
 void virtio_vsock_save(struct virtio_vsock *v, struct snap_writer *w, uint16_t slot);
 
-/* Reads the guest CID from a SNAP_SEC_VIRTIO_VSOCK section into *cid.
+/* Checks a SNAP_SEC_VIRTIO_VSOCK section and reads its guest CID into *cid.
  * Returns 0 or -EINVAL when malformed. */
 int virtio_vsock_saved_cid(const struct snap_section *sec, uint64_t *cid);
 
