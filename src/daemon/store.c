@@ -1,0 +1,580 @@
+/* store.c - kilnd's content-addressed stores (store.h). */
+#include "daemon/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "common/log.h"
+
+#define STORE_TMP_PREFIX   ".tmp-"
+#define STORE_CODE_SUFFIX  ".klna"
+#define STORE_SNAP_ID_MAX  64
+#define STORE_CODE_MAX	   (256U * 1024U * 1024U) /* larger than any KLNA archive */
+#define STORE_RM_MAX_DEPTH 64
+
+struct store {
+	char *root;
+	char *code_path; /* root/code */
+	char *snap_path; /* root/snapshots */
+	int codefd;
+	int snapfd;
+};
+
+void store_sha256_hex(const void *buf, size_t len, char hex[65])
+{
+	static const char digits[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (!EVP_Digest(len ? buf : "", len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32) {
+		/* Cannot happen with a working libcrypto; never a valid id. */
+		memset(hex, 'x', 64);
+		hex[64] = '\0';
+		return;
+	}
+	for (unsigned int i = 0; i < 32; i++) {
+		hex[2 * i] = digits[md[i] >> 4];
+		hex[2 * i + 1] = digits[md[i] & 15];
+	}
+	hex[64] = '\0';
+}
+
+static bool store_hex_ok(const char *hex)
+{
+	if (!hex)
+		return false;
+	for (int i = 0; i < 64; i++) {
+		char c = hex[i];
+
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+	}
+	return hex[64] == '\0';
+}
+
+static bool store_snap_id_ok(const char *id)
+{
+	size_t i;
+
+	if (!id)
+		return false;
+	for (i = 0; id[i]; i++) {
+		char c = id[i];
+
+		if (i >= STORE_SNAP_ID_MAX)
+			return false;
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+			return false;
+	}
+	return i > 0;
+}
+
+/* ".tmp-" and 16 random lower-case hex digits into name (22 bytes). */
+static int store_tmp_name(char name[22])
+{
+	static const char digits[] = "0123456789abcdef";
+	uint8_t rnd[8];
+	size_t got = 0;
+
+	while (got < sizeof(rnd)) {
+		ssize_t n = getrandom(rnd + got, sizeof(rnd) - got, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		got += (size_t)n;
+	}
+	memcpy(name, STORE_TMP_PREFIX, 5);
+	for (int i = 0; i < 8; i++) {
+		name[5 + 2 * i] = digits[rnd[i] >> 4];
+		name[5 + 2 * i + 1] = digits[rnd[i] & 15];
+	}
+	name[21] = '\0';
+	return 0;
+}
+
+static int store_write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Removes dirfd/name and everything under it, never following symbolic
+ * links. -ENOENT when it does not exist. */
+static int store_rm_tree(int dirfd, const char *name, int depth)
+{
+	struct stat st;
+	struct dirent *de;
+	DIR *dir;
+	int fd, ret = 0;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
+	if (depth > STORE_RM_MAX_DEPTH)
+		return -ELOOP;
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	dir = fdopendir(fd);
+	if (!dir) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	while ((errno = 0, de = readdir(dir))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		ret = store_rm_tree(fd, de->d_name, depth + 1);
+		if (ret && ret != -ENOENT)
+			goto close_dir;
+		ret = 0;
+	}
+	if (errno)
+		ret = -errno;
+close_dir:
+	closedir(dir);
+	if (ret)
+		return ret;
+	return unlinkat(dirfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
+}
+
+/* Removes the ".tmp-*" entries of a directory (leftovers of a crash). */
+static void store_clean_tmp(int dirfd, const char *what)
+{
+	struct dirent *de;
+	DIR *dir;
+	int fd;
+
+	fd = dup(dirfd);
+	if (fd < 0)
+		return;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return;
+	}
+	if (lseek(fd, 0, SEEK_SET) < 0) {
+		closedir(dir);
+		return;
+	}
+	while ((de = readdir(dir))) {
+		int ret;
+
+		if (strncmp(de->d_name, STORE_TMP_PREFIX, strlen(STORE_TMP_PREFIX)) != 0)
+			continue;
+		ret = store_rm_tree(dirfd, de->d_name, 0);
+		if (ret && ret != -ENOENT)
+			log_warn("store: cannot remove %s/%s: %s", what, de->d_name,
+				 strerror(-ret));
+	}
+	closedir(dir);
+}
+
+/* Opens (creating, 0700) the directory name under root. */
+static int store_open_subdir(const char *root, const char *name, char **path, int *fd)
+{
+	if (asprintf(path, "%s/%s", root, name) < 0) {
+		*path = NULL;
+		return -ENOMEM;
+	}
+	if (mkdir(*path, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	*fd = open(*path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (*fd < 0)
+		return -errno;
+	return 0;
+}
+
+int store_open(const char *state_dir, struct store **out)
+{
+	struct store *s;
+	int ret;
+
+	if (!state_dir || !*state_dir || !out)
+		return -EINVAL;
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->codefd = -1;
+	s->snapfd = -1;
+	s->root = strdup(state_dir);
+	if (!s->root) {
+		ret = -ENOMEM;
+		goto free_store;
+	}
+	/* Strip trailing slashes ("/var/lib/kiln/" -> "/var/lib/kiln"). */
+	for (size_t n = strlen(s->root); n > 1 && s->root[n - 1] == '/'; n--)
+		s->root[n - 1] = '\0';
+	if (mkdir(s->root, 0700) < 0 && errno != EEXIST) {
+		ret = -errno;
+		goto free_store;
+	}
+	ret = store_open_subdir(s->root, "code", &s->code_path, &s->codefd);
+	if (ret)
+		goto free_store;
+	ret = store_open_subdir(s->root, "snapshots", &s->snap_path, &s->snapfd);
+	if (ret)
+		goto free_store;
+	store_clean_tmp(s->codefd, "code");
+	store_clean_tmp(s->snapfd, "snapshots");
+	*out = s;
+	return 0;
+
+free_store:
+	store_close(s);
+	return ret;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	if (s->codefd >= 0)
+		close(s->codefd);
+	if (s->snapfd >= 0)
+		close(s->snapfd);
+	free(s->root);
+	free(s->code_path);
+	free(s->snap_path);
+	free(s);
+}
+
+/* Reads the regular file dirfd/name (at most max bytes) into *buf / *len. */
+static int store_read_file(int dirfd, const char *name, size_t max, uint8_t **buf, size_t *len)
+{
+	struct stat st;
+	uint8_t *data;
+	size_t size, got = 0;
+	int fd, ret;
+
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ELOOP ? -EBADMSG : -errno;
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		goto close_fd;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ret = -EBADMSG;
+		goto close_fd;
+	}
+	if ((uint64_t)st.st_size > max) {
+		ret = -EFBIG;
+		goto close_fd;
+	}
+	size = (size_t)st.st_size;
+	data = malloc(size ? size : 1);
+	if (!data) {
+		ret = -ENOMEM;
+		goto close_fd;
+	}
+	while (got < size) {
+		ssize_t n = read(fd, data + got, size - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			goto free_data;
+		}
+		if (n == 0)
+			break; /* shrank under us: the hash check will tell */
+		got += (size_t)n;
+	}
+	close(fd);
+	*buf = data;
+	*len = got;
+	return 0;
+
+free_data:
+	free(data);
+close_fd:
+	close(fd);
+	return ret;
+}
+
+int store_code_put(struct store *s, const void *buf, size_t len, char hex[65])
+{
+	char name[64 + sizeof(STORE_CODE_SUFFIX)];
+	char tmp[22];
+	uint8_t *old = NULL;
+	size_t old_len = 0;
+	int fd, ret;
+
+	if (!s || !hex || (!buf && len))
+		return -EINVAL;
+	if (len > STORE_CODE_MAX)
+		return -EFBIG;
+	store_sha256_hex(buf, len, hex);
+	snprintf(name, sizeof(name), "%s%s", hex, STORE_CODE_SUFFIX);
+
+	/* Idempotent: keep an existing object whose content is right. */
+	if (store_read_file(s->codefd, name, STORE_CODE_MAX, &old, &old_len) == 0) {
+		char old_hex[65];
+
+		store_sha256_hex(old, old_len, old_hex);
+		free(old);
+		if (!strcmp(old_hex, hex))
+			return 0;
+		log_warn("store: code/%s is corrupt, rewriting it", name);
+	}
+
+	ret = store_tmp_name(tmp);
+	if (ret)
+		return ret;
+	fd = openat(s->codefd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	ret = store_write_all(fd, buf, len);
+	if (!ret && fsync(fd) < 0)
+		ret = -errno;
+	if (close(fd) < 0 && !ret)
+		ret = -errno;
+	if (ret)
+		goto unlink_tmp;
+	if (renameat(s->codefd, tmp, s->codefd, name) < 0) {
+		ret = -errno;
+		goto unlink_tmp;
+	}
+	if (fsync(s->codefd) < 0)
+		return -errno;
+	return 0;
+
+unlink_tmp:
+	unlinkat(s->codefd, tmp, 0);
+	return ret;
+}
+
+int store_code_get(struct store *s, const char *hex, uint8_t **buf, size_t *len)
+{
+	char name[64 + sizeof(STORE_CODE_SUFFIX)];
+	char got_hex[65];
+	uint8_t *data;
+	size_t n;
+	int ret;
+
+	if (!s || !buf || !len || !store_hex_ok(hex))
+		return -EINVAL;
+	snprintf(name, sizeof(name), "%s%s", hex, STORE_CODE_SUFFIX);
+	ret = store_read_file(s->codefd, name, STORE_CODE_MAX, &data, &n);
+	if (ret)
+		return ret == -EFBIG ? -EBADMSG : ret;
+	store_sha256_hex(data, n, got_hex);
+	if (strcmp(got_hex, hex) != 0) {
+		free(data);
+		return -EBADMSG;
+	}
+	*buf = data;
+	*len = n;
+	return 0;
+}
+
+int store_snapshot_path(struct store *s, const char *id, char *out, size_t size)
+{
+	int n;
+
+	if (!s || !out || !store_snap_id_ok(id))
+		return -EINVAL;
+	n = snprintf(out, size, "%s/%s", s->snap_path, id);
+	if (n < 0 || (size_t)n >= size)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int store_snapshot_tmpdir(struct store *s, char *out, size_t size)
+{
+	char tmp[22];
+	int n, ret;
+
+	if (!s || !out)
+		return -EINVAL;
+	for (int tries = 0; tries < 8; tries++) {
+		ret = store_tmp_name(tmp);
+		if (ret)
+			return ret;
+		n = snprintf(out, size, "%s/%s", s->snap_path, tmp);
+		if (n < 0 || (size_t)n >= size)
+			return -ENAMETOOLONG;
+		if (mkdirat(s->snapfd, tmp, 0700) == 0)
+			return 0;
+		if (errno != EEXIST)
+			return -errno;
+	}
+	return -EEXIST;
+}
+
+/* The name of tmp inside snapshots/ when tmp is one of our temporary
+ * directories (snap_path + "/.tmp-" + [0-9a-f]), else NULL. */
+static const char *store_tmp_in_snapshots(const struct store *s, const char *tmp)
+{
+	size_t plen = strlen(s->snap_path);
+	const char *name;
+
+	if (strncmp(tmp, s->snap_path, plen) != 0 || tmp[plen] != '/')
+		return NULL;
+	name = tmp + plen + 1;
+	if (strncmp(name, STORE_TMP_PREFIX, strlen(STORE_TMP_PREFIX)) != 0)
+		return NULL;
+	if (!name[strlen(STORE_TMP_PREFIX)])
+		return NULL;
+	for (const char *c = name + strlen(STORE_TMP_PREFIX); *c; c++)
+		if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+			return NULL;
+	return name;
+}
+
+/* fsyncs every regular file and directory under fd (and fd itself). */
+static int store_sync_tree(int fd, int depth)
+{
+	struct dirent *de;
+	DIR *dir;
+	int dfd, ret = 0;
+
+	if (depth > STORE_RM_MAX_DEPTH)
+		return -ELOOP;
+	dfd = dup(fd);
+	if (dfd < 0)
+		return -errno;
+	dir = fdopendir(dfd);
+	if (!dir) {
+		ret = -errno;
+		close(dfd);
+		return ret;
+	}
+	while (!ret && (de = readdir(dir))) {
+		struct stat st;
+		int cfd;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			ret = -errno;
+			break;
+		}
+		if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+			continue;
+		cfd = openat(fd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (cfd < 0) {
+			ret = -errno;
+			break;
+		}
+		if (S_ISDIR(st.st_mode))
+			ret = store_sync_tree(cfd, depth + 1);
+		else if (fsync(cfd) < 0)
+			ret = -errno;
+		close(cfd);
+	}
+	closedir(dir);
+	if (!ret && fsync(fd) < 0)
+		ret = -errno;
+	return ret;
+}
+
+int store_snapshot_commit(struct store *s, const char *tmp, const char *id)
+{
+	const char *name;
+	struct stat st;
+	int fd, ret;
+
+	if (!s || !tmp || !store_snap_id_ok(id))
+		return -EINVAL;
+	name = store_tmp_in_snapshots(s, tmp);
+	if (!name)
+		return -EINVAL;
+	fd = openat(s->snapfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = store_sync_tree(fd, 0);
+	close(fd);
+	if (ret)
+		return ret;
+	if (renameat2(s->snapfd, name, s->snapfd, id, RENAME_NOREPLACE) < 0) {
+		if (errno != EINVAL && errno != ENOSYS)
+			return -errno;
+		/* A file system without RENAME_NOREPLACE: check, then rename
+		 * (kilnd is the only writer of its state directory). */
+		if (fstatat(s->snapfd, id, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			return -EEXIST;
+		if (renameat(s->snapfd, name, s->snapfd, id) < 0)
+			return -errno;
+	}
+	if (fsync(s->snapfd) < 0)
+		return -errno;
+	return 0;
+}
+
+int store_snapshot_remove(struct store *s, const char *id)
+{
+	char tmp[22];
+	int ret;
+
+	if (!s || !store_snap_id_ok(id))
+		return -EINVAL;
+	ret = store_tmp_name(tmp);
+	if (ret)
+		return ret;
+	/* Rename first: a crash halfway leaves a ".tmp-*" that store_open
+	 * removes, never a half-deleted snapshot under its id. */
+	if (renameat2(s->snapfd, id, s->snapfd, tmp, RENAME_NOREPLACE) < 0) {
+		if (errno != EINVAL && errno != ENOSYS)
+			return -errno;
+		if (renameat(s->snapfd, id, s->snapfd, tmp) < 0)
+			return -errno;
+	}
+	if (fsync(s->snapfd) < 0)
+		return -errno;
+	return store_rm_tree(s->snapfd, tmp, 0);
+}
+
+int store_snapshot_sizes(struct store *s, const char *id, uint64_t *memory_bytes,
+			 uint64_t *state_bytes)
+{
+	struct stat st;
+	int fd, ret = 0;
+
+	if (!s || !memory_bytes || !state_bytes || !store_snap_id_ok(id))
+		return -EINVAL;
+	fd = openat(s->snapfd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstatat(fd, "memory", &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		ret = -errno;
+		goto close_dir;
+	}
+	*memory_bytes = (uint64_t)st.st_blocks * 512U;
+	if (fstatat(fd, "state", &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		ret = -errno;
+		goto close_dir;
+	}
+	*state_bytes = (uint64_t)st.st_size;
+close_dir:
+	close(fd);
+	return ret;
+}
