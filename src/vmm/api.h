@@ -5,15 +5,16 @@
  * (docs/control-api.md). Many clients may connect; each gets its replies in
  * order, one request at a time.
  *
- * Threads: the socket (accepting, reading, parsing, writing replies) lives
- * on the I/O event loop. Requests are *executed* on the control thread (the
- * VMM's main thread), which polls api_wakeup_fd() and calls api_dispatch():
+ * Threads: everything (accepting, reading, parsing, executing, writing
+ * replies) happens on the control thread (the VMM's main thread), which
+ * polls api_wakeup_fd() and calls api_dispatch(); nothing blocks there but
+ * the handler itself. Requests must not run on the I/O event loop thread:
  * pausing vCPUs may have to wait for a vCPU that itself waits for the event
- * loop (a virtio register write does), so the loop thread must never be the
- * one that waits for vCPUs. Malformed lines (not JSON, not an object, no
- * "op") are answered on the loop thread without reaching the handler; a
- * line longer than API_MAX_LINE bytes is answered with an error and the
- * connection is closed.
+ * loop (a virtio register write does). Serving the socket on the control
+ * thread too means a round trip wakes one VMM thread, not three (see
+ * api.c). Malformed lines (not JSON, not an object, no "op") are answered
+ * without reaching the handler; a line longer than API_MAX_LINE bytes is
+ * answered with an error and the connection is closed.
  */
 #ifndef KILN_VMM_API_H
 #define KILN_VMM_API_H
@@ -33,19 +34,22 @@ struct api;
 typedef json_t *(*api_handler_fn)(void *opaque, json_t *request);
 
 /* Listens on the unix socket `path` (replacing a stale socket file, never
- * anything else or a live socket) and serves it on `loop` (not owned).
- * Returns NULL after logging. */
+ * anything else or a live socket). `loop` is not used: the socket is served
+ * on the control thread. Returns NULL after logging. */
 struct api *api_create(const char *path, struct evloop *loop);
 
-/* Closes every connection and the listener (on the loop thread), removes
- * the socket file, frees. Accepts NULL. */
+/* Closes every connection and the listener, removes the socket file, frees.
+ * Control thread. Accepts NULL. */
 void api_destroy(struct api *a);
 
-/* An eventfd that is readable while requests wait for api_dispatch(). */
+/* A descriptor (epoll) that is readable while the control socket has work
+ * for api_dispatch(): a client to accept, bytes to read or write, lines left
+ * from the last round. */
 int api_wakeup_fd(const struct api *a);
 
-/* Executes the waiting requests with `fn` on the calling thread and sends
- * each reply before taking the next. */
+/* Serves the control socket without blocking: accepts, reads, executes
+ * complete lines with `fn` on the calling thread (a few per client per
+ * call, in order) and sends each reply before taking the next. */
 void api_dispatch(struct api *a, api_handler_fn fn, void *opaque);
 
 /* Returns a new {"ok":false,"error":<formatted message>} (NULL when out of memory). */
