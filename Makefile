@@ -32,22 +32,33 @@ endif
 COMMON_SRCS := $(wildcard src/common/*.c)
 VMM_SRCS    := $(filter-out src/vmm/main.c,$(wildcard src/vmm/*.c src/vmm/*/*.c))
 AGENT_SRCS  := $(wildcard src/agent/*.c)
+DAEMON_SRCS := $(filter-out src/daemon/main.c,$(wildcard src/daemon/*.c))
+CLI_SRCS    := $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 GUEST_SRCS  := $(wildcard tests/vmm/guests/*.S)
 
 COMMON_OBJS := $(COMMON_SRCS:%.c=$(BUILD)/%.o)
 VMM_OBJS    := $(VMM_SRCS:%.c=$(BUILD)/%.o)
+DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
+CLI_OBJS    := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
 GUEST_ELFS  := $(GUEST_SRCS:tests/vmm/guests/%.S=$(BUILD)/tests/vmm/guests/%.elf)
 
 LIBCOMMON := $(BUILD)/libkilncommon.a
 LIBVMM    := $(BUILD)/libkilnvmm.a
+LIBDAEMON := $(BUILD)/libkilnd.a
+LIBCLI    := $(BUILD)/libkilncli.a
 VMM_BIN   := $(BUILD)/kiln-vmm
 INIT_BIN  := $(BUILD)/kiln-init
+DAEMON_BIN := $(BUILD)/kilnd
+CLI_BIN   := $(BUILD)/kiln
+
+DAEMON_LIBS := -lmicrohttpd -lsqlite3 -lcurl -larchive -lcrypto
+CLI_LIBS    := -lcurl -lyaml
 
 .PHONY: all run test asan bench format setup kernel rootfs rootfs-python unit-test vmm-test agent-test e2e-test clean
 
-all: $(VMM_BIN) $(INIT_BIN) $(UNIT_BINS) $(GUEST_ELFS)
+all: $(VMM_BIN) $(INIT_BIN) $(DAEMON_BIN) $(CLI_BIN) $(UNIT_BINS) $(GUEST_ELFS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -64,14 +75,31 @@ $(LIBVMM): $(VMM_OBJS)
 $(VMM_BIN): $(BUILD)/src/vmm/main.o $(LIBVMM) $(LIBCOMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# kiln-init runs as PID 1 in the guest: static, no sanitizers.
-$(INIT_BIN): $(AGENT_SRCS) $(COMMON_SRCS) $(wildcard src/agent/*.h src/common/*.h)
+$(LIBDAEMON): $(DAEMON_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -D_GNU_SOURCE $(WARNINGS) -Isrc -O2 -static -o $@ $(AGENT_SRCS) $(COMMON_SRCS)
+	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBVMM) $(LIBCOMMON)
+$(LIBCLI): $(CLI_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBVMM) $(LIBCOMMON) -lcmocka $(LDLIBS)
+	rm -f $@ && ar rcs $@ $^
+
+$(DAEMON_BIN): $(BUILD)/src/daemon/main.o $(LIBDAEMON) $(LIBCOMMON)
+	$(CC) $(LDFLAGS) -o $@ $^ $(DAEMON_LIBS) $(LDLIBS)
+
+$(CLI_BIN): $(BUILD)/src/cli/main.o $(LIBCLI) $(LIBCOMMON)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CLI_LIBS) $(LDLIBS)
+
+# kiln-init runs as PID 1 in the guest: static, no sanitizers, and only the
+# common pieces it uses (its bytes key the runtime images and snapshots).
+INIT_COMMON := $(addprefix src/common/,archive.c argv.c log.c proto.c unixsock.c)
+$(INIT_BIN): $(AGENT_SRCS) $(INIT_COMMON) $(wildcard src/agent/*.h src/common/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARNINGS) -Isrc -O2 -static -o $@ $(AGENT_SRCS) $(INIT_COMMON)
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBDAEMON) $(LIBCLI) $(LIBVMM) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBDAEMON) $(LIBCLI) $(LIBVMM) $(LIBCOMMON) -lcmocka \
+		$(DAEMON_LIBS) $(CLI_LIBS) $(LDLIBS)
 
 # Tiny hand-written guests: 64-bit code linked at 1 MiB into an ELF.
 $(BUILD)/tests/vmm/guests/%.elf: tests/vmm/guests/%.S tests/vmm/guests/guest.ld tests/vmm/guests/guest.h

@@ -1,0 +1,676 @@
+/* deploy.c - base snapshots and function snapshots (see deploy.h). */
+#include "daemon/deploy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "daemon/agentconn.h"
+#include "daemon/metrics.h"
+#include "daemon/registry.h"
+#include "daemon/sched.h"
+#include "daemon/store.h"
+#include "daemon/util.h"
+#include "daemon/vmproc.h"
+
+#define BOOT_TIMEOUT_MS	   (30 * 60 * 1000) /* a boot is minutes on nested KVM */
+#define LOAD_TIMEOUT_MS	   (10 * 60 * 1000) /* an import is tens of seconds there */
+#define CONNECT_TIMEOUT_MS 60000
+#define LOG_MAX		   (64 * 1024)
+
+#define BASE_CMDLINE "root=/dev/vda ro rootfstype=ext4 init=/sbin/kiln-init kiln.agent=1024 quiet"
+
+struct job {
+	struct deployer *d;
+	struct fn_spec spec;
+	int64_t version;
+	uint8_t *archive;
+	size_t len;
+	char reuse[80];
+	deploy_done_fn done;
+	void *opaque;
+	/* progress, under d->lock */
+	char stage[32];
+	int64_t started_wall_ns, started_ms, ended_ms;
+	char error[1024];
+	char *log;
+	size_t log_len;
+	bool finished;
+	struct job *next;
+};
+
+struct deployer {
+	struct deploy_config cfg;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned running;
+	struct job *jobs; /* the latest job per function name */
+	char inputs_key[65]; /* hash of kernel, rootfs, kiln-vmm; "" until computed */
+};
+
+static void set_stage(struct job *j, const char *stage)
+{
+	pthread_mutex_lock(&j->d->lock);
+	util_fmt(j->stage, sizeof(j->stage), "%s", stage);
+	pthread_mutex_unlock(&j->d->lock);
+	log_info("deploy %s v%lld: %s", j->spec.name, (long long)j->version, stage);
+}
+
+static void add_log(struct job *j, const void *data, size_t len)
+{
+	char *nl;
+
+	pthread_mutex_lock(&j->d->lock);
+	if (j->log_len + len > LOG_MAX)
+		len = LOG_MAX > j->log_len ? LOG_MAX - j->log_len : 0;
+	nl = realloc(j->log, j->log_len + len + 1);
+	if (nl) {
+		j->log = nl;
+		memcpy(j->log + j->log_len, data, len);
+		j->log_len += len;
+		j->log[j->log_len] = 0;
+	}
+	pthread_mutex_unlock(&j->d->lock);
+}
+
+static int sha256_file(const char *path, EVP_MD_CTX *ctx)
+{
+	static uint8_t buf[1 << 16];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		EVP_DigestUpdate(ctx, buf, (size_t)n);
+	close(fd);
+	return n < 0 ? -EIO : 0;
+}
+
+/* The part of the base snapshot's key that does not depend on the shape:
+ * the kernel, the root image and kiln-vmm, hashed once. */
+static int inputs_key(struct deployer *d, char out[65])
+{
+	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
+	uint8_t md[32];
+	unsigned mdlen = 0;
+	EVP_MD_CTX *ctx;
+	int r = 0;
+
+	pthread_mutex_lock(&once);
+	if (!d->inputs_key[0]) {
+		ctx = EVP_MD_CTX_new();
+		if (!ctx) {
+			r = -ENOMEM;
+			goto out_unlock;
+		}
+		EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+		if ((r = sha256_file(d->cfg.kernel, ctx)) || (r = sha256_file(d->cfg.rootfs, ctx)) ||
+		    (r = sha256_file(d->cfg.vmm, ctx))) {
+			EVP_MD_CTX_free(ctx);
+			goto out_unlock;
+		}
+		EVP_DigestUpdate(ctx, BASE_CMDLINE, strlen(BASE_CMDLINE));
+		EVP_DigestFinal_ex(ctx, md, &mdlen);
+		EVP_MD_CTX_free(ctx);
+		for (unsigned i = 0; i < 32; i++)
+			snprintf(d->inputs_key + 2 * i, 3, "%02x", md[i]);
+	}
+	memcpy(out, d->inputs_key, 65);
+out_unlock:
+	pthread_mutex_unlock(&once);
+	return r;
+}
+
+/* Waits until kiln-init says it is ready on the console. */
+static int wait_ready(struct vmproc *vm, int timeout_ms, char *err, size_t esz)
+{
+	int64_t deadline = util_now_ms() + timeout_ms;
+	char buf[8192];
+
+	for (;;) {
+		int fd = open(vm->console, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			struct stat st;
+			ssize_t n;
+			if (fstat(fd, &st) == 0 && st.st_size > (off_t)sizeof(buf) - 1)
+				lseek(fd, st.st_size - (off_t)sizeof(buf) + 1, SEEK_SET);
+			n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			buf[n > 0 ? n : 0] = 0;
+			if (strstr(buf, "kiln-init: ready"))
+				return 0;
+		}
+		if (vmproc_exited(vm)) {
+			char diag[2200];
+			vmproc_diag(vm, diag, sizeof(diag));
+			util_fmt(err, esz, "the microVM stopped while booting: %s", diag);
+			return -EIO;
+		}
+		if (util_now_ms() > deadline) {
+			util_fmt(err, esz, "the microVM did not become ready in %d s",
+				 timeout_ms / 1000);
+			return -ETIMEDOUT;
+		}
+		usleep(200000);
+	}
+}
+
+/* Connects to the agent of vm and gets one reply to `first` (frames the
+ * caller encoded, ids from 1): retried from the start while the connection
+ * closes before any reply (a fresh restore's vsock reset). */
+static int agent_connect(struct vmproc *vm, const uint8_t *first, size_t first_len,
+			 struct agentconn **out, char *err, size_t esz)
+{
+	int64_t deadline = util_now_ms() + CONNECT_TIMEOUT_MS;
+	int r;
+
+	for (;;) {
+		struct agentconn *c;
+		struct proto_header h;
+		const uint8_t *p;
+
+		r = agentconn_open(vm->vsock, KILN_AGENT_PORT, &c);
+		if (!r)
+			r = agentconn_send(c, first, first_len);
+		if (!r) {
+			r = agentconn_wait(c, &h, &p, 5000);
+			if (r == 1) {
+				/* Keep the frame: rewind so the caller reads it again. */
+				c->in_off -= PROTO_HEADER_SIZE + h.length;
+				*out = c;
+				return 0;
+			}
+			agentconn_destroy(c);
+		}
+		if (util_now_ms() > deadline || vmproc_exited(vm)) {
+			util_fmt(err, esz, "cannot reach the microVM's agent: %s", strerror(-r));
+			return r ? r : -ETIMEDOUT;
+		}
+		usleep(20000);
+	}
+}
+
+/* Boots a microVM and snapshots it once kiln-init is ready: the base. */
+static int build_base(struct job *j, const char *dir, char *err, size_t esz)
+{
+	struct deployer *d = j->d;
+	struct vmproc_args a = {.vmm = d->cfg.vmm,
+				.kernel = d->cfg.kernel,
+				.cmdline = BASE_CMDLINE,
+				.disk = d->cfg.rootfs,
+				.mem_mb = j->spec.memory_mb,
+				.vcpus = j->spec.vcpus};
+	struct agentconn *c = NULL;
+	struct vmproc *vm;
+	struct proto_header h;
+	const uint8_t *p;
+	uint8_t hello[64];
+	char tmp[PATH_MAX], id[48];
+	json_t *req;
+	ssize_t n;
+	int r;
+
+	util_fmt(id, sizeof(id), "base-%d-%lld", (int)getpid(), (long long)util_now_ms());
+	r = vmproc_spawn(&a, d->cfg.run_dir, id, &vm);
+	if (r) {
+		util_fmt(err, esz, "cannot start kiln-vmm: %s", strerror(-r));
+		return r;
+	}
+	r = wait_ready(vm, BOOT_TIMEOUT_MS, err, esz);
+	if (r)
+		goto out_stop;
+	n = proto_encode_hello(hello, sizeof(hello), 1, PROTO_VERSION);
+	r = agent_connect(vm, hello, (size_t)n, &c, err, esz);
+	if (r)
+		goto out_stop;
+	r = agentconn_wait(c, &h, &p, 30000);
+	if (r != 1 || h.type != PROTO_HELLO_OK) {
+		util_fmt(err, esz, "the agent did not answer HELLO");
+		r = -EPROTO;
+		goto out_stop;
+	}
+	agentconn_destroy(c);
+	c = NULL;
+	util_fmt(tmp, sizeof(tmp), "%s.tmp-%d", dir, (int)getpid());
+	req = json_pack("{s:s, s:s, s:b}", "op", "snapshot", "dir", tmp, "diff", 0);
+	r = req ? vmproc_ctl(vm, req, NULL, 120000, err, esz) : -ENOMEM;
+	json_decref(req);
+	if (r)
+		goto out_stop;
+	if (rename(tmp, dir)) {
+		r = -errno;
+		util_fmt(err, esz, "rename %s: %s", dir, strerror(errno));
+	}
+out_stop:
+	agentconn_destroy(c);
+	vmproc_stop(vm, 5000);
+	return r;
+}
+
+/* The base snapshot for the job's shape: cached, or built now. */
+static int ensure_base(struct job *j, char *dir, size_t size, char *err, size_t esz)
+{
+	char key[65], lockpath[PATH_MAX], state[PATH_MAX + 8], base[PATH_MAX];
+	struct stat st;
+	int fd, r;
+
+	r = inputs_key(j->d, key);
+	if (r) {
+		util_fmt(err, esz, "cannot read the kernel, root image or kiln-vmm: %s",
+			 strerror(-r));
+		return r;
+	}
+	util_fmt(base, sizeof(base), "%s/base", j->d->cfg.cache_dir);
+	r = util_mkdirs(base, 0755);
+	if (r) {
+		util_fmt(err, esz, "cannot create %s: %s", base, strerror(-r));
+		return r;
+	}
+	util_fmt(dir, size, "%s/%.24s-%um-%uc", base, key, j->spec.memory_mb, j->spec.vcpus);
+	util_fmt(state, sizeof(state), "%s/state", dir);
+	if (stat(state, &st) == 0)
+		return 0;
+	util_fmt(lockpath, sizeof(lockpath), "%s.lock", dir);
+	fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0 || flock(fd, LOCK_EX)) {
+		r = -errno;
+		util_fmt(err, esz, "cannot lock %s: %s", lockpath, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	if (stat(state, &st)) {
+		set_stage(j, "base-snapshot");
+		log_info("building the base snapshot %s (a boot: minutes on nested KVM)",
+			 dir);
+		r = build_base(j, dir, err, esz);
+	}
+	close(fd);
+	return r;
+}
+
+static int encode_load(const struct job *j, uint8_t **out, size_t *len)
+{
+	struct proto_load ld = {0};
+	size_t kvcap = 4, cap;
+	uint8_t *kv, *buf;
+	struct proto_writer w;
+	ssize_t n;
+
+	for (unsigned i = 0; i < j->spec.nenv; i++)
+		kvcap += 8 + strlen(j->spec.env[i].key) + strlen(j->spec.env[i].value);
+	kv = malloc(kvcap);
+	cap = j->len + kvcap + 4096 + 2 * SPEC_HANDLER_MAX;
+	buf = malloc(cap);
+	if (!kv || !buf) {
+		free(kv);
+		free(buf);
+		return -ENOMEM;
+	}
+	proto_writer_init(&w, kv, kvcap);
+	proto_put_u32(&w, j->spec.nenv);
+	for (unsigned i = 0; i < j->spec.nenv; i++) {
+		proto_put_str(&w, j->spec.env[i].key);
+		proto_put_str(&w, j->spec.env[i].value);
+	}
+	ld.runtime.ptr = (const uint8_t *)j->spec.runtime;
+	ld.runtime.len = (uint32_t)strlen(j->spec.runtime);
+	ld.mode.ptr = (const uint8_t *)j->spec.mode;
+	ld.mode.len = (uint32_t)strlen(j->spec.mode);
+	ld.handler.ptr = (const uint8_t *)j->spec.handler;
+	ld.handler.len = (uint32_t)strlen(j->spec.handler);
+	ld.init_timeout_ms = LOAD_TIMEOUT_MS;
+	ld.memory_mb = j->spec.memory_mb;
+	ld.env.ptr = kv + 4;
+	ld.env.len = (uint32_t)(w.len - 4);
+	ld.env.count = j->spec.nenv;
+	ld.archive.ptr = j->archive;
+	ld.archive.len = (uint32_t)j->len;
+	n = proto_encode_load(buf, cap, 3, &ld);
+	free(kv);
+	if (n < 0) {
+		free(buf);
+		return (int)n;
+	}
+	*out = buf;
+	*len = (size_t)n;
+	return 0;
+}
+
+/* Restores the base, loads the code, takes the function's diff snapshot
+ * into the store under id. */
+static int build_function(struct job *j, const char *base, const char *id, char *err,
+			  size_t esz)
+{
+	struct deployer *d = j->d;
+	struct vmproc_args a = {.vmm = d->cfg.vmm, .restore = base, .disk = d->cfg.rootfs};
+	struct agentconn *c = NULL;
+	struct vmproc *vm;
+	uint8_t first[256], *load = NULL;
+	size_t first_len = 0, load_len = 0;
+	char tmp[PATH_MAX], vmid[48];
+	json_t *req;
+	ssize_t n;
+	int r;
+
+	set_stage(j, "restoring");
+	util_fmt(vmid, sizeof(vmid), "deploy-%s-%lld", j->spec.name, (long long)j->version);
+	r = vmproc_spawn(&a, d->cfg.run_dir, vmid, &vm);
+	if (r) {
+		util_fmt(err, esz, "cannot start kiln-vmm: %s", strerror(-r));
+		return r;
+	}
+	{
+		uint8_t rnd[64];
+		if (getentropy(rnd, sizeof(rnd))) {
+			r = -EIO;
+			goto out_stop;
+		}
+		n = proto_encode_raw(first, sizeof(first), PROTO_ENTROPY, 1, rnd, sizeof(rnd));
+		first_len = (size_t)n;
+		n = proto_encode_time(first + first_len, sizeof(first) - first_len, 2,
+				      (uint64_t)util_wall_ns());
+		first_len += (size_t)n;
+	}
+	r = agent_connect(vm, first, first_len, &c, err, esz);
+	if (r)
+		goto out_stop;
+	set_stage(j, "loading");
+	r = encode_load(j, &load, &load_len);
+	if (!r)
+		r = agentconn_send(c, load, load_len);
+	free(load);
+	if (r) {
+		util_fmt(err, esz, "cannot encode the code: %s", strerror(-r));
+		goto out_stop;
+	}
+	for (;;) {
+		struct proto_header h;
+		const uint8_t *p;
+
+		r = agentconn_wait(c, &h, &p, LOAD_TIMEOUT_MS + 10000);
+		if (r != 1) {
+			util_fmt(err, esz, "the microVM's agent went away during the load: %s",
+				 strerror(-r));
+			r = r ? r : -EIO;
+			goto out_stop;
+		}
+		if (h.type == PROTO_LOG) {
+			struct proto_log lg;
+			if (!proto_decode_log(p, h.length, &lg))
+				add_log(j, lg.data.ptr, lg.data.len);
+			continue;
+		}
+		if (h.type == PROTO_ERROR && h.id == 3) {
+			struct proto_errmsg em;
+			if (proto_decode_error(p, h.length, &em) == 0)
+				util_fmt(err, esz, "%.*s", (int)em.message.len,
+					 (const char *)em.message.ptr);
+			else
+				util_fmt(err, esz, "the load failed");
+			r = -ENOEXEC;
+			goto out_stop;
+		}
+		if (h.type == PROTO_ERROR) {
+			struct proto_errmsg em;
+			if (proto_decode_error(p, h.length, &em) == 0)
+				util_fmt(err, esz, "the agent refused the restore set-up: %.*s",
+					 (int)em.message.len, (const char *)em.message.ptr);
+			r = -EPROTO;
+			goto out_stop;
+		}
+		if (h.type == PROTO_LOAD_OK && h.id == 3)
+			break;
+	}
+	agentconn_destroy(c);
+	c = NULL;
+	set_stage(j, "snapshotting");
+	r = store_snapshot_tmpdir(d->cfg.store, tmp, sizeof(tmp));
+	if (r) {
+		util_fmt(err, esz, "cannot create a snapshot directory: %s", strerror(-r));
+		goto out_stop;
+	}
+	req = json_pack("{s:s, s:s, s:b}", "op", "snapshot", "dir", tmp, "diff", 1);
+	r = req ? vmproc_ctl(vm, req, NULL, 120000, err, esz) : -ENOMEM;
+	json_decref(req);
+	if (!r) {
+		r = store_snapshot_commit(d->cfg.store, tmp, id);
+		if (r)
+			util_fmt(err, esz, "cannot store the snapshot: %s", strerror(-r));
+	}
+out_stop:
+	agentconn_destroy(c);
+	vmproc_stop(vm, 5000);
+	return r;
+}
+
+static void finish(struct job *j, bool ok, const char *err)
+{
+	struct deployer *d = j->d;
+	const char *labels[1] = {ok ? "ready" : "failed"};
+
+	pthread_mutex_lock(&d->lock);
+	util_fmt(j->stage, sizeof(j->stage), "%s", ok ? "ready" : "failed");
+	if (err)
+		util_fmt(j->error, sizeof(j->error), "%s", err);
+	j->ended_ms = util_now_ms();
+	j->finished = true;
+	pthread_mutex_unlock(&d->lock);
+	if (d->cfg.metrics)
+		metrics_add(d->cfg.metrics, "kiln_deploys_total", labels, 1);
+	if (ok)
+		log_info("deploy %s v%lld: ready in %lld ms", j->spec.name,
+			 (long long)j->version, (long long)(j->ended_ms - j->started_ms));
+	else
+		log_warn("deploy %s v%lld failed: %s", j->spec.name, (long long)j->version,
+			 err);
+	if (j->done)
+		j->done(j->opaque, ok, ok ? "ready" : j->stage, err ? err : "",
+			j->log ? j->log : "");
+}
+
+static void *deploy_thread(void *arg)
+{
+	struct job *j = arg;
+	struct deployer *d = j->d;
+	char err[2048] = "", base[PATH_MAX], id[80], snapdir[PATH_MAX];
+	int r = 0;
+
+	if (j->reuse[0]) {
+		util_fmt(id, sizeof(id), "%s", j->reuse);
+	} else {
+		util_uuid(id);
+		r = ensure_base(j, base, sizeof(base), err, sizeof(err));
+		if (!r)
+			r = build_function(j, base, id, err, sizeof(err));
+	}
+	if (!r)
+		r = store_snapshot_path(d->cfg.store, id, snapdir, sizeof(snapdir));
+	if (!r) {
+		r = registry_version_set(d->cfg.registry, j->spec.name, j->version, "ready", id, "");
+		if (r == -ENOENT) /* removed meanwhile */
+			util_fmt(err, sizeof(err), "the function was removed during the deploy");
+		else if (r)
+			util_fmt(err, sizeof(err), "registry: %s", strerror(-r));
+	}
+	if (!r) {
+		sched_function_ready(d->cfg.sched, j->spec.name, j->version, &j->spec, snapdir);
+		finish(j, true, NULL);
+	} else {
+		registry_version_set(d->cfg.registry, j->spec.name, j->version, "failed", NULL,
+				     err[0] ? err : strerror(-r));
+		finish(j, false, err[0] ? err : strerror(-r));
+	}
+	free(j->archive);
+	j->archive = NULL;
+	pthread_mutex_lock(&d->lock);
+	d->running--;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
+}
+
+int deployer_create(const struct deploy_config *cfg, struct deployer **out)
+{
+	struct deployer *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return -ENOMEM;
+	d->cfg = *cfg;
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+	if (cfg->metrics) {
+		static const char *const result[] = {"result", NULL};
+		metrics_declare(cfg->metrics, "kiln_deploys_total", METRICS_COUNTER,
+				"Deploys by result.", result, NULL, 0);
+	}
+	*out = d;
+	return 0;
+}
+
+static void job_free(struct job *j)
+{
+	spec_clear(&j->spec);
+	free(j->archive);
+	free(j->log);
+	free(j);
+}
+
+void deployer_destroy(struct deployer *d)
+{
+	struct timespec until;
+
+	if (!d)
+		return;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 2;
+	pthread_mutex_lock(&d->lock);
+	while (d->running)
+		if (pthread_cond_timedwait(&d->cond, &d->lock, &until))
+			break;
+	if (d->running) {
+		/* A deploy is still booting or loading: its VM dies with kilnd
+		 * (PR_SET_PDEATHSIG) and the next kilnd marks it failed. */
+		pthread_mutex_unlock(&d->lock);
+		log_warn("%u deploys left unfinished", d->running);
+		return;
+	}
+	pthread_mutex_unlock(&d->lock);
+	for (struct job *j = d->jobs, *next; j; j = next) {
+		next = j->next;
+		job_free(j);
+	}
+	pthread_cond_destroy(&d->cond);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
+int deployer_start(struct deployer *d, const struct fn_spec *spec, int64_t version,
+		   const void *archive, size_t len, const char *reuse_snapshot,
+		   deploy_done_fn done, void *opaque)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	pthread_attr_t attr;
+	pthread_t t;
+	int r;
+
+	if (!j)
+		return -ENOMEM;
+	j->d = d;
+	if (spec_copy(&j->spec, spec)) {
+		free(j);
+		return -ENOMEM;
+	}
+	j->version = version;
+	j->archive = malloc(len ? len : 1);
+	if (!j->archive) {
+		job_free(j);
+		return -ENOMEM;
+	}
+	memcpy(j->archive, archive, len);
+	j->len = len;
+	if (reuse_snapshot)
+		util_fmt(j->reuse, sizeof(j->reuse), "%s", reuse_snapshot);
+	j->done = done;
+	j->opaque = opaque;
+	util_fmt(j->stage, sizeof(j->stage), "queued");
+	j->started_wall_ns = util_wall_ns();
+	j->started_ms = util_now_ms();
+
+	pthread_mutex_lock(&d->lock);
+	/* Replace the function's previous job record (finished or not: a
+	 * running one keeps its own pointer alive until it ends, so only
+	 * finished ones are freed). */
+	for (struct job **pp = &d->jobs; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->spec.name, spec->name) == 0 && (*pp)->finished) {
+			struct job *old = *pp;
+			*pp = old->next;
+			job_free(old);
+			break;
+		}
+	j->next = d->jobs;
+	d->jobs = j;
+	d->running++;
+	pthread_mutex_unlock(&d->lock);
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	r = pthread_create(&t, &attr, deploy_thread, j);
+	pthread_attr_destroy(&attr);
+	if (r) {
+		pthread_mutex_lock(&d->lock);
+		d->running--;
+		j->finished = true;
+		util_fmt(j->stage, sizeof(j->stage), "failed");
+		util_fmt(j->error, sizeof(j->error), "cannot start a thread");
+		pthread_mutex_unlock(&d->lock);
+		return -r;
+	}
+	return 0;
+}
+
+json_t *deployer_status(struct deployer *d, const char *name)
+{
+	json_t *o = NULL;
+	char when[32];
+
+	pthread_mutex_lock(&d->lock);
+	for (struct job *j = d->jobs; j; j = j->next) {
+		if (strcmp(j->spec.name, name))
+			continue;
+		util_rfc3339(j->started_wall_ns, when);
+		o = json_pack("{s:I, s:s, s:s, s:I, s:s?, s:s}", "version", (json_int_t)j->version,
+			      "stage", j->stage, "started_at", when, "elapsed_ms",
+			      (json_int_t)((j->finished ? j->ended_ms : util_now_ms()) -
+					   j->started_ms),
+			      "error", j->error[0] ? j->error : NULL, "log", j->log ? j->log : "");
+		break;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return o;
+}
+
+void deployer_forget(struct deployer *d, const char *name)
+{
+	pthread_mutex_lock(&d->lock);
+	for (struct job **pp = &d->jobs; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->spec.name, name) == 0 && (*pp)->finished) {
+			struct job *old = *pp;
+			*pp = old->next;
+			job_free(old);
+			break;
+		}
+	pthread_mutex_unlock(&d->lock);
+}

@@ -1,0 +1,92 @@
+/* http.h - kilnd's HTTP server: libmicrohttpd's details live here.
+ *
+ * One MHD daemon per listening socket (TCP and, with --socket, a unix
+ * socket), each with its own epoll thread; a request's body is collected
+ * up to its route's limit (past it: 413), then the route's handler runs.
+ * A handler answers at once (http_reply*) or suspends the request
+ * (http_suspend) and answers later from any thread (http_reply* then
+ * http_resume): waiting requests cost memory, not threads.
+ */
+#ifndef KILN_DAEMON_HTTP_H
+#define KILN_DAEMON_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct http;
+struct http_req;
+
+/* A route: method ("GET"...; NULL: any), a pattern of '/'-separated
+ * segments where "{}" matches one non-empty segment and a final "{*}" the
+ * rest of the path (possibly empty), the largest body accepted, and the
+ * handler. Params are the matched parts, in order. */
+struct http_route {
+	const char *method;
+	const char *pattern;
+	size_t body_limit;
+	void (*handler)(void *app, struct http_req *req);
+};
+
+/* Starts serving routes (an array ending with a NULL pattern) on
+ * listen_addr:port (port 0: none) and on unix socket path sock (NULL: none).
+ * app is passed to handlers. Returns 0 and *out, or -errno (message
+ * logged). */
+int http_start(const char *listen_addr, unsigned port, const char *sock,
+	       const struct http_route *routes, void *app, struct http **out);
+
+/* Stops accepting connections (for a drain). */
+void http_quiesce(struct http *h);
+
+/* Stops the servers; suspended requests must have been resumed. Accepts
+ * NULL. */
+void http_stop(struct http *h);
+
+/* The request's method, path (no query), its n-th path parameter (NULL when
+ * absent), a header (case-insensitive; NULL when absent), a query argument
+ * (NULL when absent), and the body. Valid during the request. */
+const char *http_method(struct http_req *r);
+const char *http_path(struct http_req *r);
+const char *http_param(struct http_req *r, unsigned n);
+const char *http_header(struct http_req *r, const char *name);
+const char *http_query(struct http_req *r, const char *name);
+const uint8_t *http_body(struct http_req *r, size_t *len);
+/* The raw query string ("a=1&b=2", "" when none). */
+const char *http_query_string(struct http_req *r);
+
+/* Calls fn for each request header. */
+void http_headers(struct http_req *r, void (*fn)(void *opaque, const char *k, const char *v),
+		  void *opaque);
+
+/* Per-request state of the handler, freed with free_fn when the request
+ * ends. */
+void http_set_state(struct http_req *r, void *state, void (*free_fn)(void *));
+void *http_state(struct http_req *r);
+
+/* Replies. Headers: a NULL-terminated array of "Name", "value" pairs (may
+ * be NULL). Body bytes are copied. May be called from another thread for a
+ * suspended request, followed by http_resume. */
+void http_reply(struct http_req *r, unsigned status, const char *content_type,
+		const void *body, size_t len, const char *const *headers);
+/* Replies with a JSON value (consumed) and headers. */
+void http_reply_json(struct http_req *r, unsigned status, json_t *body,
+		     const char *const *headers);
+/* Replies {"error": message}. */
+void http_reply_error(struct http_req *r, unsigned status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* A streamed reply: fn fills buf (max bytes) and returns the count, 0 for
+ * "nothing yet" (the request is then suspended until http_resume), or -1 at
+ * the end. */
+typedef ssize_t (*http_stream_fn)(void *opaque, char *buf, size_t max);
+void http_reply_stream(struct http_req *r, unsigned status, const char *content_type,
+		       http_stream_fn fn, void *opaque);
+
+/* Suspends the request before handing its work to another thread. */
+void http_suspend(struct http_req *r);
+/* Resumes a suspended request (from any thread). */
+void http_resume(struct http_req *r);
+
+#endif

@@ -1,0 +1,445 @@
+/* kilnd - the kiln daemon: HTTP API, registry, deploys through snapshots,
+ * a pool of pre-started kiln-vmm processes (docs/http-api.md,
+ * docs/kilnd.md). */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/toml.h"
+#include "daemon/callback.h"
+#include "daemon/daemon.h"
+#include "daemon/deploy.h"
+#include "daemon/logstore.h"
+#include "daemon/metrics.h"
+#include "daemon/registry.h"
+#include "daemon/sched.h"
+#include "daemon/store.h"
+#include "daemon/util.h"
+#include "daemon/vmproc.h"
+
+#define DRAIN_MS 30000
+
+struct options {
+	char state_dir[PATH_MAX];
+	char listen[64];
+	unsigned port;
+	char sock[108];
+	char kernel[PATH_MAX];
+	char rootfs[PATH_MAX];
+	char vmm[PATH_MAX];
+	uint64_t mem_budget_mb;
+	unsigned pool;
+	unsigned pause_after_ms;
+	bool verbose;
+};
+
+static void usage(FILE *f)
+{
+	fputs("usage: kilnd [options]\n"
+	      "\n"
+	      "The kiln daemon: deploys functions into snapshot-backed microVMs and serves\n"
+	      "them over HTTP (OpenFaaS gateway routes and AWS Lambda's Invoke route).\n"
+	      "\n"
+	      "  --state-dir DIR      registry, code and snapshots (default ./var/kiln)\n"
+	      "  --listen ADDR        address to listen on (default 127.0.0.1)\n"
+	      "  --port N             TCP port (default 8080; 0: no TCP listener)\n"
+	      "  --socket PATH        also serve the API on this unix socket\n"
+	      "  --config FILE        a TOML file with any of these options as keys\n"
+	      "                       (state-dir = \"...\", port = 8080, ...); flags win\n"
+	      "  --kernel PATH        guest kernel (default: $KILN_KERNEL)\n"
+	      "  --rootfs PATH        runtime root image (default: $KILN_ROOTFS)\n"
+	      "  --vmm PATH           kiln-vmm (default: next to kilnd)\n"
+	      "  --mem-budget MiB     guest memory of running VMs, at most\n"
+	      "                       (default: half of the host's RAM)\n"
+	      "  --pool N             pre-started VMMs kept per VM shape (default 2)\n"
+	      "  --pause-after MS     pause idle VMs after this long (default 2000; 0: never)\n"
+	      "  -v, --verbose        debug logging\n"
+	      "  -h, --help           this help\n",
+	      f);
+}
+
+static int set_opt(struct options *o, const char *key, const char *val, char *err, size_t esz)
+{
+	char *end;
+	unsigned long long n;
+
+#define STR(k, field)                                                                         \
+	if (strcmp(key, k) == 0) {                                                             \
+		if (util_fmt(o->field, sizeof(o->field), "%s", val)) {                         \
+			snprintf(err, esz, "--%s: too long", key);                             \
+			return -EINVAL;                                                        \
+		}                                                                              \
+		return 0;                                                                      \
+	}
+	STR("state-dir", state_dir)
+	STR("listen", listen)
+	STR("socket", sock)
+	STR("kernel", kernel)
+	STR("rootfs", rootfs)
+	STR("vmm", vmm)
+#undef STR
+	if (strcmp(key, "verbose") == 0) {
+		o->verbose = strcmp(val, "false") != 0;
+		return 0;
+	}
+	errno = 0;
+	n = strtoull(val, &end, 10);
+	if (!val[0] || *end || errno || val[0] == '-') {
+		snprintf(err, esz, "--%s: '%s' is not a number", key, val);
+		return -EINVAL;
+	}
+	if (strcmp(key, "port") == 0 && n <= 65535)
+		o->port = (unsigned)n;
+	else if (strcmp(key, "mem-budget") == 0 && n >= 64 && n <= (1ULL << 30))
+		o->mem_budget_mb = n;
+	else if (strcmp(key, "pool") == 0 && n <= 64)
+		o->pool = (unsigned)n;
+	else if (strcmp(key, "pause-after") == 0 && n <= 86400000)
+		o->pause_after_ms = (unsigned)n;
+	else {
+		snprintf(err, esz, "--%s: '%s' is out of range or not an option", key, val);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int read_config(struct options *o, const char *path, char *err, size_t esz)
+{
+	struct toml_value *root;
+	struct toml_error terr;
+	char buf[65536];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0) {
+		snprintf(err, esz, "--config %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n < 0 || n == (ssize_t)sizeof(buf)) {
+		snprintf(err, esz, "--config %s: unreadable or larger than 64 KiB", path);
+		return -EINVAL;
+	}
+	if (toml_parse(buf, (size_t)n, &root, &terr)) {
+		snprintf(err, esz, "%s:%d:%d: %s", path, terr.line, terr.column, terr.msg);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < toml_table_size(root) && !r; i++) {
+		const struct toml_value *v = toml_table_value(root, i);
+		const char *key = toml_table_key(root, i);
+		char val[PATH_MAX];
+		int64_t num;
+		bool b;
+		switch (toml_type_of(v)) {
+		case TOML_STRING:
+			snprintf(val, sizeof(val), "%s", toml_string(v));
+			break;
+		case TOML_INTEGER:
+			toml_integer(v, &num);
+			snprintf(val, sizeof(val), "%lld", (long long)num);
+			break;
+		case TOML_BOOLEAN:
+			toml_boolean(v, &b);
+			snprintf(val, sizeof(val), "%s", b ? "true" : "false");
+			break;
+		default:
+			snprintf(err, esz, "%s:%d: %s: tables are not options", path, toml_line(v),
+				 key);
+			r = -EINVAL;
+			continue;
+		}
+		if (set_opt(o, key, val, err, esz)) {
+			char e2[512];
+			snprintf(e2, sizeof(e2), "%s:%d: %s", path, toml_line(v), err);
+			snprintf(err, esz, "%s", e2);
+			r = -EINVAL;
+		}
+	}
+	toml_free(root);
+	return r;
+}
+
+static uint64_t host_mem_mb(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+
+	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size / (1024 * 1024) : 4096;
+}
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{"state-dir", required_argument, NULL, 0}, {"listen", required_argument, NULL, 0},
+		{"port", required_argument, NULL, 0},	   {"socket", required_argument, NULL, 0},
+		{"config", required_argument, NULL, 0},	   {"kernel", required_argument, NULL, 0},
+		{"rootfs", required_argument, NULL, 0},	   {"vmm", required_argument, NULL, 0},
+		{"mem-budget", required_argument, NULL, 0}, {"pool", required_argument, NULL, 0},
+		{"pause-after", required_argument, NULL, 0}, {"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},	   {NULL, 0, NULL, 0},
+	};
+	char err[1024];
+	int c, idx;
+
+	/* --config first, so flags override it. */
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--config") == 0 || strncmp(argv[i], "--config=", 9) == 0) {
+			const char *path = argv[i][8] == '=' ? argv[i] + 9 : argv[i + 1];
+			if (!path) {
+				fprintf(stderr, "kilnd: error: --config needs a file\n");
+				return 2;
+			}
+			if (read_config(o, path, err, sizeof(err))) {
+				fprintf(stderr, "kilnd: error: %s\n", err);
+				return 2;
+			}
+		}
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "vh", longopts, &idx)) != -1) {
+		switch (c) {
+		case 0:
+			if (strcmp(longopts[idx].name, "config") == 0)
+				break;
+			if (set_opt(o, longopts[idx].name, optarg, err, sizeof(err))) {
+				fprintf(stderr, "kilnd: error: %s\n", err);
+				return 2;
+			}
+			break;
+		case 'v':
+			o->verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			if (optopt)
+				fprintf(stderr, "kilnd: error: option -%c is unknown or needs a value\n",
+					optopt);
+			else
+				fprintf(stderr, "kilnd: error: %s: unknown option or missing value\n",
+					argv[optind - 1]);
+			fprintf(stderr, "Try 'kilnd --help'.\n");
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "kilnd: error: unexpected argument '%s'\nTry 'kilnd --help'.\n",
+			argv[optind]);
+		return 2;
+	}
+	return -1;
+}
+
+/* The directory for VM sockets: short, derived from the state directory so
+ * a restarted kilnd finds what a crashed one left. */
+static void run_dir_for(const char *state_dir, char *out, size_t size)
+{
+	uint8_t md[32];
+	unsigned len = 0;
+	const char *base = getenv("XDG_RUNTIME_DIR");
+	char hex[17];
+
+	EVP_Digest(state_dir, strlen(state_dir), md, &len, EVP_sha256(), NULL);
+	for (int i = 0; i < 8; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	if (!base || strlen(base) > 40)
+		base = "/tmp";
+	snprintf(out, size, "%s/kilnd-%s", base, hex);
+}
+
+static int check_file(const char *what, const char *path)
+{
+	struct stat st;
+
+	if (!path[0]) {
+		fprintf(stderr, "kilnd: error: %s is not set (see kilnd --help)\n", what);
+		return -EINVAL;
+	}
+	if (stat(path, &st) || !S_ISREG(st.st_mode)) {
+		fprintf(stderr, "kilnd: error: %s %s: %s\n", what, path,
+			errno ? strerror(errno) : "not a regular file");
+		return -ENOENT;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = {.listen = "127.0.0.1", .port = 8080, .pool = 2,
+			    .pause_after_ms = 2000};
+	struct kilnd k = {0};
+	char state[PATH_MAX], run_dir[PATH_MAX], cache[PATH_MAX], path[PATH_MAX + 32];
+	struct sched_config sc = {0};
+	struct deploy_config dc = {0};
+	struct rlimit rl;
+	sigset_t sigs;
+	int rc, sig, status = 1;
+
+	log_set_program("kilnd");
+	snprintf(o.state_dir, sizeof(o.state_dir), "./var/kiln");
+	if (getenv("KILN_KERNEL"))
+		snprintf(o.kernel, sizeof(o.kernel), "%s", getenv("KILN_KERNEL"));
+	if (getenv("KILN_ROOTFS"))
+		snprintf(o.rootfs, sizeof(o.rootfs), "%s", getenv("KILN_ROOTFS"));
+	{
+		char self[PATH_MAX];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		if (n > 0) {
+			self[n] = 0;
+			snprintf(o.vmm, sizeof(o.vmm), "%s/kiln-vmm", dirname(self));
+		}
+	}
+	rc = parse_args(argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	if (o.verbose)
+		log_set_level(LOG_DEBUG);
+	if (check_file("--kernel", o.kernel) || check_file("--rootfs", o.rootfs) ||
+	    check_file("--vmm", o.vmm))
+		return 2;
+	if (!o.port && !o.sock[0]) {
+		fprintf(stderr, "kilnd: error: --port 0 needs --socket\n");
+		return 2;
+	}
+	if (!o.mem_budget_mb)
+		o.mem_budget_mb = host_mem_mb() / 2;
+
+	rc = util_mkdirs(o.state_dir, 0700);
+	if (rc || !realpath(o.state_dir, state)) {
+		fprintf(stderr, "kilnd: error: --state-dir %s: %s\n", o.state_dir,
+			strerror(rc ? -rc : errno));
+		return 1;
+	}
+	snprintf(cache, sizeof(cache), "%s",
+		 getenv("KILN_CACHE") ? getenv("KILN_CACHE") : "");
+	if (!cache[0])
+		snprintf(cache, sizeof(cache), "%s/.cache/kiln",
+			 getenv("HOME") ? getenv("HOME") : "/tmp");
+	run_dir_for(state, run_dir, sizeof(run_dir));
+	rc = util_mkdirs(run_dir, 0700);
+	if (rc) {
+		fprintf(stderr, "kilnd: error: %s: %s\n", run_dir, strerror(-rc));
+		return 1;
+	}
+	rc = vmproc_reap_orphans(run_dir);
+	if (rc)
+		log_warn("killed %d kiln-vmm processes left by an earlier kilnd", rc);
+
+	/* Waiting calls hold connections: allow many descriptors. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits this */
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+
+	k.state_dir = state;
+	k.run_dir = run_dir;
+	k.cache_dir = cache;
+	k.vmm = o.vmm;
+	k.kernel = o.kernel;
+	k.rootfs = o.rootfs;
+	k.mem_budget_mb = o.mem_budget_mb;
+	k.started_wall_ns = util_wall_ns();
+	snprintf(path, sizeof(path), "%s/registry.db", state);
+	if ((rc = registry_open(path, &k.registry))) {
+		fprintf(stderr, "kilnd: error: registry %s: %s\n", path, strerror(-rc));
+		goto out;
+	}
+	if ((rc = store_open(state, &k.store))) {
+		fprintf(stderr, "kilnd: error: stores in %s: %s\n", state, strerror(-rc));
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/logs", state);
+	if ((rc = logstore_open(path, 0, &k.logs))) {
+		fprintf(stderr, "kilnd: error: logs in %s: %s\n", path, strerror(-rc));
+		goto out;
+	}
+	k.metrics = metrics_create();
+	k.callbacks = callback_create(kilnd_callback_done, &k);
+	if (!k.metrics || !k.callbacks) {
+		fprintf(stderr, "kilnd: error: out of memory\n");
+		goto out;
+	}
+	sc.vmm = o.vmm;
+	sc.run_dir = run_dir;
+	sc.rootfs = o.rootfs;
+	sc.pool_size = o.pool;
+	sc.mem_budget_mb = o.mem_budget_mb;
+	sc.pause_after_ms = o.pause_after_ms;
+	sc.metrics = k.metrics;
+	sc.logs = k.logs;
+	if ((rc = sched_create(&sc, &k.sched))) {
+		fprintf(stderr, "kilnd: error: scheduler: %s\n", strerror(-rc));
+		goto out;
+	}
+	dc.vmm = o.vmm;
+	dc.kernel = o.kernel;
+	dc.rootfs = o.rootfs;
+	dc.cache_dir = cache;
+	dc.run_dir = run_dir;
+	dc.registry = k.registry;
+	dc.store = k.store;
+	dc.sched = k.sched;
+	dc.metrics = k.metrics;
+	if ((rc = deployer_create(&dc, &k.deployer))) {
+		fprintf(stderr, "kilnd: error: deployer: %s\n", strerror(-rc));
+		goto out;
+	}
+	kilnd_recover_functions(&k);
+	kilnd_recover_calls(&k);
+	if ((rc = http_start(o.listen, o.port, o.sock[0] ? o.sock : NULL, kilnd_routes, &k,
+			     &k.http))) {
+		fprintf(stderr, "kilnd: error: cannot serve the API (see above)\n");
+		goto out;
+	}
+	if (o.port)
+		log_info("serving http://%s:%u (state %s, memory budget %llu MiB)",
+			 o.listen, o.port, state, (unsigned long long)o.mem_budget_mb);
+	if (o.sock[0])
+		log_info("serving on unix socket %s", o.sock);
+
+	for (;;) {
+		if (sigwait(&sigs, &sig))
+			continue;
+		if (sig == SIGHUP)
+			continue;
+		break;
+	}
+	log_info("%s: draining calls in flight (at most %d s), then stopping every VM",
+		 strsignal(sig), DRAIN_MS / 1000);
+	status = 0;
+out:
+	k.stopping = true;
+	http_quiesce(k.http);
+	sched_destroy(k.sched, DRAIN_MS);
+	kilnd_logs_shutdown(&k);
+	usleep(100000); /* resumed requests get their replies out */
+	http_stop(k.http);
+	deployer_destroy(k.deployer);
+	callback_destroy(k.callbacks, 2000);
+	metrics_destroy(k.metrics);
+	logstore_close(k.logs);
+	store_close(k.store);
+	registry_close(k.registry);
+	curl_global_cleanup();
+	log_info("stopped");
+	return status;
+}

@@ -1,0 +1,326 @@
+/* spec.c - function specs: parsing, checking, JSON. */
+#include "daemon/spec.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool spec_name_ok(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+
+	if (n == 0 || n > SPEC_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+		if (!alnum && (i == 0 || (c != '-' && c != '_')))
+			return false;
+	}
+	return true;
+}
+
+bool spec_runtime_known(const char *runtime)
+{
+	return strcmp(runtime, "python") == 0 || strcmp(runtime, "sh") == 0;
+}
+
+static bool env_name_ok(const char *k)
+{
+	size_t n = strlen(k);
+
+	if (n == 0 || n > 128 || (k[0] >= '0' && k[0] <= '9'))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = k[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_'))
+			return false;
+	}
+	return true;
+}
+
+/* A string field; *dst (size bytes) keeps its default when absent. */
+static int get_str(json_t *obj, const char *key, char *dst, size_t size, char *err, size_t esz)
+{
+	json_t *v = json_object_get(obj, key);
+	const char *s;
+
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v)) {
+		snprintf(err, esz, "%s: must be a string", key);
+		return -EINVAL;
+	}
+	s = json_string_value(v);
+	if (strlen(s) != json_string_length(v)) {
+		snprintf(err, esz, "%s: contains a NUL byte", key);
+		return -EINVAL;
+	}
+	if (strlen(s) >= size) {
+		snprintf(err, esz, "%s: longer than %zu bytes", key, size - 1);
+		return -EINVAL;
+	}
+	memcpy(dst, s, strlen(s) + 1);
+	return 0;
+}
+
+static int get_num(json_t *obj, const char *key, double lo, double hi, bool integer, double *dst,
+		   char *err, size_t esz)
+{
+	json_t *v = json_object_get(obj, key);
+	double d;
+
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_number(v)) {
+		snprintf(err, esz, "%s: must be a number", key);
+		return -EINVAL;
+	}
+	d = json_number_value(v);
+	if (!isfinite(d) || d < lo || d > hi || (integer && d != floor(d))) {
+		snprintf(err, esz, "%s: must be %s from %g to %g", key,
+			 integer ? "an integer" : "a number", lo, hi);
+		return -EINVAL;
+	}
+	*dst = d;
+	return 0;
+}
+
+static int get_env(json_t *obj, struct fn_spec *out, char *err, size_t esz)
+{
+	json_t *env = json_object_get(obj, "env");
+	const char *k;
+	json_t *v;
+	size_t n;
+
+	if (!env || json_is_null(env))
+		env = json_object_get(obj, "envVars");
+	if (!env || json_is_null(env))
+		return 0;
+	if (!json_is_object(env)) {
+		snprintf(err, esz, "env: must be an object of strings");
+		return -EINVAL;
+	}
+	n = json_object_size(env);
+	if (n > SPEC_ENV_MAX) {
+		snprintf(err, esz, "env: more than %d variables", SPEC_ENV_MAX);
+		return -EINVAL;
+	}
+	out->env = calloc(n ? n : 1, sizeof(*out->env));
+	if (!out->env)
+		return -ENOMEM;
+	json_object_foreach(env, k, v)
+	{
+		if (!env_name_ok(k)) {
+			snprintf(err, esz, "env: bad variable name '%.64s'", k);
+			return -EINVAL;
+		}
+		if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+		    json_string_length(v) > 64 * 1024) {
+			snprintf(err, esz, "env: %.64s: must be a string without NUL, at most 64 KiB",
+				 k);
+			return -EINVAL;
+		}
+		out->env[out->nenv].key = strdup(k);
+		out->env[out->nenv].value = strdup(json_string_value(v));
+		if (!out->env[out->nenv].key || !out->env[out->nenv].value) {
+			free(out->env[out->nenv].key);
+			free(out->env[out->nenv].value);
+			return -ENOMEM;
+		}
+		out->nenv++;
+	}
+	return 0;
+}
+
+static const char *const known_fields[] = {
+	"name",	       "service",	"runtime",	 "mode",	  "handler",
+	"code",	       "code_path",	"env",		 "envVars",	  "memory",
+	"vcpus",       "timeout",	"concurrency",	 "queue_timeout", "min_instances",
+	"max_instances", "keep_alive",	"code_sha256",	 NULL,
+};
+
+int spec_from_json(json_t *obj, struct fn_spec *out, char *err, size_t esz)
+{
+	double d;
+	const char *k;
+	json_t *v;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	out->memory_mb = 128;
+	out->vcpus = 1;
+	out->timeout_s = 30;
+	out->concurrency = 10;
+	out->queue_timeout_s = 10;
+	out->max_instances = 10;
+	out->keep_alive_s = 60;
+	if (!json_is_object(obj)) {
+		snprintf(err, esz, "the body must be a JSON object");
+		return -EINVAL;
+	}
+	json_object_foreach(obj, k, v)
+	{
+		bool known = false;
+		for (int i = 0; known_fields[i]; i++)
+			known = known || strcmp(k, known_fields[i]) == 0;
+		if (!known) {
+			snprintf(err, esz, "unknown field '%.64s'", k);
+			return -EINVAL;
+		}
+	}
+	if ((r = get_str(obj, "service", out->name, sizeof(out->name), err, esz)) ||
+	    (r = get_str(obj, "name", out->name, sizeof(out->name), err, esz)))
+		return r == -EINVAL && strstr(err, "longer") ?
+			       (snprintf(err, esz, "name: at most %d characters", SPEC_NAME_MAX),
+				-EINVAL) :
+			       r;
+	if (!out->name[0]) {
+		snprintf(err, esz, "name: required");
+		return -EINVAL;
+	}
+	if (!spec_name_ok(out->name)) {
+		snprintf(err, esz, "name: '%.64s' is not a valid name ([a-z0-9][a-z0-9_-]{0,62})",
+			 out->name);
+		return -EINVAL;
+	}
+	if ((r = get_str(obj, "runtime", out->runtime, sizeof(out->runtime), err, esz)))
+		return r;
+	if (!out->runtime[0]) {
+		snprintf(err, esz, "runtime: required (python, sh)");
+		return -EINVAL;
+	}
+	if (!spec_runtime_known(out->runtime)) {
+		snprintf(err, esz, "runtime: '%.32s' is not available (python, sh)", out->runtime);
+		return -EINVAL;
+	}
+	strcpy(out->mode, strcmp(out->runtime, "sh") == 0 ? "exec" : "server");
+	if ((r = get_str(obj, "mode", out->mode, sizeof(out->mode), err, esz)))
+		return r;
+	if (strcmp(out->mode, "server") && strcmp(out->mode, "exec")) {
+		snprintf(err, esz, "mode: must be server or exec");
+		return -EINVAL;
+	}
+	if (strcmp(out->runtime, "sh") == 0 && strcmp(out->mode, "exec")) {
+		snprintf(err, esz, "mode: the sh runtime runs in exec mode only");
+		return -EINVAL;
+	}
+	strcpy(out->handler, strcmp(out->mode, "exec") == 0 ? "sh handler.sh" : "handler.handle");
+	if ((r = get_str(obj, "handler", out->handler, sizeof(out->handler), err, esz)))
+		return r;
+	if (!out->handler[0]) {
+		snprintf(err, esz, "handler: must not be empty");
+		return -EINVAL;
+	}
+	d = out->memory_mb;
+	if ((r = get_num(obj, "memory", 64, 4096, true, &d, err, esz)))
+		return r;
+	out->memory_mb = (unsigned)d;
+	d = out->vcpus;
+	if ((r = get_num(obj, "vcpus", 1, 8, true, &d, err, esz)))
+		return r;
+	out->vcpus = (unsigned)d;
+	if ((r = get_num(obj, "timeout", 0.1, 900, false, &out->timeout_s, err, esz)))
+		return r;
+	d = out->concurrency;
+	if ((r = get_num(obj, "concurrency", 1, 1000, true, &d, err, esz)))
+		return r;
+	out->concurrency = (unsigned)d;
+	if ((r = get_num(obj, "queue_timeout", 0, 900, false, &out->queue_timeout_s, err, esz)))
+		return r;
+	d = out->min_instances;
+	if ((r = get_num(obj, "min_instances", 0, 100, true, &d, err, esz)))
+		return r;
+	out->min_instances = (unsigned)d;
+	d = out->max_instances;
+	if ((r = get_num(obj, "max_instances", 1, 1000, true, &d, err, esz)))
+		return r;
+	out->max_instances = (unsigned)d;
+	if (out->min_instances > out->max_instances) {
+		snprintf(err, esz, "min_instances (%u) is above max_instances (%u)",
+			 out->min_instances, out->max_instances);
+		return -EINVAL;
+	}
+	if ((r = get_num(obj, "keep_alive", 0, 86400, false, &out->keep_alive_s, err, esz)))
+		return r;
+	if ((r = get_str(obj, "code_sha256", out->code_sha256, sizeof(out->code_sha256), err,
+			 esz)))
+		return r;
+	return get_env(obj, out, err, esz);
+}
+
+json_t *spec_to_json(const struct fn_spec *s)
+{
+	json_t *env = json_object();
+	json_t *o;
+
+	if (!env)
+		return NULL;
+	for (unsigned i = 0; i < s->nenv; i++)
+		json_object_set_new(env, s->env[i].key, json_string(s->env[i].value));
+	o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:i, s:i, s:f, s:i, s:f, s:i, s:i, s:f, s:s}",
+		      "name", s->name, "runtime", s->runtime, "mode", s->mode, "handler",
+		      s->handler, "env", env, "memory", (int)s->memory_mb, "vcpus", (int)s->vcpus,
+		      "timeout", s->timeout_s, "concurrency", (int)s->concurrency,
+		      "queue_timeout", s->queue_timeout_s, "min_instances", (int)s->min_instances,
+		      "max_instances", (int)s->max_instances, "keep_alive", s->keep_alive_s,
+		      "code_sha256", s->code_sha256);
+	return o;
+}
+
+int spec_copy(struct fn_spec *dst, const struct fn_spec *src)
+{
+	*dst = *src;
+	dst->env = calloc(src->nenv ? src->nenv : 1, sizeof(*dst->env));
+	dst->nenv = 0;
+	if (!dst->env)
+		return -ENOMEM;
+	for (unsigned i = 0; i < src->nenv; i++) {
+		dst->env[i].key = strdup(src->env[i].key);
+		dst->env[i].value = strdup(src->env[i].value);
+		dst->nenv++;
+		if (!dst->env[i].key || !dst->env[i].value) {
+			spec_clear(dst);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+void spec_clear(struct fn_spec *s)
+{
+	if (!s)
+		return;
+	for (unsigned i = 0; i < s->nenv; i++) {
+		free(s->env[i].key);
+		free(s->env[i].value);
+	}
+	free(s->env);
+	s->env = NULL;
+	s->nenv = 0;
+}
+
+static const char *env_get(const struct fn_spec *s, const char *key)
+{
+	for (unsigned i = 0; i < s->nenv; i++)
+		if (strcmp(s->env[i].key, key) == 0)
+			return s->env[i].value;
+	return NULL;
+}
+
+bool spec_same_image(const struct fn_spec *a, const struct fn_spec *b)
+{
+	if (strcmp(a->code_sha256, b->code_sha256) || strcmp(a->runtime, b->runtime) ||
+	    strcmp(a->mode, b->mode) || strcmp(a->handler, b->handler) ||
+	    a->memory_mb != b->memory_mb || a->vcpus != b->vcpus || a->nenv != b->nenv)
+		return false;
+	for (unsigned i = 0; i < a->nenv; i++) {
+		const char *v = env_get(b, a->env[i].key);
+		if (!v || strcmp(v, a->env[i].value))
+			return false;
+	}
+	return true;
+}

@@ -1,0 +1,63 @@
+/* spec.h - a function's spec: what a deploy says about it (docs/http-api.md,
+ * "The spec"), parsed and checked from JSON, and written back as JSON.
+ */
+#ifndef KILN_DAEMON_SPEC_H
+#define KILN_DAEMON_SPEC_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SPEC_NAME_MAX	 63
+#define SPEC_HANDLER_MAX 1024
+#define SPEC_ENV_MAX	 64 /* variables */
+
+struct spec_env {
+	char *key;
+	char *value;
+};
+
+struct fn_spec {
+	char name[SPEC_NAME_MAX + 1];
+	char runtime[33];
+	char mode[8]; /* "server" or "exec" */
+	char handler[SPEC_HANDLER_MAX + 1];
+	struct spec_env *env;
+	unsigned nenv;
+	unsigned memory_mb;
+	unsigned vcpus;
+	double timeout_s;
+	unsigned concurrency;
+	double queue_timeout_s;
+	unsigned min_instances;
+	unsigned max_instances;
+	double keep_alive_s;
+	char code_sha256[65]; /* filled by the deploy, "" before */
+};
+
+/* True when name is a valid function name: [a-z0-9][a-z0-9_-]{0,62}. */
+bool spec_name_ok(const char *name);
+
+/* True when the runtime is one kiln serves (python, sh). */
+bool spec_runtime_known(const char *runtime);
+
+/* Parses a deploy body. Fills *out (free with spec_clear) from obj with the
+ * defaults for what is missing; the code (base64 "code" or "code_path") is
+ * left in obj for the caller. Returns 0, or -EINVAL with a message naming
+ * the field in err. */
+int spec_from_json(json_t *obj, struct fn_spec *out, char *err, size_t err_size);
+
+/* The spec as a new JSON object (with code_sha256). NULL when out of memory. */
+json_t *spec_to_json(const struct fn_spec *s);
+
+/* Deep copy; returns 0 or -ENOMEM. */
+int spec_copy(struct fn_spec *dst, const struct fn_spec *src);
+
+/* Frees the env of s (the struct itself is the caller's). Accepts NULL. */
+void spec_clear(struct fn_spec *s);
+
+/* True when a snapshot taken for a can serve b: same code, runtime, mode,
+ * handler, env, memory and vCPUs (limits may differ). */
+bool spec_same_image(const struct fn_spec *a, const struct fn_spec *b);
+
+#endif

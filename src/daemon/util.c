@@ -1,0 +1,183 @@
+/* util.c - small helpers shared by kilnd's files. */
+#include "daemon/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t util_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t util_now_ms(void)
+{
+	return util_mono_ns() / 1000000;
+}
+
+int64_t util_wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int util_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int util_write_file(const char *path, const void *buf, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int r;
+
+	if (fd < 0)
+		return -errno;
+	r = util_write_all(fd, buf, len);
+	close(fd);
+	return r;
+}
+
+void util_uuid(char out[37])
+{
+	uint8_t b[16];
+
+	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+		for (size_t i = 0; i < sizeof(b); i++)
+			b[i] = (uint8_t)rand();
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+	snprintf(out, 37,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+		 b[14], b[15]);
+}
+
+void util_rfc3339(int64_t ts_ns, char out[32])
+{
+	time_t s = (time_t)(ts_ns / 1000000000);
+	struct tm tm;
+
+	char date[24];
+
+	gmtime_r(&s, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, 32, "%.19s.%06uZ", date, (unsigned)((ts_ns % 1000000000) / 1000) % 1000000U);
+}
+
+int util_mkdirs(const char *path, unsigned mode)
+{
+	char tmp[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, path, n + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, mode) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *util_b64_encode(const void *in, size_t len)
+{
+	const uint8_t *p = in;
+	char *out = malloc((len + 2) / 3 * 4 + 1), *o = out;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		if (i + 1 < len)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < len)
+			v |= p[i + 2];
+		*o++ = b64[(v >> 18) & 63];
+		*o++ = b64[(v >> 12) & 63];
+		*o++ = i + 1 < len ? b64[(v >> 6) & 63] : '=';
+		*o++ = i + 2 < len ? b64[v & 63] : '=';
+	}
+	*o = 0;
+	return out;
+}
+
+int util_b64_decode(const char *in, size_t len, uint8_t **out, size_t *out_len)
+{
+	uint8_t *buf = malloc(len / 4 * 3 + 3);
+	uint32_t acc = 0;
+	size_t n = 0;
+	int bits = 0, pad = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = 0; i < len; i++) {
+		char c = in[i];
+		const char *pos;
+		if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
+			continue;
+		if (c == '=') {
+			pad++;
+			continue;
+		}
+		pos = c ? strchr(b64, c) : NULL;
+		if (!pos || pad)
+			goto out_bad;
+		acc = (acc << 6) | (uint32_t)(pos - b64);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			buf[n++] = (uint8_t)(acc >> bits);
+		}
+	}
+	if (pad > 2 || bits >= 6)
+		goto out_bad;
+	*out = buf;
+	*out_len = n;
+	return 0;
+out_bad:
+	free(buf);
+	return -EINVAL;
+}
+
+int util_fmt(char *out, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(out, size, fmt, ap);
+	va_end(ap);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}

@@ -1,0 +1,40 @@
+/* util.h - small helpers shared by kilnd's files. */
+#ifndef KILN_DAEMON_UTIL_H
+#define KILN_DAEMON_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* CLOCK_MONOTONIC in milliseconds / nanoseconds. */
+int64_t util_now_ms(void);
+int64_t util_mono_ns(void);
+/* CLOCK_REALTIME in nanoseconds. */
+int64_t util_wall_ns(void);
+
+/* Writes all of buf to fd (retrying short writes and EINTR). 0 or -errno. */
+int util_write_all(int fd, const void *buf, size_t len);
+
+/* Creates/truncates path with exactly buf[0..len) (mode 0600). 0 or -errno. */
+int util_write_file(const char *path, const void *buf, size_t len);
+
+/* A random version-4 UUID into out (37 bytes with the NUL). */
+void util_uuid(char out[37]);
+
+/* RFC 3339 UTC time of ts_ns with microseconds into out (32 bytes). */
+void util_rfc3339(int64_t ts_ns, char out[32]);
+
+/* mkdir -p with mode. 0 or -errno. */
+int util_mkdirs(const char *path, unsigned mode);
+
+/* Base64 (standard alphabet, padded). util_b64_encode returns a malloc'd
+ * NUL-terminated string or NULL. util_b64_decode decodes in[0..len) into a
+ * malloc'd buffer (*out, *out_len), ignoring whitespace; returns 0,
+ * -EINVAL for bad input, -ENOMEM. */
+char *util_b64_encode(const void *in, size_t len);
+int util_b64_decode(const char *in, size_t len, uint8_t **out, size_t *out_len);
+
+/* snprintf that says whether it fit: returns 0, or -ENAMETOOLONG when the
+ * output was truncated (out is still NUL-terminated). */
+int util_fmt(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

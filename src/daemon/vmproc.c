@@ -1,0 +1,404 @@
+/* vmproc.c - kiln-vmm child processes and their control sockets. */
+#include "daemon/vmproc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "daemon/util.h"
+
+static int rm_tree(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	char sub[PATH_MAX];
+
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((e = readdir(d))) {
+		struct stat st;
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name) >= (int)sizeof(sub))
+			continue;
+		if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+			rm_tree(sub);
+		else
+			unlink(sub);
+	}
+	closedir(d);
+	return rmdir(path) ? -errno : 0;
+}
+
+int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *id,
+		 struct vmproc **out)
+{
+	char mem[16], vcpus[16];
+	const char *argv[32];
+	struct vmproc *v;
+	int n = 0, logfd, r;
+	pid_t parent = getpid();
+
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->pidfd = -1;
+	v->ctl_fd = -1;
+	v->status = -1;
+	snprintf(v->id, sizeof(v->id), "%s", id);
+	if (snprintf(v->dir, sizeof(v->dir), "%s/%s", run_dir, id) >= (int)sizeof(v->dir)) {
+		log_error("run directory %s is too long for unix sockets", run_dir);
+		free(v);
+		return -ENAMETOOLONG;
+	}
+	snprintf(v->api, sizeof(v->api), "%s/api.sock", v->dir);
+	snprintf(v->vsock, sizeof(v->vsock), "%s/vsock.sock", v->dir);
+	snprintf(v->console, sizeof(v->console), "%s/console.log", v->dir);
+	snprintf(v->log, sizeof(v->log), "%s/vmm.log", v->dir);
+	rm_tree(v->dir);
+	if (mkdir(v->dir, 0700) && errno != EEXIST) {
+		r = -errno;
+		log_error("mkdir %s: %s", v->dir, strerror(errno));
+		free(v);
+		return r;
+	}
+	logfd = open(v->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (logfd < 0) {
+		r = -errno;
+		goto out_rmdir;
+	}
+	snprintf(mem, sizeof(mem), "%u", a->mem_mb);
+	snprintf(vcpus, sizeof(vcpus), "%u", a->vcpus ? a->vcpus : 1);
+	argv[n++] = a->vmm;
+	if (a->prestart) {
+		argv[n++] = "--prestart";
+		argv[n++] = "--mem";
+		argv[n++] = mem;
+		argv[n++] = "--vcpus";
+		argv[n++] = vcpus;
+	} else if (a->restore) {
+		argv[n++] = "--restore";
+		argv[n++] = a->restore;
+		argv[n++] = "--disk";
+		argv[n++] = a->disk;
+		argv[n++] = "--vsock-uds";
+		argv[n++] = v->vsock;
+	} else {
+		argv[n++] = "--kernel";
+		argv[n++] = a->kernel;
+		argv[n++] = "--disk";
+		argv[n++] = a->disk;
+		argv[n++] = "--mem";
+		argv[n++] = mem;
+		argv[n++] = "--vcpus";
+		argv[n++] = vcpus;
+		argv[n++] = "--vsock-uds";
+		argv[n++] = v->vsock;
+		argv[n++] = "--cmdline";
+		argv[n++] = a->cmdline;
+	}
+	argv[n++] = "--api-sock";
+	argv[n++] = v->api;
+	argv[n++] = "--console";
+	argv[n++] = v->console;
+	argv[n++] = "-q";
+	argv[n] = NULL;
+
+	v->pid = fork();
+	if (v->pid < 0) {
+		r = -errno;
+		close(logfd);
+		goto out_rmdir;
+	}
+	if (v->pid == 0) {
+		/* Only async-signal-safe calls from here to exec. */
+		int devnull = open("/dev/null", O_RDONLY);
+		setpgid(0, 0);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		if (devnull >= 0)
+			dup2(devnull, 0);
+		dup2(logfd, 1);
+		dup2(logfd, 2);
+		execv(a->vmm, (char *const *)argv);
+		_exit(127);
+	}
+	close(logfd);
+	setpgid(v->pid, v->pid); /* either side may win the race; both set it */
+	v->pidfd = (int)syscall(SYS_pidfd_open, v->pid, 0);
+	{
+		char pidfile[VMPROC_PATH_MAX + 8];
+		snprintf(pidfile, sizeof(pidfile), "%s/pid", v->dir);
+		util_write_file(pidfile, mem, (size_t)snprintf(mem, sizeof(mem), "%d\n", v->pid));
+	}
+	*out = v;
+	return 0;
+
+out_rmdir:
+	log_error("cannot start kiln-vmm: %s", strerror(-r));
+	rm_tree(v->dir);
+	free(v);
+	return r;
+}
+
+static int ctl_connect(struct vmproc *v)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd;
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", v->api);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	v->ctl_fd = fd;
+	return 0;
+}
+
+bool vmproc_ctl_ready(struct vmproc *v)
+{
+	return v->ctl_fd >= 0 || ctl_connect(v) == 0;
+}
+
+int vmproc_ctl(struct vmproc *v, json_t *req, json_t **reply, int timeout_ms, char *err,
+	       size_t err_size)
+{
+	int64_t deadline = util_now_ms() + timeout_ms;
+	char *line = NULL, buf[65536];
+	size_t len = 0, n;
+	json_t *rep;
+	int r;
+
+	if (err && err_size)
+		err[0] = 0;
+	if (reply)
+		*reply = NULL;
+	while (v->ctl_fd < 0) {
+		r = ctl_connect(v);
+		if (r == 0)
+			break;
+		if ((r != -ENOENT && r != -ECONNREFUSED) || util_now_ms() >= deadline ||
+		    vmproc_exited(v)) {
+			if (err)
+				snprintf(err, err_size, "control socket: %s", strerror(-r));
+			return r;
+		}
+		usleep(2000);
+	}
+	line = json_dumps(req, JSON_COMPACT);
+	if (!line)
+		return -ENOMEM;
+	n = strlen(line);
+	line[n] = 0;
+	if (util_write_all(v->ctl_fd, line, n) || util_write_all(v->ctl_fd, "\n", 1)) {
+		free(line);
+		r = -EPIPE;
+		goto out_close;
+	}
+	free(line);
+	line = NULL;
+	for (;;) {
+		struct pollfd p = {.fd = v->ctl_fd, .events = POLLIN};
+		int64_t left = deadline - util_now_ms();
+		ssize_t got;
+		char *nl;
+
+		if (left <= 0) {
+			r = -ETIMEDOUT;
+			goto out_close;
+		}
+		if (poll(&p, 1, (int)left) <= 0)
+			continue;
+		got = read(v->ctl_fd, buf, sizeof(buf));
+		if (got <= 0) {
+			r = got == 0 ? -EPIPE : -errno;
+			if (r == -EINTR || r == -EAGAIN)
+				continue;
+			goto out_close;
+		}
+		nl = memchr(buf, '\n', (size_t)got);
+		{
+			char *nb = realloc(line, len + (size_t)got + 1);
+			if (!nb) {
+				r = -ENOMEM;
+				goto out_close;
+			}
+			line = nb;
+			memcpy(line + len, buf, (size_t)got);
+			len += (size_t)got;
+			line[len] = 0;
+		}
+		if (nl)
+			break;
+		if (len > (1 << 20)) {
+			r = -EMSGSIZE;
+			goto out_close;
+		}
+	}
+	rep = json_loads(line, JSON_DISABLE_EOF_CHECK, NULL);
+	free(line);
+	if (!rep)
+		return -EBADMSG;
+	if (!json_is_true(json_object_get(rep, "ok"))) {
+		if (err)
+			snprintf(err, err_size, "%s",
+				 json_string_value(json_object_get(rep, "error")) ?: "error");
+		json_decref(rep);
+		return -EIO;
+	}
+	if (reply)
+		*reply = rep;
+	else
+		json_decref(rep);
+	return 0;
+
+out_close:
+	free(line);
+	close(v->ctl_fd);
+	v->ctl_fd = -1;
+	if (err && err_size && !err[0])
+		snprintf(err, err_size, "control socket: %s", strerror(-r));
+	return r;
+}
+
+bool vmproc_exited(struct vmproc *v)
+{
+	int st;
+
+	if (v->status >= 0)
+		return true;
+	if (waitpid(v->pid, &st, WNOHANG) == v->pid) {
+		v->status = st;
+		return true;
+	}
+	return false;
+}
+
+static void cleanup(struct vmproc *v)
+{
+	if (v->status < 0) {
+		kill(-v->pid, SIGKILL);
+		kill(v->pid, SIGKILL);
+		while (waitpid(v->pid, &v->status, 0) < 0 && errno == EINTR)
+			;
+	} else {
+		kill(-v->pid, SIGKILL); /* anything the VMM left in its group */
+	}
+	if (v->pidfd >= 0)
+		close(v->pidfd);
+	if (v->ctl_fd >= 0)
+		close(v->ctl_fd);
+	rm_tree(v->dir);
+	free(v);
+}
+
+void vmproc_destroy(struct vmproc *v)
+{
+	if (v)
+		cleanup(v);
+}
+
+void vmproc_stop(struct vmproc *v, int timeout_ms)
+{
+	json_t *req;
+	int64_t deadline;
+
+	if (!v)
+		return;
+	if (v->status < 0 && (req = json_pack("{s:s}", "op", "stop"))) {
+		vmproc_ctl(v, req, NULL, timeout_ms, NULL, 0);
+		json_decref(req);
+		deadline = util_now_ms() + timeout_ms;
+		while (!vmproc_exited(v) && util_now_ms() < deadline)
+			usleep(2000);
+	}
+	cleanup(v);
+}
+
+static void tail_of(const char *path, char *out, size_t max)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	ssize_t n;
+
+	out[0] = 0;
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && (size_t)st.st_size > max - 1)
+		lseek(fd, st.st_size - (off_t)(max - 1), SEEK_SET);
+	n = read(fd, out, max - 1);
+	out[n > 0 ? n : 0] = 0;
+	close(fd);
+}
+
+void vmproc_diag(const struct vmproc *v, char *out, size_t max)
+{
+	char a[1024], b[1024];
+
+	tail_of(v->log, a, sizeof(a));
+	tail_of(v->console, b, sizeof(b));
+	snprintf(out, max, "kiln-vmm log: %s\nconsole: %s", a, b);
+}
+
+int vmproc_reap_orphans(const char *run_dir)
+{
+	DIR *d = opendir(run_dir);
+	struct dirent *e;
+	int killed = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		char path[PATH_MAX], buf[64], cmd[PATH_MAX];
+		ssize_t n;
+		int fd;
+		long pid;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/pid", run_dir, e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			buf[n > 0 ? n : 0] = 0;
+			pid = strtol(buf, NULL, 10);
+			snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+			fd = pid > 1 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+			if (fd >= 0) {
+				n = read(fd, cmd, sizeof(cmd) - 1);
+				close(fd);
+				cmd[n > 0 ? n : 0] = 0;
+				if (strstr(cmd, "kiln-vmm")) {
+					kill(-(pid_t)pid, SIGKILL);
+					kill((pid_t)pid, SIGKILL);
+					killed++;
+				}
+			}
+		}
+		snprintf(path, sizeof(path), "%s/%s", run_dir, e->d_name);
+		rm_tree(path);
+	}
+	closedir(d);
+	return killed;
+}

@@ -1,0 +1,85 @@
+/* vmproc.h - one kiln-vmm child process of kilnd: spawning it (pre-started,
+ * restoring a snapshot, or booting a kernel), its control socket
+ * (docs/control-api.md), its exit, and cleaning up after it.
+ *
+ * Every kiln-vmm runs in its own process group with PR_SET_PDEATHSIG
+ * SIGKILL (it dies with the thread that spawned it) and lives in its own
+ * directory RUN/<id>/ holding api.sock, vsock.sock, console.log, vmm.log and
+ * a pid file, so a restarted kilnd can find and kill what a crashed one left
+ * behind (vmproc_reap_orphans).
+ */
+#ifndef KILN_DAEMON_VMPROC_H
+#define KILN_DAEMON_VMPROC_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define VMPROC_PATH_MAX 108 /* sun_path */
+
+struct vmproc {
+	char id[32];
+	char dir[VMPROC_PATH_MAX - 16];
+	char api[VMPROC_PATH_MAX];
+	char vsock[VMPROC_PATH_MAX];
+	char console[VMPROC_PATH_MAX + 16];
+	char log[VMPROC_PATH_MAX + 16];
+	pid_t pid;
+	int pidfd;  /* readable when the process exits; -1 when unknown */
+	int ctl_fd; /* connected control socket, -1 until first used */
+	int status; /* wait status once reaped, -1 before */
+};
+
+/* What to start. Exactly one of prestart, restore_dir, kernel. */
+struct vmproc_args {
+	const char *vmm;     /* kiln-vmm binary */
+	bool prestart;	     /* --prestart: waits for a restore request */
+	const char *restore; /* --restore DIR */
+	const char *kernel;  /* --kernel: a boot */
+	const char *cmdline; /* with kernel */
+	const char *disk;    /* the runtime's root image (read-only) */
+	unsigned mem_mb;     /* prestart and boot */
+	unsigned vcpus;
+};
+
+/* Spawns kiln-vmm for args in a new directory run_dir/id (removed first if
+ * left over). Returns 0 and *out (caller owns; vmproc_destroy), or -errno
+ * with the message logged. */
+int vmproc_spawn(const struct vmproc_args *args, const char *run_dir, const char *id,
+		 struct vmproc **out);
+
+/* Sends one control request (a JSON object, not consumed) and waits at
+ * most timeout_ms for the reply; connects first when needed (retrying
+ * until the socket exists, within the timeout). Returns 0 with *reply (the
+ * caller's, may be NULL to drop it) when it says "ok":true; -EIO when it
+ * says false (its "error" copied into err), -ETIMEDOUT, -ECONNREFUSED /
+ * -ENOENT when kiln-vmm is not there, -EPIPE when it went away. */
+int vmproc_ctl(struct vmproc *v, json_t *req, json_t **reply, int timeout_ms, char *err,
+	       size_t err_size);
+
+/* True once the control socket accepts a connection (non-blocking check;
+ * connects and keeps the connection). */
+bool vmproc_ctl_ready(struct vmproc *v);
+
+/* Non-blocking waitpid. Returns true when the process has exited (status
+ * in v->status). */
+bool vmproc_exited(struct vmproc *v);
+
+/* SIGKILLs the process group, waits for it, closes fds, removes the
+ * directory, frees. Accepts NULL. */
+void vmproc_destroy(struct vmproc *v);
+
+/* Asks the VM to stop ({"op":"stop"}, falling back to SIGKILL after
+ * timeout_ms), then as vmproc_destroy. Accepts NULL. */
+void vmproc_stop(struct vmproc *v, int timeout_ms);
+
+/* The last max bytes of the VM's log and console, for error messages, in
+ * out (NUL-terminated). */
+void vmproc_diag(const struct vmproc *v, char *out, size_t max);
+
+/* Kills the kiln-vmm processes named by the pid files under run_dir (only
+ * when /proc/PID/cmdline is a kiln-vmm) and removes their directories.
+ * Returns how many were killed. */
+int vmproc_reap_orphans(const char *run_dir);
+
+#endif
