@@ -1,0 +1,31 @@
+/* opts.h - command-line parsing shared by the commands (getopt_long with
+ * a leading ':' in optstring): one-line usage errors, --help, positional
+ * arguments. */
+#ifndef KILN_CLI_OPTS_H
+#define KILN_CLI_OPTS_H
+
+#include <stdint.h>
+
+/* Reports getopt_long's '?' (unknown option) or ':' (missing value) for
+ * command cmd as one error line. Returns KILN_EXIT_USAGE. */
+int opts_fail(const char *cmd, int c, char **argv);
+
+/* Reports a bad value of option opt ("--memory") for cmd. Returns
+ * KILN_EXIT_USAGE. */
+int opts_bad_value(const char *cmd, const char *opt, const char *value, const char *expected);
+
+/* Checks that there are between min and max positional arguments after
+ * optind; otherwise prints an error naming what is expected (e.g. "NAME")
+ * and returns KILN_EXIT_USAGE, else KILN_EXIT_OK. */
+int opts_positional(const char *cmd, int argc, char **argv, int min, int max, const char *what);
+
+/* Parses an integer option value in [min, max] into *out, or reports it.
+ * Returns KILN_EXIT_OK or KILN_EXIT_USAGE. */
+int opts_int(const char *cmd, const char *opt, const char *value, int64_t min, int64_t max,
+	     int64_t *out);
+
+/* Parses a duration option value into milliseconds, or reports it.
+ * Returns KILN_EXIT_OK or KILN_EXIT_USAGE. */
+int opts_duration(const char *cmd, const char *opt, const char *value, int64_t *ms);
+
+#endif
