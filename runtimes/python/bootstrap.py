@@ -124,6 +124,16 @@ class Context:
         self.log_stream_name = ""
         self.identity = None
         self.client_context = None
+        # The HTTP request that carried the event, when it came over HTTP
+        # (kilnd's /function/NAME route): method, path after the name, raw
+        # query string, and headers with lower-case names.
+        self.http = {
+            "method": ctx.get("http_method", ""),
+            "path": ctx.get("http_path", ""),
+            "query": ctx.get("http_query", ""),
+            "headers": {k[12:].replace("_", "-"): v for k, v in ctx.items()
+                        if k.startswith("http_header_")},
+        }
         self._deadline = time.monotonic() + deadline_ms / 1000.0 if deadline_ms else None
 
     def get_remaining_time_in_millis(self):

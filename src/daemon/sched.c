@@ -424,6 +424,12 @@ static int send_invoke(struct sched *s, struct svm *vm, struct call *c)
 
 static void start_call_on(struct sched *s, struct svm *vm, struct call *c, bool cold)
 {
+	char num[24];
+
+	snprintf(num, sizeof(num), "%lld", (long long)vm->version);
+	call_add_ctx(c, "function_version", num);
+	snprintf(num, sizeof(num), "%u", vm->fn->spec.memory_mb);
+	call_add_ctx(c, "memory_limit_mb", num);
 	vm->call = c;
 	vm->state = VM_BUSY;
 	c->cold = cold;
@@ -699,10 +705,14 @@ static void on_frame(struct sched *s, struct svm *vm, const struct proto_header 
 		struct proto_log lg;
 		if (proto_decode_log(p, h->length, &lg) || !vm->fn || !s->cfg.logs)
 			return;
-		logstore_append(s->cfg.logs, vm->fn->name, vm->proc->id,
-				vm->call ? vm->call->id : "",
-				lg.stream == PROTO_STREAM_STDERR ? "stderr" : "stdout",
-				util_wall_ns(), (const char *)lg.data.ptr, lg.data.len);
+		{
+			int r = logstore_append(s->cfg.logs, vm->fn->name, vm->proc->id,
+						vm->call ? vm->call->id : "",
+						lg.stream == PROTO_STREAM_STDERR ? "stderr" : "stdout",
+						util_wall_ns(), (const char *)lg.data.ptr, lg.data.len);
+			if (r)
+				log_warn("logs of %s: %s", vm->fn->name, strerror(-r));
+		}
 		return;
 	}
 	case PROTO_RESULT:

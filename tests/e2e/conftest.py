@@ -111,3 +111,141 @@ class GuestVM:
         err = self.stderr.read_text(errors="replace") if self.stderr.exists() else ""
         assert "AddressSanitizer" not in err and "runtime error:" not in err, err
         return self.proc.returncode
+
+
+# ---- kilnd ------------------------------------------------------------------
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_tar(files):
+    """A tar archive (bytes) of {path: text or bytes}."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, data in files.items():
+            if isinstance(data, str):
+                data = data.encode()
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            info.mode = 0o755 if path.endswith(".sh") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        import json
+        return json.loads(self.body)
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+
+class Kilnd:
+    """A kilnd process on a free port with its own state directory."""
+
+    def __init__(self, workdir, kernel, rootfs, extra=(), port=None):
+        self.workdir = Path(workdir)
+        self.state_dir = self.workdir / "state"
+        self.kernel = kernel
+        self.rootfs = rootfs
+        self.extra = list(extra)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = self.workdir / "kilnd.log"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [str(BUILD / "kilnd"), "--state-dir", str(self.state_dir), "--port", str(self.port),
+             "--kernel", str(self.kernel), "--rootfs", str(self.rootfs), *self.extra],
+            stdin=subprocess.DEVNULL, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self.request("GET", "/healthz", timeout=2).status == 200:
+                    return
+            except OSError:
+                pass
+            assert self.proc.poll() is None, f"kilnd exited {self.proc.returncode}:\n{self.tail()}"
+            assert time.monotonic() < deadline, f"kilnd did not answer\n{self.tail()}"
+            time.sleep(0.05)
+
+    def tail(self, n=4000):
+        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
+
+    def request(self, method, path, body=None, headers=None, timeout=600):
+        import http.client
+        import json
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+        finally:
+            conn.close()
+
+    def deploy(self, name, files, method="POST", wait=True, **spec):
+        import base64
+        body = {"name": name, "code": base64.b64encode(make_tar(files)).decode(), **spec}
+        return self.request(method, "/system/functions" + ("?wait=1" if wait else ""), body)
+
+    def invoke(self, name, body=b"", path="", headers=None, timeout=600):
+        return self.request("POST", f"/function/{name}{path}", body, headers, timeout)
+
+    def info(self):
+        return self.request("GET", "/system/info").json()
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        text = self.tail(100000)
+        assert "AddressSanitizer" not in text and "runtime error:" not in text, text
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def kilnd(kvm, vmm, kernel, rootfs_python, tmp_path_factory):
+    """One kilnd for the session's tests (functions deployed by one test may
+    be used by another: names are unique per test module)."""
+    k = Kilnd(tmp_path_factory.mktemp("kilnd"), kernel, rootfs_python,
+              extra=("--mem-budget", "1536", "--pause-after", "1500"))
+    yield k
+    assert k.stop() == 0, k.tail()
+
+
+@pytest.fixture(scope="session")
+def kilnd_factory(kvm, vmm, kernel, rootfs_python, tmp_path_factory):
+    """Starts extra kilnd processes (own state directories); stops them at the end."""
+    made = []
+
+    def make(*extra):
+        k = Kilnd(tmp_path_factory.mktemp("kilnd-extra"), kernel, rootfs_python, extra=extra)
+        made.append(k)
+        return k
+    yield make
+    for k in made:
+        k.stop()
