@@ -36,6 +36,8 @@ static const char run_usage[] =
 	"\n"
 	"Options:\n"
 	"  -c, --config-path FILE  the Cloudlet configuration\n"
+	"  -t, --timeout DURATION  the program's run time limit (default 900s, kilnd's\n"
+	"                          largest: a program is started afresh by each run)\n"
 	"      --rm                remove the function afterwards\n"
 	"  -q, --quiet             no stages, only the program's output\n"
 	"  -g, --gateway URL       kilnd's address\n"
@@ -44,6 +46,9 @@ static const char run_usage[] =
 enum {
 	OPT_RM = 1000,
 };
+
+/* A Cloudlet program runs to completion: kilnd's largest time-out. */
+#define RUN_DEFAULT_TIMEOUT_MS (900 * 1000)
 
 /* The exec-mode command for the program file `base`, single-quoted for
  * sh; NULL for rust (kilnd's rust runtime builds and runs the source). */
@@ -118,6 +123,7 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 	static const struct option longopts[] = {
 		{"config-path", required_argument, NULL, 'c'},
 		{"rm", no_argument, NULL, OPT_RM},
+		{"timeout", required_argument, NULL, 't'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"gateway", required_argument, NULL, 'g'},
 		{"verbose", no_argument, NULL, 'v'},
@@ -133,12 +139,13 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 	struct http_response resp = {0};
 	struct invoke_req req = {0};
 	struct progress *p = NULL;
+	int64_t timeout_ms = RUN_DEFAULT_TIMEOUT_MS;
 	size_t len;
 	int opt, rc;
 
 	fn_spec_init(&s);
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, ":c:qg:vh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":c:t:qg:vh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			fputs(run_usage, stdout);
@@ -148,6 +155,11 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 			break;
 		case OPT_RM:
 			rm = true;
+			break;
+		case 't':
+			rc = opts_duration("run", "--timeout", optarg, &timeout_ms);
+			if (rc)
+				return rc;
 			break;
 		case 'q':
 			quiet = true;
@@ -205,6 +217,7 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 		rc = KILN_EXIT_SERVER;
 		goto destroy_cfg;
 	}
+	s.timeout_ms = timeout_ms;
 	rc = api_connect(ctx, NULL, &c);
 	if (rc)
 		goto destroy_cfg;

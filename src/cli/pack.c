@@ -41,7 +41,7 @@ static uint8_t *tar_grow(struct tar *t, size_t n)
 {
 	uint8_t *p;
 
-	if (t->len + n > t->cap) {
+	if (t->len + n > t->cap || !t->buf) {
 		size_t cap = t->cap ? t->cap : 64 * 1024;
 
 		while (cap < t->len + n)

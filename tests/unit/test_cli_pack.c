@@ -186,6 +186,14 @@ static void test_single_files(void **state)
 	assert_string_equal(l, "main.py 640 f 15 print('hello')\n;");
 	free(l);
 	free(buf);
+	/* An empty file is a one-file archive too. */
+	put("empty.py", "", 0644);
+	snprintf(path, sizeof(path), "%s/empty.py", root);
+	assert_int_equal(pack_path(path, &buf, &len, err, sizeof(err)), 0);
+	l = listing(buf, len);
+	assert_string_equal(l, "empty.py 644 f 0;");
+	free(l);
+	free(buf);
 	/* An archive is sent as it is. */
 	snprintf(path, sizeof(path), "%s/code.tar.gz", root);
 	f = fopen(path, "w");
