@@ -3,8 +3,15 @@
  * A `struct metrics` holds named families (counter, gauge, histogram), each
  * with up to 4 label names, and its series (one per label-value tuple,
  * created on first use). Every function is thread-safe (one mutex).
- * Family and label names must be Prometheus names ([a-zA-Z_:][a-zA-Z0-9_:]*);
- * label values are escaped when rendered (\\, \", \n).
+ * Family and label names must be Prometheus names ([a-zA-Z_:][a-zA-Z0-9_:]*
+ * for families; [a-zA-Z_][a-zA-Z0-9_]* not starting with "__" for labels,
+ * and no "le" on histograms); label values are escaped when rendered
+ * (\\, \", \n; invalid UTF-8 becomes U+FFFD). Output order is
+ * deterministic: families in declaration order, series in creation order.
+ * A family without labels has its single series from the start (rendered
+ * as 0 before any update). Numbers: integral values without exponent
+ * ("4294967296"), others with the fewest digits that read back exactly,
+ * NaN, +Inf, -Inf.
  */
 #ifndef KILN_DAEMON_METRICS_H
 #define KILN_DAEMON_METRICS_H
@@ -44,11 +51,12 @@ int metrics_add(struct metrics *m, const char *name, const char *const *values, 
 /* Sets a gauge series. Same returns. */
 int metrics_set(struct metrics *m, const char *name, const char *const *values, double v);
 
-/* Records one observation in a histogram series. Same returns. */
+/* Records one observation in a histogram series (v <= bound counts in that
+ * bucket). Same returns (NaN is -EINVAL). */
 int metrics_observe(struct metrics *m, const char *name, const char *const *values, double v);
 
 /* Drops every series of every family whose label `label` equals value (a
- * removed function's series). */
+ * removed function's series). Families without that label are untouched. */
 void metrics_forget(struct metrics *m, const char *label, const char *value);
 
 /* Renders everything (# HELP, # TYPE, series; histograms as _bucket with le,
