@@ -9,6 +9,9 @@
  *
  * Locking: `lock` protects the table, the graveyard, the call queue and the
  * running flag. It is never held while a handler or a call runs.
+ * `run_lock` is held by the loop thread from the end of epoll_wait until
+ * its batch, its calls and its graveyard are done, and by a thread inside
+ * evloop_run_paused(), which thereby counts as the loop thread.
  */
 #include "vmm/evloop.h"
 
@@ -48,6 +51,7 @@ struct evloop {
 	int epfd;
 	int wake_fd;
 	pthread_mutex_t lock;
+	pthread_mutex_t run_lock; /* see the top */
 	pthread_cond_t done_cond; /* a synchronous call finished */
 	struct evloop_reg **regs; /* indexed by fd, `nregs` slots */
 	size_t nregs;
@@ -60,6 +64,8 @@ struct evloop {
 	atomic_bool stop;
 	atomic_bool has_self; /* `self` is valid */
 	pthread_t self;
+	atomic_bool has_runner; /* a thread is in evloop_run_paused: `runner` */
+	pthread_t runner;
 };
 
 static void evloop_wake(struct evloop *l)
@@ -95,6 +101,7 @@ struct evloop *evloop_create(void)
 		goto out_close_wake;
 	}
 	pthread_mutex_init(&l->lock, NULL);
+	pthread_mutex_init(&l->run_lock, NULL);
 	pthread_cond_init(&l->done_cond, NULL);
 	return l;
 
@@ -109,7 +116,12 @@ out_free:
 
 bool evloop_on_loop_thread(const struct evloop *l)
 {
-	return l && atomic_load(&l->has_self) && pthread_equal(l->self, pthread_self());
+	if (!l)
+		return false;
+	if (atomic_load(&l->has_self) && pthread_equal(l->self, pthread_self()))
+		return true;
+	/* Only the runner itself can see has_runner set with its own id. */
+	return atomic_load(&l->has_runner) && pthread_equal(l->runner, pthread_self());
 }
 
 /* Runs every queued call (on the loop thread). */
@@ -195,18 +207,22 @@ static void *evloop_thread(void *arg)
 			log_error("evloop: epoll_wait: %s", strerror(errno));
 			break;
 		}
+		pthread_mutex_lock(&l->run_lock);
 		for (int i = 0; i < n; i++)
 			evloop_dispatch(l, &evs[i]);
 		evloop_run_calls(l);
 		evloop_free_graveyard(l);
+		pthread_mutex_unlock(&l->run_lock);
 	}
 	/* Wind down: later calls run on their callers' threads; finish the
 	 * ones already queued so no synchronous caller waits forever. */
 	pthread_mutex_lock(&l->lock);
 	l->running = false;
 	pthread_mutex_unlock(&l->lock);
+	pthread_mutex_lock(&l->run_lock);
 	evloop_run_calls(l);
 	evloop_free_graveyard(l);
+	pthread_mutex_unlock(&l->run_lock);
 	atomic_store(&l->has_self, false);
 	return NULL;
 }
@@ -268,6 +284,7 @@ void evloop_destroy(struct evloop *l)
 	close(l->wake_fd);
 	close(l->epfd);
 	pthread_cond_destroy(&l->done_cond);
+	pthread_mutex_destroy(&l->run_lock);
 	pthread_mutex_destroy(&l->lock);
 	free(l);
 }
@@ -427,5 +444,23 @@ int evloop_call_sync(struct evloop *l, evloop_fn fn, void *opaque)
 	while (!c.done)
 		pthread_cond_wait(&l->done_cond, &l->lock);
 	pthread_mutex_unlock(&l->lock);
+	return 0;
+}
+
+int evloop_run_paused(struct evloop *l, evloop_fn fn, void *opaque)
+{
+	if (evloop_on_loop_thread(l)) {
+		fn(opaque, 0);
+		return 0;
+	}
+	/* Waits at most for the loop thread's current batch; the loop thread
+	 * then waits here, between epoll_wait and dispatching, until fn is
+	 * done. (Not running: nobody else takes run_lock.) */
+	pthread_mutex_lock(&l->run_lock);
+	l->runner = pthread_self();
+	atomic_store(&l->has_runner, true);
+	fn(opaque, 0);
+	atomic_store(&l->has_runner, false);
+	pthread_mutex_unlock(&l->run_lock);
 	return 0;
 }

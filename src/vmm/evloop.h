@@ -52,7 +52,18 @@ int evloop_call(struct evloop *l, evloop_fn fn, void *opaque);
  * while holding a lock that a loop handler may take. Returns 0 or -ENOMEM. */
 int evloop_call_sync(struct evloop *l, evloop_fn fn, void *opaque);
 
-/* Returns true when called on the loop's own thread. */
+/* Runs fn(opaque, 0) on the calling thread while the loop thread is held
+ * between batches (it finishes the batch it is dispatching first, then
+ * waits), so fn is serialised with every handler and call as if it ran on
+ * the loop thread, and evloop_on_loop_thread() is true inside it (loop
+ * calls made from fn run inline; fds deleted in it are parked like the
+ * loop thread's). Unlike evloop_call_sync() it wakes no thread: use it for
+ * work whose latency matters on a thread that can take signals only if fn
+ * is ready for EINTR. fn must not wait for the loop thread. Returns 0. */
+int evloop_run_paused(struct evloop *l, evloop_fn fn, void *opaque);
+
+/* Returns true when called on the loop's own thread (or inside
+ * evloop_run_paused). */
 _Bool evloop_on_loop_thread(const struct evloop *l);
 
 #endif

@@ -972,7 +972,8 @@ static int machine_ctl_restore(void *dev, const struct snap_section *s)
 	return ctl_restore(dev, s);
 }
 
-/* On the loop thread (or inline before it runs), vCPUs parked. */
+/* On the loop thread, or with it held (evloop_run_paused), or before it runs;
+ * vCPUs parked. */
 static void machine_restore_cb(void *opaque, uint32_t events)
 {
 	struct machine_restore_ctx *x = opaque;
@@ -1100,7 +1101,7 @@ static int machine_restore_image(struct machine *m, struct snap_image *img,
 	}
 	if (p->console && machine_switch_console(m, p->console, why, why_len) < 0)
 		return -EINVAL;
-	evloop_call_sync(m->loop, machine_restore_cb, &x);
+	evloop_run_paused(m->loop, machine_restore_cb, &x);
 	if (x.ret < 0) {
 		m->state = MACHINE_BROKEN;
 		snprintf(why, why_len, "%s (this kiln-vmm cannot be used again)", x.why);

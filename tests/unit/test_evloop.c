@@ -1,6 +1,7 @@
 /* test_evloop.c - the I/O event loop: dispatch, level triggering, deleting
  * fds from handlers (own and others, in the same batch), calls from other
- * threads (async and sync), errors, stop and join. */
+ * threads (async and sync), running work with the loop held
+ * (evloop_run_paused), errors, stop and join. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -260,6 +261,71 @@ static void test_call_after_destroy_pending(void **state)
 	assert_int_equal(atomic_load(&c.count), 0);
 }
 
+struct paused_fx {
+	struct pipe_fx p, q;
+	struct call_fx c;
+	bool on_thread, handler_idle, inline_call;
+	bool q_added;
+};
+
+static void paused_fn(void *opaque, uint32_t events)
+{
+	struct paused_fx *x = opaque;
+	int before = atomic_load(&x->p.calls);
+
+	assert_int_equal(events, 0);
+	x->on_thread = evloop_on_loop_thread(x->p.l);
+	/* p becomes readable; its handler must not run while we hold the loop. */
+	assert_int_equal(write(x->p.fd[1], "x", 1), 1);
+	sleep_ms(50);
+	x->handler_idle = atomic_load(&x->p.calls) == before;
+	/* A loop call made here runs here, at once. */
+	evloop_call_sync(x->p.l, on_call, &x->c);
+	x->inline_call = atomic_load(&x->c.count) == 1 && atomic_load(&x->c.on_thread);
+	/* q is readable too, but deleted before the loop sees it: its handler
+	 * never runs (the registration is parked like the loop thread's). */
+	assert_int_equal(write(x->q.fd[1], "y", 1), 1);
+	if (x->q_added)
+		assert_int_equal(evloop_del(x->p.l, x->q.fd[0]), 0);
+}
+
+static void test_run_paused(void **state)
+{
+	struct evloop *l = evloop_create();
+	struct paused_fx x = {0};
+
+	(void)state;
+	pipe_init(&x.p, l);
+	pipe_init(&x.q, l);
+	x.p.drain = true;
+	x.c.l = l;
+	/* Not running yet: runs here, as the loop thread. */
+	assert_int_equal(evloop_run_paused(l, paused_fn, &x), 0);
+	assert_true(x.on_thread && x.inline_call);
+	assert_false(evloop_on_loop_thread(l));
+	assert_int_equal(read(x.p.fd[0], (char[1]){0}, 1), 1);
+	assert_int_equal(read(x.q.fd[0], (char[1]){0}, 1), 1);
+	x.c.count = 0;
+	assert_int_equal(evloop_add(l, x.p.fd[0], EPOLLIN, on_pipe, &x.p), 0);
+	assert_int_equal(evloop_add(l, x.q.fd[0], EPOLLIN, on_pipe, &x.q), 0);
+	x.q_added = true;
+	assert_int_equal(evloop_start(l), 0);
+	barrier(l);
+	assert_int_equal(evloop_run_paused(l, paused_fn, &x), 0);
+	assert_true(x.on_thread);
+	assert_true(x.handler_idle);
+	assert_true(x.inline_call);
+	assert_false(evloop_on_loop_thread(l));
+	/* Released: p's handler runs; q's never does. */
+	assert_true(wait_for(&x.p.calls, 1));
+	assert_true(atomic_load(&x.p.on_thread));
+	barrier(l);
+	assert_int_equal(atomic_load(&x.q.calls), 0);
+	evloop_destroy(l);
+	pipe_close(&x.p);
+	pipe_close(&x.q);
+}
+
 static void test_bad_args(void **state)
 {
 	struct evloop *l = evloop_create();
@@ -287,6 +353,7 @@ int main(void)
 		cmocka_unit_test(test_handlers_delete_each_other),
 		cmocka_unit_test(test_calls),
 		cmocka_unit_test(test_call_after_destroy_pending),
+		cmocka_unit_test(test_run_paused),
 		cmocka_unit_test(test_bad_args),
 	};
 

@@ -1500,7 +1500,8 @@ static void test_restore_without_list_resets_transport(void **state)
 	guest_expect_nothing(f, 100);
 	guest_post_event_buffer(f);
 	guest_expect(f, VSOCK_OP_REQUEST, 1U << 31, 7, &h);
-	close(b);
+	close(b); /* before the guest answered: RST */
+	guest_expect(f, VSOCK_OP_RST, 1U << 31, 7, NULL);
 
 	/* "All": the same with the saved host port. */
 	put32(raw + 8, VSOCK_HOST_PORT_FIRST + 5);
