@@ -18,8 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from conftest import BUILD, GuestVM  # noqa: I100 - conftest puts tests/ on sys.path
 import kilnclient as kc
-from conftest import BUILD, GuestVM
 
 BOOT_TIMEOUT = 1200
 CALL_TIMEOUT = 300.0
@@ -257,3 +257,89 @@ def invoke_checked(client, n):
     body = json.loads(res.body)
     assert body["n"] == n and body["double"] == 2 * n, body
     return body
+
+
+# ---- measuring the control socket -------------------------------------------------------
+
+def _rtt_main(argv):
+    """python3 tests/e2e/snaputil.py rtt --vmm A [--vmm B ...] --snapshot DIR
+    [--mem MiB] [--disk PATH] [--vsock] [--rounds N] [--states N]
+
+    Client-observed round trips of the control socket, the binaries
+    interleaved round by round: per round and binary, a --prestart kiln-vmm,
+    one `restore` (round trip and the reply's total_ms), then `state` N times
+    on the same connection and N times on a new connection each."""
+    import argparse
+    import tempfile
+
+    ap = argparse.ArgumentParser(prog="snaputil.py rtt")
+    ap.add_argument("--vmm", action="append", required=True)
+    ap.add_argument("--snapshot", required=True)
+    ap.add_argument("--mem", default="256")
+    ap.add_argument("--disk", action="append", default=[])
+    ap.add_argument("--vsock", action="store_true")
+    ap.add_argument("--rounds", type=int, default=50)
+    ap.add_argument("--states", type=int, default=20)
+    a = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="kiln-rtt"))
+
+    def call(s, req):
+        s.sendall(json.dumps(req).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise EOFError("kiln-vmm closed the control connection")
+            buf += chunk
+        reply = json.loads(buf)
+        assert reply.get("ok"), reply
+        return reply
+
+    def connect(path):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(60)
+        s.connect(str(path))
+        return s
+
+    res = {v: {"restore": [], "restore total_ms": [], "state": [], "state, new conn": []}
+           for v in a.vmm}
+    for i in range(a.rounds):
+        for v in a.vmm:
+            p = Prestarted(v, tmp, f"p{i}", mem=a.mem)
+            try:
+                p.wait_ready()
+                s = connect(p.api)
+                call(s, {"op": "state"})
+                req = {"op": "restore", "dir": a.snapshot, "disks": a.disk}
+                if a.vsock:
+                    req["vsock_uds"] = str(p.uds)
+                t0 = time.perf_counter()
+                r = call(s, req)
+                res[v]["restore"].append((time.perf_counter() - t0) * 1e3)
+                res[v]["restore total_ms"].append(r["total_ms"])
+                for _ in range(a.states):
+                    t0 = time.perf_counter()
+                    call(s, {"op": "state"})
+                    res[v]["state"].append((time.perf_counter() - t0) * 1e3)
+                    t0 = time.perf_counter()
+                    with connect(p.api) as s2:
+                        call(s2, {"op": "state"})
+                    res[v]["state, new conn"].append((time.perf_counter() - t0) * 1e3)
+                s.close()
+            finally:
+                p.stop()
+    for v in a.vmm:
+        print(v)
+        for k, xs in res[v].items():
+            xs = sorted(xs)
+            q = lambda f: xs[min(len(xs) - 1, int(round(f * (len(xs) - 1))))]  # noqa: E731
+            print(f"  {k:18s} n={len(xs):5d} p50={q(.5):7.3f} p90={q(.9):7.3f} "
+                  f"p99={q(.99):7.3f} max={xs[-1]:7.3f} ms")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) < 2 or sys.argv[1] != "rtt":
+        sys.exit("usage: snaputil.py rtt --vmm PATH [--vmm PATH] --snapshot DIR ...")
+    _rtt_main(sys.argv[2:])
