@@ -173,7 +173,19 @@ class Prestarted:
             stderr=open(self.stderr_path, "wb"))
 
     def wait_ready(self, timeout=30.0):
+        """Until the control socket accepts connections (its file exists a
+        moment before it listens)."""
+        deadline = time.monotonic() + timeout
         wait_path(self.api, self.proc, timeout, "control socket")
+        while True:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                try:
+                    s.connect(str(self.api))
+                    return
+                except ConnectionRefusedError:
+                    assert self.proc.poll() is None, "kiln-vmm exited"
+                    assert time.monotonic() < deadline, "control socket never listened"
+                    time.sleep(0.002)
 
     def restore(self, snap, rootfs):
         return api(self.api, {"op": "restore", "dir": str(snap), "disks": [str(rootfs)],
