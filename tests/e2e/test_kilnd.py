@@ -45,6 +45,7 @@ GEN = {"handler.py": HANDLER}
 
 
 def deploy_ok(k, name, files=GEN, **spec):
+    spec.setdefault("env", {"GREETING": "hi"})  # the same image as gen-main: shared snapshot
     r = k.deploy(name, files, runtime=spec.pop("runtime", "python"), **spec)
     assert r.status == 201, (r.status, r.body, k.tail())
     return r.json()
@@ -58,7 +59,7 @@ def call(k, name, event=None, **kw):
 @pytest.fixture(scope="module")
 def gen(kilnd):
     """The generic handler, deployed as gen-main (its snapshot is shared)."""
-    deploy_ok(kilnd, "gen-main", env={"GREETING": "hi"})
+    deploy_ok(kilnd, "gen-main")
     return kilnd
 
 
@@ -196,7 +197,7 @@ def test_update_while_calls_in_flight(gen):
         futs = [pool.submit(caller) for _ in range(3)]
         new = dict(GEN)
         new["handler.py"] = HANDLER.replace("LOADED = time.time()", "LOADED = -1.0")
-        r = gen.deploy("gen-upd", new, method="PUT", runtime="python")
+        r = gen.deploy("gen-upd", new, method="PUT", runtime="python", env={"GREETING": "hi"})
         assert r.status == 201, r.body
         time.sleep(1)
         stop.set()
@@ -213,7 +214,8 @@ def test_limits_only_update_reuses_snapshot(gen):
     snap = describe(gen, "gen-limits")["snapshot"]["id"]
     assert snap == describe(gen, "gen-main")["snapshot"]["id"]  # same image: shared
     t0 = time.monotonic()
-    r = gen.deploy("gen-limits", GEN, method="PUT", runtime="python", timeout=5, concurrency=2)
+    r = gen.deploy("gen-limits", GEN, method="PUT", runtime="python", timeout=5, concurrency=2,
+                   env={"GREETING": "hi"})
     assert r.status == 201 and time.monotonic() - t0 < 10
     d = describe(gen, "gen-limits")
     assert d["version"] == 2 and d["snapshot"]["id"] == snap and d["timeout"] == 5
