@@ -1491,9 +1491,18 @@ static void test_restore_without_list_resets_transport(void **state)
 	/* A section from before the list (the CID alone): TRANSPORT_RESET,
 	 * host ports from 2^31, and a host CONNECT waits for the guest to
 	 * handle the event. */
+	f->q[VSOCK_QUEUE_EVENT].event_idx = true; /* as Linux negotiates it */
 	guest_post_event_buffer(f);
 	assert_int_equal(restore_section(f, raw, 8), 0);
 	assert_int_equal(used_idx(f, VSOCK_QUEUE_EVENT), 1);
+	/* With event_idx the guest kicks only when asked to (avail_event):
+	 * the device asks to hear of the next buffer put back. */
+	{
+		uint16_t ev;
+
+		memcpy(&ev, at(f, q_used(VSOCK_QUEUE_EVENT) + 4 + 8ULL * QSIZE), 2);
+		assert_int_equal(ev, 1);
+	}
 	b = host_dial(f);
 	assert_int_equal(write(b, "CONNECT 7\n", 10), 10);
 	wait_conn_count(f, 1);

@@ -103,6 +103,7 @@ struct virtio_vsock {
 
 static void vsock_conn_event(void *opaque, uint32_t events);
 static bool vsock_conn_sync(struct virtio_vsock *v, struct vsock_conn *c);
+static bool vsock_check_reset_done(struct virtio_vsock *v);
 
 static uint64_t vsock_now_ns(void)
 {
@@ -539,6 +540,7 @@ static void vsock_timer_event(void *opaque, uint32_t events)
 	}
 	if (!any)
 		vsock_timer_arm(v, false);
+	vsock_check_reset_done(v);
 	vsock_process_rx(v);
 }
 
@@ -988,6 +990,9 @@ static void vsock_post_event(struct virtio_vsock *v)
 		return;
 	}
 	v->event_pending = false;
+	/* Ask for a notification when the guest puts a buffer back: with
+	 * VIRTIO_F_EVENT_IDX it kicks only when asked to (avail_event). */
+	virtq_set_notification(q, true);
 	vsock_notify(v, VSOCK_QUEUE_EVENT);
 }
 
@@ -1033,6 +1038,9 @@ static void vsock_queue_notify(void *dev, unsigned int q)
 {
 	struct virtio_vsock *v = dev;
 
+	/* Whatever the guest notifies, it may have handled a transport reset
+	 * by now (its event-queue kick is what normally tells us). */
+	vsock_check_reset_done(v);
 	switch (q) {
 	case VSOCK_QUEUE_RX:
 		vsock_process_rx(v);
