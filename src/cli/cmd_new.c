@@ -133,6 +133,48 @@ static bool can_append(const char *text, int *indent)
 	return seen_fn;
 }
 
+/* Checks that name can be added to the stack file (absent: it will be
+ * created). Returns an exit code, the error printed. */
+static int check_stack(const char *file, const char *name)
+{
+	char *text = NULL, err[512];
+	struct stack *st = NULL;
+	size_t len = 0;
+	int indent, rc;
+
+	rc = stack_read_file(file, STACK_MAX_BYTES, &text, &len);
+	if (rc == -ENOENT)
+		return KILN_EXIT_OK;
+	if (rc) {
+		out_error("new: %s: %s", file, strerror(-rc));
+		return KILN_EXIT_USAGE;
+	}
+	rc = stack_load(file, &st, err, sizeof(err));
+	if (rc) {
+		out_error("new: cannot add %s to %s: %s", name, file, err);
+		rc = KILN_EXIT_USAGE;
+		goto free_text;
+	}
+	rc = KILN_EXIT_OK;
+	for (size_t i = 0; i < st->n_fns; i++) {
+		if (!strcmp(st->fns[i].name, name)) {
+			out_error("new: %s already has a function %s", file, name);
+			rc = KILN_EXIT_USAGE;
+			goto free_text;
+		}
+	}
+	if (!can_append(text, &indent)) {
+		out_error("new: cannot append to %s: functions: is not its last top-level block; "
+			  "add %s there yourself",
+			  file, name);
+		rc = KILN_EXIT_USAGE;
+	}
+free_text:
+	stack_destroy(st);
+	free(text);
+	return rc;
+}
+
 static int add_to_stack(struct cli_ctx *ctx, const char *file, const char *name,
 			const char *runtime)
 {
@@ -275,6 +317,9 @@ int cmd_new(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	if (strcmp(runtime, "python") && strcmp(runtime, "sh"))
 		return opts_bad_value("new", "--runtime", runtime, "expected python or sh");
+	rc = check_stack(file, name);
+	if (rc)
+		return rc;
 	/* The function's directory goes next to the stack file: code paths are
 	 * relative to it. */
 	slash = strrchr(file, '/');

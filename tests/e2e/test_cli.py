@@ -57,8 +57,9 @@ def kiln(*args, gateway=None, cwd=None, input=None, timeout=600, env_gateway=Non
     if env_gateway:
         env["KILN_GATEWAY"] = env_gateway
     argv = [str(KILN)] + (["--gateway", gateway] if gateway else []) + [str(a) for a in args]
-    return subprocess.run(argv, cwd=cwd, input=input, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    # Without an event, stdin is empty (never the test runner's own stdin).
+    return subprocess.run(argv, cwd=cwd, input=input if input is not None else "",
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def one_error_line(r, code):
