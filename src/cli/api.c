@@ -60,6 +60,10 @@ int api_request(struct http_client *c, const char *method, const char *path, con
 		out_error("out of memory");
 		return KILN_EXIT_SERVER;
 	}
+	if (rc == -EFBIG) {
+		out_error("%s: %s", http_client_gateway(c), http_client_error(c));
+		return KILN_EXIT_SERVER;
+	}
 	if (rc) {
 		out_error("cannot reach the gateway at %s: %s", http_client_gateway(c),
 			  http_client_error(c));

@@ -33,15 +33,25 @@ const char *cli_gateway(const struct cli_ctx *ctx, const char *fallback);
 /* One command: argv[0] is the command's name; returns an exit code. */
 typedef int (*cli_command_fn)(struct cli_ctx *ctx, int argc, char **argv);
 
+/* kiln deploy NAME --runtime R --code DIR|FILE [...]: create or update, wait. */
 int cmd_deploy(struct cli_ctx *ctx, int argc, char **argv);
+/* kiln invoke NAME [...]: call a function, the result on stdout. */
 int cmd_invoke(struct cli_ctx *ctx, int argc, char **argv);
+/* kiln list [--json]: the functions as an aligned table. */
 int cmd_list(struct cli_ctx *ctx, int argc, char **argv);
+/* kiln describe NAME [--json]: a function's settings and state. */
 int cmd_describe(struct cli_ctx *ctx, int argc, char **argv);
+/* kiln remove NAME: remove a function. */
 int cmd_remove(struct cli_ctx *ctx, int argc, char **argv);
+/* kiln logs NAME [--follow] [--since W] [--tail N] [--json]. */
 int cmd_logs(struct cli_ctx *ctx, int argc, char **argv);
+/* kiln calls ID [--wait] [--json]: an async call's status and result. */
 int cmd_calls(struct cli_ctx *ctx, int argc, char **argv);
+/* kiln new NAME --runtime python|sh: a starter function and stack entry. */
 int cmd_new(struct cli_ctx *ctx, int argc, char **argv);
+/* kiln up [-f kiln.yml]: deploy every function of a stack file. */
 int cmd_up(struct cli_ctx *ctx, int argc, char **argv);
+/* kiln run --config-path FILE: run a Cloudlet configuration once. */
 int cmd_run(struct cli_ctx *ctx, int argc, char **argv);
 
 #endif

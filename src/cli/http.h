@@ -57,7 +57,8 @@ char *http_client_url(const struct http_client *c, const char *path);
 /* Performs a request. Returns 0 with *resp filled for any HTTP status,
  * -EHOSTUNREACH when the gateway could not be reached or the connection
  * failed (http_client_error says why), -ECANCELED when on_data stopped the
- * transfer, -ENOMEM. resp is always initialized; free it with
+ * transfer, -EFBIG for a collected body over 256 MiB, -ENOMEM. resp is
+ * always initialized; free it with
  * http_response_clear. */
 int http_do(struct http_client *c, const struct http_request *req, struct http_response *resp);
 

@@ -52,6 +52,10 @@ int invoke_send(struct http_client *c, const struct invoke_req *r, struct http_r
 	free(hdrs);
 	if (rc == -ENOMEM)
 		goto oom_done;
+	if (rc == -EFBIG) {
+		out_error("%s: %s", http_client_gateway(c), http_client_error(c));
+		return KILN_EXIT_SERVER;
+	}
 	if (rc) {
 		out_error("cannot reach the gateway at %s: %s", http_client_gateway(c),
 			  http_client_error(c));
