@@ -86,8 +86,35 @@ def connect_agent(uds, timeout=120.0, prepare=None):
 
 def connect_once(uds, prepare=None):
     """One CONNECT to the agent of a restored VM, then HELLO (and `prepare`),
-    with no retry: the first connection after a restore must work."""
-    c = kc.Client.connect_vsock(str(uds), kc.AGENT_PORT, timeout=HANDSHAKE_TIMEOUT)
+    with no retry: the first connection after a restore must work. Only the
+    unix connect() itself is retried while it is refused: the socket file
+    appears (bind) a moment before kiln-vmm listens on it."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(HANDSHAKE_TIMEOUT)
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            s.connect(str(uds))
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                s.close()
+                raise
+            time.sleep(0.001)
+    try:
+        s.sendall(f"CONNECT {kc.AGENT_PORT}\n".encode())
+        line = b""
+        while not line.endswith(b"\n") and len(line) <= 64:
+            ch = s.recv(1)
+            if not ch:
+                raise kc.ConnectionClosed(f"vsock CONNECT {kc.AGENT_PORT}: closed")
+            line += ch
+        if not line.startswith(b"OK "):
+            raise kc.ConnectionClosed(f"vsock CONNECT {kc.AGENT_PORT}: {line!r}")
+    except BaseException:
+        s.close()
+        raise
+    c = kc.Client(s)
     try:
         c.hello()
         if prepare:
