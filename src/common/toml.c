@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
+
 #define TOML_MAX_INPUT	    (16U * 1024U * 1024U)
 #define TOML_MAX_PARTS	    64	 /* parts of one dotted key or header */
 #define TOML_MAX_TABLE_KEYS 4096 /* keys of one table */
@@ -657,61 +659,25 @@ free_parts:
  * the first bad byte's line. */
 static int check_utf8(struct parser *ps)
 {
-	const unsigned char *s = (const unsigned char *)ps->p;
-	const unsigned char *e = (const unsigned char *)ps->end;
-	const char *ls = ps->p;
+	const char *s = ps->p, *ls = ps->p;
 	int line = 1;
 
-	while (s < e) {
-		unsigned char c = *s;
-		int need;
-		uint32_t cp, min;
+	while (s < ps->end) {
+		size_t len = utf8_decode(s, (size_t)(ps->end - s), NULL);
 
-		if (c < 0x80) {
-			if (c == 0) {
-				ps->line = line;
-				ps->line_start = ls;
-				return fail_at(ps, (const char *)s, -EINVAL,
-					       "NUL byte in the input");
-			}
-			if (c == '\n') {
-				line++;
-				ls = (const char *)s + 1;
-			}
-			s++;
-			continue;
+		if (len == 0 || *s == 0) {
+			ps->line = line;
+			ps->line_start = ls;
+			return fail_at(ps, s, -EINVAL,
+				       len ? "NUL byte in the input" : "invalid UTF-8");
 		}
-		if ((c & 0xe0) == 0xc0) {
-			need = 1;
-			cp = c & 0x1f;
-			min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			need = 2;
-			cp = c & 0x0f;
-			min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			need = 3;
-			cp = c & 0x07;
-			min = 0x10000;
-		} else {
-			goto bad;
+		if (*s == '\n') {
+			line++;
+			ls = s + 1;
 		}
-		if (e - s <= need)
-			goto bad;
-		for (int i = 1; i <= need; i++) {
-			if ((s[i] & 0xc0) != 0x80)
-				goto bad;
-			cp = (cp << 6) | (s[i] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			goto bad;
-		s += need + 1;
+		s += len;
 	}
 	return 0;
-bad:
-	ps->line = line;
-	ps->line_start = ls;
-	return fail_at(ps, (const char *)s, -EINVAL, "invalid UTF-8");
 }
 
 int toml_parse(const char *text, size_t len, struct toml_value **root, struct toml_error *err)

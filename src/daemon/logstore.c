@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/utf8.h"
+
 #define TEXT_MAX       (16 * 1024) /* bytes of "text" per line, after UTF-8 repair */
 #define FIELD_MAX      1024	   /* bytes of instance and call_id */
 #define DEFAULT_MAX    (8ull << 20)
@@ -126,35 +128,6 @@ static void file_names(const char *function, char cur[80], char old[80])
 	snprintf(old, 80, "%s.log.1", function);
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 when invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	uint32_t cp;
-	size_t len, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return len;
-}
-
 /* Copies s[0..n) into b (reset first) as valid UTF-8: each invalid byte
  * becomes U+FFFD; stops before the character that would pass cap bytes. */
 static int utf8_clean(struct sbuf *b, const char *s, size_t n, size_t cap)
@@ -167,7 +140,7 @@ static int utf8_clean(struct sbuf *b, const char *s, size_t n, size_t cap)
 	if (sbuf_reserve(b, n < cap ? n : cap))
 		return -ENOMEM;
 	while (i < n) {
-		l = utf8_len(u + i, n - i);
+		l = utf8_decode(u + i, n - i, NULL);
 		if (b->len + (l ? l : 3) > cap)
 			break;
 		ret = l ? sbuf_put(b, s + i, l) : sbuf_put(b, "\xef\xbf\xbd", 3);

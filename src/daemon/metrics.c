@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
+
 /* Upper limits that keep one family's rendering sane. */
 #define MAX_BUCKETS	64
 #define MAX_NAME_LEN	200
@@ -429,35 +431,6 @@ static void buf_str(struct buf *b, const char *s)
 	buf_put(b, s, strlen(s));
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 when invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	uint32_t cp;
-	size_t len, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return len;
-}
-
 /* Appends s escaped: \ and newline always, " too in label values; invalid
  * UTF-8 becomes U+FFFD so the exposition stays valid UTF-8. */
 static void buf_escaped(struct buf *b, const char *s, int quote)
@@ -475,7 +448,7 @@ static void buf_escaped(struct buf *b, const char *s, int quote)
 		} else if (u[i] == '"' && quote) {
 			buf_put(b, "\\\"", 2);
 			i++;
-		} else if ((l = utf8_len(u + i, n - i)) != 0) {
+		} else if ((l = utf8_decode(u + i, n - i, NULL)) != 0) {
 			buf_put(b, s + i, l);
 			i += l;
 		} else {
