@@ -185,21 +185,27 @@ int agentconn_frame(struct agentconn *c, struct proto_header *h, const uint8_t *
 	return 1;
 }
 
-int agentconn_send_reseed(struct agentconn *c, uint32_t id)
+ssize_t agentconn_encode_reseed(void *buf, size_t size, uint32_t id)
 {
-	uint8_t rnd[64], buf[128];
-	ssize_t n;
-	int r;
+	uint8_t rnd[64];
+	ssize_t n, m;
 
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
 		return -EIO;
-	n = proto_encode_raw(buf, sizeof(buf), PROTO_ENTROPY, id, rnd, sizeof(rnd));
-	if (n < 0 || (r = agentconn_send(c, buf, (size_t)n)))
-		return n < 0 ? (int)n : r;
-	n = proto_encode_time(buf, sizeof(buf), id + 1, (uint64_t)util_wall_ns());
+	n = proto_encode_raw(buf, size, PROTO_ENTROPY, id, rnd, sizeof(rnd));
 	if (n < 0)
-		return (int)n;
-	return agentconn_send(c, buf, (size_t)n);
+		return n;
+	m = proto_encode_time((uint8_t *)buf + n, size - (size_t)n, id + 1,
+			      (uint64_t)util_wall_ns());
+	return m < 0 ? m : n + m;
+}
+
+int agentconn_send_reseed(struct agentconn *c, uint32_t id)
+{
+	uint8_t buf[AGENTCONN_RESEED_MAX];
+	ssize_t n = agentconn_encode_reseed(buf, sizeof(buf), id);
+
+	return n < 0 ? (int)n : agentconn_send(c, buf, (size_t)n);
 }
 
 int agentconn_wait(struct agentconn *c, struct proto_header *h, const uint8_t **payload,

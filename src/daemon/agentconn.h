@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/proto.h"
 
@@ -54,8 +55,17 @@ int agentconn_frame(struct agentconn *c, struct proto_header *h, const uint8_t *
 /* Appends an encoded frame (or any bytes) to the output. 0 or -ENOMEM. */
 int agentconn_send(struct agentconn *c, const void *buf, size_t len);
 
-/* Appends ENTROPY (64 fresh bytes) and TIME (now) frames with ids id and
- * id + 1. 0 or -errno. */
+/* Room for the frames agentconn_encode_reseed writes. */
+#define AGENTCONN_RESEED_MAX 128
+
+/* Encodes ENTROPY (64 fresh bytes from the host's CSPRNG) and TIME (now)
+ * frames, ids id and id + 1, into buf (size bytes; AGENTCONN_RESEED_MAX is
+ * enough): what the host sends after every restore. Returns the bytes
+ * written, or -errno (-EIO: no entropy, -ENOSPC). */
+ssize_t agentconn_encode_reseed(void *buf, size_t size, uint32_t id);
+
+/* Appends the frames of agentconn_encode_reseed to the output. 0 or
+ * -errno. */
 int agentconn_send_reseed(struct agentconn *c, uint32_t id);
 
 /* Blocking: runs agentconn_io until a frame is complete, the connection

@@ -55,7 +55,7 @@ struct deployer {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned running;
-	struct job *jobs; /* the latest job per function name */
+	struct job *jobs;    /* the latest job per function name */
 	char inputs_key[65]; /* hash of kernel, rootfs, kiln-vmm; "" until computed */
 };
 
@@ -116,8 +116,8 @@ static int inputs_key(struct deployer *d, char out[65])
 			goto out_unlock;
 		}
 		EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-		if ((r = sha256_file(d->cfg.kernel, ctx)) || (r = sha256_file(d->cfg.rootfs, ctx)) ||
-		    (r = sha256_file(d->cfg.vmm, ctx))) {
+		if ((r = sha256_file(d->cfg.kernel, ctx)) ||
+		    (r = sha256_file(d->cfg.rootfs, ctx)) || (r = sha256_file(d->cfg.vmm, ctx))) {
 			EVP_MD_CTX_free(ctx);
 			goto out_unlock;
 		}
@@ -293,8 +293,7 @@ static int ensure_base(struct job *j, char *dir, size_t size, char *err, size_t 
 	}
 	if (stat(state, &st)) {
 		set_stage(j, "base-snapshot");
-		log_info("building the base snapshot %s (a boot: minutes on nested KVM)",
-			 dir);
+		log_info("building the base snapshot %s (a boot: minutes on nested KVM)", dir);
 		r = build_base(j, dir, err, esz);
 	}
 	close(fd);
@@ -351,14 +350,13 @@ static int encode_load(const struct job *j, uint8_t **out, size_t *len)
 
 /* Restores the base, loads the code, takes the function's diff snapshot
  * into the store under id. */
-static int build_function(struct job *j, const char *base, const char *id, char *err,
-			  size_t esz)
+static int build_function(struct job *j, const char *base, const char *id, char *err, size_t esz)
 {
 	struct deployer *d = j->d;
 	struct vmproc_args a = {.vmm = d->cfg.vmm, .restore = base, .disk = d->cfg.rootfs};
 	struct agentconn *c = NULL;
 	struct vmproc *vm;
-	uint8_t first[256], *load = NULL;
+	uint8_t first[AGENTCONN_RESEED_MAX], *load = NULL;
 	size_t first_len = 0, load_len = 0;
 	char tmp[PATH_MAX], vmid[48];
 	json_t *req;
@@ -372,18 +370,13 @@ static int build_function(struct job *j, const char *base, const char *id, char 
 		util_fmt(err, esz, "cannot start kiln-vmm: %s", strerror(-r));
 		return r;
 	}
-	{
-		uint8_t rnd[64];
-		if (getentropy(rnd, sizeof(rnd))) {
-			r = -EIO;
-			goto out_stop;
-		}
-		n = proto_encode_raw(first, sizeof(first), PROTO_ENTROPY, 1, rnd, sizeof(rnd));
-		first_len = (size_t)n;
-		n = proto_encode_time(first + first_len, sizeof(first) - first_len, 2,
-				      (uint64_t)util_wall_ns());
-		first_len += (size_t)n;
+	n = agentconn_encode_reseed(first, sizeof(first), 1);
+	if (n < 0) {
+		r = (int)n;
+		util_fmt(err, esz, "cannot encode ENTROPY and TIME: %s", strerror(-r));
+		goto out_stop;
 	}
+	first_len = (size_t)n;
 	r = agent_connect(vm, first, first_len, &c, err, esz);
 	if (r)
 		goto out_stop;
@@ -471,11 +464,10 @@ static void finish(struct job *j, bool ok, const char *err)
 	if (d->cfg.metrics)
 		metrics_add(d->cfg.metrics, "kiln_deploys_total", labels, 1);
 	if (ok)
-		log_info("deploy %s v%lld: ready in %lld ms", j->spec.name,
-			 (long long)j->version, (long long)(j->ended_ms - j->started_ms));
+		log_info("deploy %s v%lld: ready in %lld ms", j->spec.name, (long long)j->version,
+			 (long long)(j->ended_ms - j->started_ms));
 	else
-		log_warn("deploy %s v%lld failed: %s", j->spec.name, (long long)j->version,
-			 err);
+		log_warn("deploy %s v%lld failed: %s", j->spec.name, (long long)j->version, err);
 	if (j->done)
 		j->done(j->opaque, ok, ok ? "ready" : j->stage, err ? err : "",
 			j->log ? j->log : "");
@@ -499,7 +491,8 @@ static void *deploy_thread(void *arg)
 	if (!r)
 		r = store_snapshot_path(d->cfg.store, id, snapdir, sizeof(snapdir));
 	if (!r) {
-		r = registry_version_set(d->cfg.registry, j->spec.name, j->version, "ready", id, "");
+		r = registry_version_set(d->cfg.registry, j->spec.name, j->version, "ready", id,
+					 "");
 		if (r == -ENOENT) /* removed meanwhile */
 			util_fmt(err, sizeof(err), "the function was removed during the deploy");
 		else if (r)
@@ -578,8 +571,8 @@ void deployer_destroy(struct deployer *d)
 }
 
 int deployer_start(struct deployer *d, const struct fn_spec *spec, int64_t version,
-		   const void *archive, size_t len, const char *reuse_snapshot,
-		   deploy_done_fn done, void *opaque)
+		   const void *archive, size_t len, const char *reuse_snapshot, deploy_done_fn done,
+		   void *opaque)
 {
 	struct job *j = calloc(1, sizeof(*j));
 	pthread_attr_t attr;
@@ -651,11 +644,11 @@ json_t *deployer_status(struct deployer *d, const char *name)
 		if (strcmp(j->spec.name, name))
 			continue;
 		util_rfc3339(j->started_wall_ns, when);
-		o = json_pack("{s:I, s:s, s:s, s:I, s:s?, s:s}", "version", (json_int_t)j->version,
-			      "stage", j->stage, "started_at", when, "elapsed_ms",
-			      (json_int_t)((j->finished ? j->ended_ms : util_now_ms()) -
-					   j->started_ms),
-			      "error", j->error[0] ? j->error : NULL, "log", j->log ? j->log : "");
+		o = json_pack(
+			"{s:I, s:s, s:s, s:I, s:s?, s:s}", "version", (json_int_t)j->version,
+			"stage", j->stage, "started_at", when, "elapsed_ms",
+			(json_int_t)((j->finished ? j->ended_ms : util_now_ms()) - j->started_ms),
+			"error", j->error[0] ? j->error : NULL, "log", j->log ? j->log : "");
 		break;
 	}
 	pthread_mutex_unlock(&d->lock);

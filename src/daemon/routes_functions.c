@@ -64,10 +64,10 @@ static json_t *describe(struct kilnd *k, struct fn_versions *v, bool full)
 	iso(v->first->created_ns, created);
 	iso(v->latest->updated_ns, updated);
 	json_object_set_new(o, "version", json_integer(shown->version));
-	json_object_set_new(o, "status", json_string(v->ready ? "ready" :
-						     strcmp(v->latest->status, "failed") == 0 ?
-									      "failed" :
-									      "deploying"));
+	json_object_set_new(o, "status",
+			    json_string(v->ready				   ? "ready"
+					: strcmp(v->latest->status, "failed") == 0 ? "failed"
+										   : "deploying"));
 	json_object_set_new(o, "invocationCount", json_integer((json_int_t)st.invocations));
 	json_object_set_new(o, "replicas", json_integer(st.running));
 	json_object_set_new(o, "availableReplicas", json_integer(st.idle + st.paused + st.busy));
@@ -103,10 +103,10 @@ static json_t *describe(struct kilnd *k, struct fn_versions *v, bool full)
 			struct registry_version *x = &v->all[i];
 			if (strcmp(x->name, shown->name))
 				continue;
-			json_array_append_new(vs, json_pack("{s:I, s:s, s:s?}", "version",
-							    (json_int_t)x->version, "status",
-							    x->status, "error",
-							    x->error[0] ? x->error : NULL));
+			json_array_append_new(vs,
+					      json_pack("{s:I, s:s, s:s?}", "version",
+							(json_int_t)x->version, "status", x->status,
+							"error", x->error[0] ? x->error : NULL));
 		}
 		json_object_set_new(o, "versions", vs);
 	}
@@ -137,8 +137,7 @@ void route_functions_list(void *app, struct http_req *r)
 	http_reply_json(r, 200, arr, NULL);
 }
 
-static void reply_describe(struct kilnd *k, struct http_req *r, const char *name,
-			   unsigned status)
+static void reply_describe(struct kilnd *k, struct http_req *r, const char *name, unsigned status)
 {
 	struct registry_version *all;
 	struct fn_versions v;
@@ -178,18 +177,17 @@ struct deploy_wait {
 	char name[SPEC_NAME_MAX + 1];
 };
 
-static void deploy_done(void *opaque, int ok, const char *stage, const char *error,
-			const char *log)
+static void deploy_done(void *opaque, int ok, const char *stage, const char *error, const char *log)
 {
 	struct deploy_wait *w = opaque;
 
 	if (ok)
 		reply_describe(w->k, w->r, w->name, 201);
 	else
-		http_reply_json(w->r, 422,
-				json_pack("{s:s, s:s, s:s}", "error", error, "stage", stage, "log",
-					  log),
-				NULL);
+		http_reply_json(
+			w->r, 422,
+			json_pack("{s:s, s:s, s:s}", "error", error, "stage", stage, "log", log),
+			NULL);
 	http_resume(w->r);
 	free(w);
 }
@@ -234,8 +232,9 @@ void route_functions_deploy(void *app, struct http_req *r)
 	code = json_object_get(obj, "code");
 	code_path = json_object_get(obj, "code_path");
 	if ((!code || json_is_null(code)) == (!code_path || json_is_null(code_path))) {
-		http_reply_error(r, 400, "exactly one of code (base64 archive) and code_path is "
-					 "required");
+		http_reply_error(r, 400,
+				 "exactly one of code (base64 archive) and code_path is "
+				 "required");
 		goto out_spec;
 	}
 	if (code && !json_is_null(code)) {
@@ -249,7 +248,8 @@ void route_functions_deploy(void *app, struct http_req *r)
 	} else {
 		const char *p = json_is_string(code_path) ? json_string_value(code_path) : NULL;
 		if (!p || p[0] != '/') {
-			http_reply_error(r, 400, "code_path: must be an absolute path on kilnd's host");
+			http_reply_error(r, 400,
+					 "code_path: must be an absolute path on kilnd's host");
 			goto out_spec;
 		}
 		rc = codepack_from_path(p, &archive, &alen, err, sizeof(err));
@@ -282,16 +282,13 @@ void route_functions_deploy(void *app, struct http_req *r)
 	 * snapshot: same code, runtime, handler, env, memory and vCPUs. */
 	if (registry_version_list(k->registry, &all, &n) == 0) {
 		for (size_t i = n; i-- > 0 && !reuse;) {
-			json_t *pj;
 			char perr[64];
-			if (strcmp(all[i].status, "ready") || !all[i].snapshot[0])
+			if (strcmp(all[i].status, "ready") || !all[i].snapshot[0] ||
+			    spec_from_text(all[i].spec_json, &prev, perr, sizeof(perr)))
 				continue;
-			pj = json_loads(all[i].spec_json, 0, NULL);
-			if (pj && spec_from_json(pj, &prev, perr, sizeof(perr)) == 0 &&
-			    spec_same_image(&prev, &spec))
+			if (spec_same_image(&prev, &spec))
 				reuse = all[i].snapshot;
 			spec_clear(&prev);
-			json_decref(pj);
 		}
 	}
 	sj = spec_to_json(&spec);
@@ -439,7 +436,6 @@ int kilnd_recover_functions(struct kilnd *k)
 		struct fn_versions v;
 		struct fn_spec spec;
 		char err[256], dir[4096];
-		json_t *sj;
 
 		if (strcmp(all[i].status, "deploying") == 0)
 			registry_version_set(k->registry, all[i].name, all[i].version, "failed",
@@ -449,15 +445,17 @@ int kilnd_recover_functions(struct kilnd *k)
 		versions_of(all, n, all[i].name, &v);
 		if (!v.ready)
 			continue;
-		sj = json_loads(v.ready->spec_json, 0, NULL);
-		if (!sj || spec_from_json(sj, &spec, err, sizeof(err)) ||
-		    store_snapshot_path(k->store, v.ready->snapshot, dir, sizeof(dir))) {
-			log_error("%s version %lld: unreadable spec or snapshot",
-				  v.ready->name, (long long)v.ready->version);
-			json_decref(sj);
+		if (spec_from_text(v.ready->spec_json, &spec, err, sizeof(err))) {
+			log_error("%s version %lld: unreadable spec: %s", v.ready->name,
+				  (long long)v.ready->version, err);
 			continue;
 		}
-		json_decref(sj);
+		if (store_snapshot_path(k->store, v.ready->snapshot, dir, sizeof(dir))) {
+			log_error("%s version %lld: bad snapshot id '%s'", v.ready->name,
+				  (long long)v.ready->version, v.ready->snapshot);
+			spec_clear(&spec);
+			continue;
+		}
 		sched_function_ready(k->sched, spec.name, v.ready->version, &spec, dir);
 		spec_clear(&spec);
 	}

@@ -71,25 +71,44 @@ static void add_header_ctx(void *opaque, const char *k, const char *v)
 }
 
 /* A call for the request: body, and the HTTP details in its context. */
-static struct call *make_call(struct http_req *r, const char *name, const char *suffix)
+/* A call of function with the event body[0..len) (copied) and the context
+ * every invocation carries; id: the call's id, or NULL for a fresh one.
+ * NULL when out of memory. */
+static struct call *call_create(const char *function, const char *id, const void *body, size_t len)
 {
-	struct call *c = call_new(name);
-	struct ctx_fill f = {c, 0};
-	size_t len;
-	const uint8_t *body = http_body(r, &len);
+	struct call *c = call_new(function);
 	char arn[160];
 
 	if (!c)
 		return NULL;
+	if (id)
+		snprintf(c->id, sizeof(c->id), "%s", id);
 	c->body = malloc(len ? len : 1);
 	if (!c->body)
 		goto out_unref;
 	memcpy(c->body, body, len);
 	c->body_len = len;
-	snprintf(arn, sizeof(arn), "arn:aws:lambda:local:000000000000:function:%s", name);
-	if (call_add_ctx(c, "function_name", name) || call_add_ctx(c, "request_id", c->id) ||
-	    call_add_ctx(c, "invoked_function_arn", arn) ||
-	    call_add_ctx(c, "http_method", http_method(r)) ||
+	snprintf(arn, sizeof(arn), "arn:aws:lambda:local:000000000000:function:%s", function);
+	if (call_add_ctx(c, "function_name", function) || call_add_ctx(c, "request_id", c->id) ||
+	    call_add_ctx(c, "invoked_function_arn", arn))
+		goto out_unref;
+	return c;
+out_unref:
+	call_unref(c);
+	return NULL;
+}
+
+/* A call for the request: body, and the HTTP details in its context. */
+static struct call *make_call(struct http_req *r, const char *name, const char *suffix)
+{
+	size_t len;
+	const uint8_t *body = http_body(r, &len);
+	struct call *c = call_create(name, NULL, body, len);
+	struct ctx_fill f = {c, 0};
+
+	if (!c)
+		return NULL;
+	if (call_add_ctx(c, "http_method", http_method(r)) ||
 	    call_add_ctx(c, "http_path", suffix && suffix[0] ? suffix : "/") ||
 	    call_add_ctx(c, "http_query", http_query_string(r)))
 		goto out_unref;
@@ -166,11 +185,12 @@ static void reply_call(struct invoke_state *st)
 		free(text);
 	}
 	if (fn_error) {
-		hdrs[h++] = st->style == STYLE_LAMBDA ? "X-Amz-Function-Error" :
-							"X-Kiln-Function-Error";
-		hdrs[h++] = st->style == STYLE_LAMBDA ?
-				    "Unhandled" :
-				    (c->proto_status == PROTO_STATUS_HANDLED ? "Handled" : "Unhandled");
+		hdrs[h++] = st->style == STYLE_LAMBDA ? "X-Amz-Function-Error"
+						      : "X-Kiln-Function-Error";
+		hdrs[h++] = st->style == STYLE_LAMBDA
+				    ? "Unhandled"
+				    : (c->proto_status == PROTO_STATUS_HANDLED ? "Handled"
+									       : "Unhandled");
 	}
 	hdrs[h] = NULL;
 	if (c->http_status == 200) {
@@ -180,10 +200,10 @@ static void reply_call(struct invoke_state *st)
 	} else if (fn_error) {
 		http_reply_json(r, st->style == STYLE_LAMBDA ? 200 : 500, error_body(c), hdrs);
 	} else if (st->style == STYLE_LAMBDA) {
-		const char *type = c->http_status == 404 ? "ResourceNotFoundException" :
-				   c->http_status == 429 ? "TooManyRequestsException" :
-				   c->http_status == 504 ? "Runtime.Timeout" :
-							   "ServiceException";
+		const char *type = c->http_status == 404   ? "ResourceNotFoundException"
+				   : c->http_status == 429 ? "TooManyRequestsException"
+				   : c->http_status == 504 ? "Runtime.Timeout"
+							   : "ServiceException";
 		const char *lh[] = {"X-Amzn-ErrorType", type, "X-Amzn-RequestId", c->id, NULL};
 		http_reply_json(r, c->http_status,
 				json_pack("{s:s, s:s}", "Type",
@@ -304,9 +324,9 @@ static void async_done(struct call *c)
 		hdrs[1] = h2;
 		hdrs[2] = h3;
 		hdrs[3] = h4;
-		hdrs[4] = c->http_status == 200 && is_json(c->result, c->result_len) ?
-				  "Content-Type: application/json" :
-				  "Content-Type: text/plain; charset=utf-8";
+		hdrs[4] = c->http_status == 200 && is_json(c->result, c->result_len)
+				  ? "Content-Type: application/json"
+				  : "Content-Type: text/plain; charset=utf-8";
 		hdrs[5] = NULL;
 		if (callback_post(k->callbacks, rc.callback_url, c->id, hdrs, body, len))
 			registry_call_set_callback_status(k->registry, c->id,
@@ -316,52 +336,40 @@ static void async_done(struct call *c)
 	free(err_text);
 }
 
+/* An async call from its stored form: the HTTP details come from the
+ * request JSON the registry kept ({"method","path","query","headers"}). */
 static struct call *async_call(struct kilnd *k, const char *id, const char *function,
 			       const uint8_t *body, size_t len, const char *request_json)
 {
-	struct call *c = call_new(function);
-	json_t *req;
-	char arn[160];
+	static const char *const fields[] = {"method", "path", "query"};
+	struct call *c = call_create(function, id, body, len);
+	struct ctx_fill f = {c, 0};
+	const char *key;
+	json_t *req, *v;
 
 	if (!c)
 		return NULL;
-	snprintf(c->id, sizeof(c->id), "%s", id);
 	c->async = true;
 	c->wait_forever = true;
 	c->opaque = k;
 	c->done = async_done;
-	c->body = malloc(len ? len : 1);
-	if (!c->body) {
+	req = json_loads(request_json ? request_json : "{}", 0, NULL);
+	for (int i = 0; req && i < 3 && !f.err; i++) {
+		json_t *x = json_object_get(req, fields[i]);
+		char name[32];
+		snprintf(name, sizeof(name), "http_%s", fields[i]);
+		if (json_is_string(x))
+			f.err = call_add_ctx(c, name, json_string_value(x));
+	}
+	json_object_foreach(json_object_get(req, "headers"), key, v)
+	{
+		if (json_is_string(v))
+			add_header_ctx(&f, key, json_string_value(v));
+	}
+	json_decref(req);
+	if (f.err) {
 		call_unref(c);
 		return NULL;
-	}
-	memcpy(c->body, body, len);
-	c->body_len = len;
-	snprintf(arn, sizeof(arn), "arn:aws:lambda:local:000000000000:function:%s", function);
-	call_add_ctx(c, "function_name", function);
-	call_add_ctx(c, "request_id", id);
-	call_add_ctx(c, "invoked_function_arn", arn);
-	req = json_loads(request_json ? request_json : "{}", 0, NULL);
-	if (req) {
-		const char *key;
-		json_t *v;
-		json_t *hdrs = json_object_get(req, "headers");
-		static const char *const simple[] = {"method", "path", "query"};
-		for (int i = 0; i < 3; i++) {
-			json_t *x = json_object_get(req, simple[i]);
-			char name[32];
-			snprintf(name, sizeof(name), "http_%s", simple[i]);
-			if (json_is_string(x))
-				call_add_ctx(c, name, json_string_value(x));
-		}
-		json_object_foreach(hdrs, key, v)
-		{
-			if (json_is_string(v)) {
-				struct ctx_fill f = {c, 0};
-				add_header_ctx(&f, key, json_string_value(v));
-			}
-		}
-		json_decref(req);
 	}
 	return c;
 }
@@ -471,10 +479,10 @@ static void lambda_error(struct http_req *r, unsigned status, const char *type, 
 	const char *hdrs[] = {"X-Amzn-ErrorType", type, NULL};
 
 	snprintf(msg, sizeof(msg), fmt, arg);
-	http_reply_json(r, status,
-			json_pack("{s:s, s:s}", "Type", status < 500 ? "User" : "Service",
-				  "message", msg),
-			hdrs);
+	http_reply_json(
+		r, status,
+		json_pack("{s:s, s:s}", "Type", status < 500 ? "User" : "Service", "message", msg),
+		hdrs);
 }
 
 void route_lambda_invoke(void *app, struct http_req *r)
@@ -559,8 +567,8 @@ void route_call_get(void *app, struct http_req *r)
 		      c.state, "status_code", c.status_code, "attempts", c.attempts);
 	if (strcmp(c.state, "done") == 0) {
 		json_object_set_new(o, "body",
-				    text ? json_stringn((const char *)c.result, c.result_len) :
-					   json_null());
+				    text ? json_stringn((const char *)c.result, c.result_len)
+					 : json_null());
 		if (!text) {
 			char *b = util_b64_encode(c.result, c.result_len);
 			json_object_set_new(o, "body_base64", b ? json_string(b) : json_null());
@@ -575,12 +583,13 @@ void route_call_get(void *app, struct http_req *r)
 	json_object_set_new(o, "created_at", json_string(created));
 	json_object_set_new(o, "started_at", c.started_ns ? json_string(started) : json_null());
 	json_object_set_new(o, "finished_at", c.finished_ns ? json_string(finished) : json_null());
-	json_object_set_new(o, "callback_url", c.callback_url && c.callback_url[0] ?
-						       json_string(c.callback_url) :
-						       json_null());
-	json_object_set_new(o, "callback_status", c.callback_status && c.callback_status[0] ?
-							  json_string(c.callback_status) :
-							  json_null());
+	json_object_set_new(o, "callback_url",
+			    c.callback_url && c.callback_url[0] ? json_string(c.callback_url)
+								: json_null());
+	json_object_set_new(o, "callback_status",
+			    c.callback_status && c.callback_status[0]
+				    ? json_string(c.callback_status)
+				    : json_null());
 	if (c.result_headers && c.result_headers[0])
 		json_object_set_new(o, "result", json_loads(c.result_headers, 0, NULL));
 	registry_call_free(&c);

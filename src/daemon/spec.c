@@ -120,8 +120,8 @@ static int get_env(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 		}
 		if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
 		    json_string_length(v) > 64 * 1024) {
-			snprintf(err, esz, "env: %.64s: must be a string without NUL, at most 64 KiB",
-				 k);
+			snprintf(err, esz,
+				 "env: %.64s: must be a string without NUL, at most 64 KiB", k);
 			return -EINVAL;
 		}
 		out->env[out->nenv].key = strdup(k);
@@ -137,13 +137,28 @@ static int get_env(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 }
 
 static const char *const known_fields[] = {
-	"name",	       "service",	"runtime",	 "mode",	  "handler",
-	"code",	       "code_path",	"env",		 "envVars",	  "memory",
-	"vcpus",       "timeout",	"concurrency",	 "queue_timeout", "min_instances",
-	"max_instances", "keep_alive",	"code_sha256",	 NULL,
+	"name",
+	"service",
+	"runtime",
+	"mode",
+	"handler",
+	"code",
+	"code_path",
+	"env",
+	"envVars",
+	"memory",
+	"vcpus",
+	"timeout",
+	"concurrency",
+	"queue_timeout",
+	"min_instances",
+	"max_instances",
+	"keep_alive",
+	"code_sha256",
+	NULL,
 };
 
-int spec_from_json(json_t *obj, struct fn_spec *out, char *err, size_t esz)
+static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 {
 	double d;
 	const char *k;
@@ -174,10 +189,7 @@ int spec_from_json(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 	}
 	if ((r = get_str(obj, "service", out->name, sizeof(out->name), err, esz)) ||
 	    (r = get_str(obj, "name", out->name, sizeof(out->name), err, esz)))
-		return r == -EINVAL && strstr(err, "longer") ?
-			       (snprintf(err, esz, "name: at most %d characters", SPEC_NAME_MAX),
-				-EINVAL) :
-			       r;
+		return r;
 	if (!out->name[0]) {
 		snprintf(err, esz, "name: required");
 		return -EINVAL;
@@ -246,10 +258,33 @@ int spec_from_json(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 	}
 	if ((r = get_num(obj, "keep_alive", 0, 86400, false, &out->keep_alive_s, err, esz)))
 		return r;
-	if ((r = get_str(obj, "code_sha256", out->code_sha256, sizeof(out->code_sha256), err,
-			 esz)))
+	if ((r = get_str(obj, "code_sha256", out->code_sha256, sizeof(out->code_sha256), err, esz)))
 		return r;
 	return get_env(obj, out, err, esz);
+}
+
+int spec_from_json(json_t *obj, struct fn_spec *out, char *err, size_t esz)
+{
+	int r = parse_spec(obj, out, err, esz);
+
+	if (r)
+		spec_clear(out);
+	return r;
+}
+
+int spec_from_text(const char *text, struct fn_spec *out, char *err, size_t esz)
+{
+	json_t *obj = json_loads(text, 0, NULL);
+	int r;
+
+	if (!obj) {
+		memset(out, 0, sizeof(*out));
+		snprintf(err, esz, "the stored spec is not JSON");
+		return -EINVAL;
+	}
+	r = spec_from_json(obj, out, err, esz);
+	json_decref(obj);
+	return r;
 }
 
 json_t *spec_to_json(const struct fn_spec *s)
@@ -264,10 +299,10 @@ json_t *spec_to_json(const struct fn_spec *s)
 	o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:i, s:i, s:f, s:i, s:f, s:i, s:i, s:f, s:s}",
 		      "name", s->name, "runtime", s->runtime, "mode", s->mode, "handler",
 		      s->handler, "env", env, "memory", (int)s->memory_mb, "vcpus", (int)s->vcpus,
-		      "timeout", s->timeout_s, "concurrency", (int)s->concurrency,
-		      "queue_timeout", s->queue_timeout_s, "min_instances", (int)s->min_instances,
-		      "max_instances", (int)s->max_instances, "keep_alive", s->keep_alive_s,
-		      "code_sha256", s->code_sha256);
+		      "timeout", s->timeout_s, "concurrency", (int)s->concurrency, "queue_timeout",
+		      s->queue_timeout_s, "min_instances", (int)s->min_instances, "max_instances",
+		      (int)s->max_instances, "keep_alive", s->keep_alive_s, "code_sha256",
+		      s->code_sha256);
 	return o;
 }
 

@@ -44,8 +44,11 @@ bool spec_runtime_known(const char *runtime);
 /* Parses a deploy body. Fills *out (free with spec_clear) from obj with the
  * defaults for what is missing; the code (base64 "code" or "code_path") is
  * left in obj for the caller. Returns 0, or -EINVAL with a message naming
- * the field in err. */
+ * the field in err (or -ENOMEM); on failure *out holds nothing to free. */
 int spec_from_json(json_t *obj, struct fn_spec *out, char *err, size_t err_size);
+
+/* As spec_from_json, from a spec as the registry stores it (JSON text). */
+int spec_from_text(const char *text, struct fn_spec *out, char *err, size_t err_size);
 
 /* The spec as a new JSON object (with code_sha256). NULL when out of memory. */
 json_t *spec_to_json(const struct fn_spec *s);

@@ -15,12 +15,12 @@
 #include <openssl/evp.h>
 
 #include "common/log.h"
+#include "daemon/util.h"
 
-#define STORE_TMP_PREFIX   ".tmp-"
-#define STORE_CODE_SUFFIX  ".klna"
-#define STORE_SNAP_ID_MAX  64
-#define STORE_CODE_MAX	   (256U * 1024U * 1024U) /* larger than any KLNA archive */
-#define STORE_RM_MAX_DEPTH 64
+#define STORE_TMP_PREFIX  ".tmp-"
+#define STORE_CODE_SUFFIX ".klna"
+#define STORE_SNAP_ID_MAX 64
+#define STORE_CODE_MAX	  (256U * 1024U * 1024U) /* larger than any KLNA archive */
 
 struct store {
 	char *root;
@@ -104,66 +104,6 @@ static int store_tmp_name(char name[22])
 	return 0;
 }
 
-static int store_write_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Removes dirfd/name and everything under it, never following symbolic
- * links. -ENOENT when it does not exist. */
-static int store_rm_tree(int dirfd, const char *name, int depth)
-{
-	struct stat st;
-	struct dirent *de;
-	DIR *dir;
-	int fd, ret = 0;
-
-	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
-	if (!S_ISDIR(st.st_mode))
-		return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
-	if (depth > STORE_RM_MAX_DEPTH)
-		return -ELOOP;
-	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	dir = fdopendir(fd);
-	if (!dir) {
-		ret = -errno;
-		close(fd);
-		return ret;
-	}
-	while ((errno = 0, de = readdir(dir))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		ret = store_rm_tree(fd, de->d_name, depth + 1);
-		if (ret && ret != -ENOENT)
-			goto close_dir;
-		ret = 0;
-	}
-	if (errno)
-		ret = -errno;
-close_dir:
-	closedir(dir);
-	if (ret)
-		return ret;
-	return unlinkat(dirfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
-}
-
 /* Removes the ".tmp-*" entries of a directory (leftovers of a crash). */
 static void store_clean_tmp(int dirfd, const char *what)
 {
@@ -188,7 +128,7 @@ static void store_clean_tmp(int dirfd, const char *what)
 
 		if (strncmp(de->d_name, STORE_TMP_PREFIX, strlen(STORE_TMP_PREFIX)) != 0)
 			continue;
-		ret = store_rm_tree(dirfd, de->d_name, 0);
+		ret = util_rm_tree_at(dirfd, de->d_name);
 		if (ret && ret != -ENOENT)
 			log_warn("store: cannot remove %s/%s: %s", what, de->d_name,
 				 strerror(-ret));
@@ -352,7 +292,7 @@ int store_code_put(struct store *s, const void *buf, size_t len, char hex[65])
 	fd = openat(s->codefd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	ret = store_write_all(fd, buf, len);
+	ret = util_write_all(fd, buf, len);
 	if (!ret && fsync(fd) < 0)
 		ret = -errno;
 	if (close(fd) < 0 && !ret)
@@ -450,6 +390,9 @@ static const char *store_tmp_in_snapshots(const struct store *s, const char *tmp
 	return name;
 }
 
+/* How deep store_sync_tree descends (as util_rm_tree_at). */
+#define STORE_MAX_DEPTH 64
+
 /* fsyncs every regular file and directory under fd (and fd itself). */
 static int store_sync_tree(int fd, int depth)
 {
@@ -457,7 +400,7 @@ static int store_sync_tree(int fd, int depth)
 	DIR *dir;
 	int dfd, ret = 0;
 
-	if (depth > STORE_RM_MAX_DEPTH)
+	if (depth > STORE_MAX_DEPTH)
 		return -ELOOP;
 	dfd = dup(fd);
 	if (dfd < 0)
@@ -550,7 +493,7 @@ int store_snapshot_remove(struct store *s, const char *id)
 	}
 	if (fsync(s->snapfd) < 0)
 		return -errno;
-	return store_rm_tree(s->snapfd, tmp, 0);
+	return util_rm_tree_at(s->snapfd, tmp);
 }
 
 int store_snapshot_sizes(struct store *s, const char *id, uint64_t *memory_bytes,

@@ -14,6 +14,11 @@ int64_t util_wall_ns(void);
 /* Writes all of buf to fd (retrying short writes and EINTR). 0 or -errno. */
 int util_write_all(int fd, const void *buf, size_t len);
 
+/* Removes dirfd/name (AT_FDCWD: a path) and everything under it, never
+ * following symbolic links, at most 64 directories deep. Returns 0, -ENOENT
+ * when it does not exist, -ELOOP when deeper, or -errno. */
+int util_rm_tree_at(int dirfd, const char *name);
+
 /* Creates/truncates path with exactly buf[0..len) (mode 0600). 0 or -errno. */
 int util_write_file(const char *path, const void *buf, size_t len);
 

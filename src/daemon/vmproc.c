@@ -22,29 +22,6 @@
 #include "common/log.h"
 #include "daemon/util.h"
 
-static int rm_tree(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	char sub[PATH_MAX];
-
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
-	while ((e = readdir(d))) {
-		struct stat st;
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		if (snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name) >= (int)sizeof(sub))
-			continue;
-		if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
-			rm_tree(sub);
-		else
-			unlink(sub);
-	}
-	closedir(d);
-	return rmdir(path) ? -errno : 0;
-}
-
 int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *id,
 		 struct vmproc **out)
 {
@@ -70,7 +47,7 @@ int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *i
 	snprintf(v->vsock, sizeof(v->vsock), "%s/vsock.sock", v->dir);
 	snprintf(v->console, sizeof(v->console), "%s/console.log", v->dir);
 	snprintf(v->log, sizeof(v->log), "%s/vmm.log", v->dir);
-	rm_tree(v->dir);
+	util_rm_tree_at(AT_FDCWD, v->dir);
 	if (mkdir(v->dir, 0700) && errno != EEXIST) {
 		r = -errno;
 		log_error("mkdir %s: %s", v->dir, strerror(errno));
@@ -152,7 +129,7 @@ int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *i
 
 out_rmdir:
 	log_error("cannot start kiln-vmm: %s", strerror(-r));
-	rm_tree(v->dir);
+	util_rm_tree_at(AT_FDCWD, v->dir);
 	free(v);
 	return r;
 }
@@ -308,7 +285,7 @@ static void cleanup(struct vmproc *v)
 		close(v->pidfd);
 	if (v->ctl_fd >= 0)
 		close(v->ctl_fd);
-	rm_tree(v->dir);
+	util_rm_tree_at(AT_FDCWD, v->dir);
 	free(v);
 }
 
@@ -397,7 +374,7 @@ int vmproc_reap_orphans(const char *run_dir)
 			}
 		}
 		snprintf(path, sizeof(path), "%s/%s", run_dir, e->d_name);
-		rm_tree(path);
+		util_rm_tree_at(AT_FDCWD, path);
 	}
 	closedir(d);
 	return killed;
