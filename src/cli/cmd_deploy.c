@@ -150,12 +150,6 @@ int cmd_deploy(struct cli_ctx *ctx, int argc, char **argv)
 		case 'h':
 			fputs(deploy_usage, stdout);
 			goto clear_spec;
-		case 'g':
-			ctx->gateway = optarg;
-			break;
-		case 'v':
-			ctx->verbose++;
-			break;
 		case 'q':
 			o.quiet = true;
 			break;
@@ -167,6 +161,8 @@ int cmd_deploy(struct cli_ctx *ctx, int argc, char **argv)
 			rc = opts_fail("deploy", opt, argv);
 			goto clear_spec;
 		default:
+			if (opts_global(ctx, opt))
+				break;
 			rc = deploy_option(opt, optarg, &s);
 			if (rc)
 				goto clear_spec;
@@ -176,8 +172,7 @@ int cmd_deploy(struct cli_ctx *ctx, int argc, char **argv)
 	if (rc)
 		goto clear_spec;
 	if (!fn_name_ok(argv[optind])) {
-		rc = opts_bad_value("deploy", "NAME", argv[optind],
-				    "a name is [a-z0-9][a-z0-9_-]{0,62}");
+		rc = opts_bad_name("deploy", argv[optind]);
 		goto clear_spec;
 	}
 	if (fn_set_string(&s.name, argv[optind])) {
@@ -276,13 +271,9 @@ int cmd_up(struct cli_ctx *ctx, int argc, char **argv)
 		case 'q':
 			o.quiet = true;
 			break;
-		case 'g':
-			ctx->gateway = optarg;
-			break;
-		case 'v':
-			ctx->verbose++;
-			break;
 		default:
+			if (opts_global(ctx, opt))
+				break;
 			rc = opts_fail("up", opt, argv);
 			goto free_filters;
 		}

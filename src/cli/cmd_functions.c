@@ -53,13 +53,9 @@ static int common_opts(struct cli_ctx *ctx, const char *cmd, const char *usage, 
 				return opts_fail(cmd, '?', argv);
 			*json = true;
 			break;
-		case 'g':
-			ctx->gateway = optarg;
-			break;
-		case 'v':
-			ctx->verbose++;
-			break;
 		default:
+			if (opts_global(ctx, opt))
+				break;
 			return opts_fail(cmd, opt, argv);
 		}
 	}
@@ -314,8 +310,7 @@ static int name_arg(const char *cmd, int argc, char **argv, const char **name)
 	if (rc)
 		return rc;
 	if (!fn_name_ok(argv[optind]))
-		return opts_bad_value(cmd, "NAME", argv[optind],
-				      "a name is [a-z0-9][a-z0-9_-]{0,62}");
+		return opts_bad_name(cmd, argv[optind]);
 	*name = argv[optind];
 	return KILN_EXIT_OK;
 }

@@ -201,13 +201,9 @@ int cmd_invoke(struct cli_ctx *ctx, int argc, char **argv)
 			}
 			req.callback = optarg;
 			break;
-		case 'g':
-			ctx->gateway = optarg;
-			break;
-		case 'v':
-			ctx->verbose++;
-			break;
 		default:
+			if (opts_global(ctx, opt))
+				break;
 			rc = opts_fail("invoke", opt, argv);
 			goto free_all;
 		}
@@ -216,8 +212,7 @@ int cmd_invoke(struct cli_ctx *ctx, int argc, char **argv)
 	if (rc)
 		goto free_all;
 	if (!fn_name_ok(argv[optind])) {
-		rc = opts_bad_value("invoke", "NAME", argv[optind],
-				    "a name is [a-z0-9][a-z0-9_-]{0,62}");
+		rc = opts_bad_name("invoke", argv[optind]);
 		goto free_all;
 	}
 	if (data && data_file) {
@@ -378,13 +373,9 @@ int cmd_calls(struct cli_ctx *ctx, int argc, char **argv)
 		case OPT_JSON:
 			json = true;
 			break;
-		case 'g':
-			ctx->gateway = optarg;
-			break;
-		case 'v':
-			ctx->verbose++;
-			break;
 		default:
+			if (opts_global(ctx, opt))
+				break;
 			return opts_fail("calls", opt, argv);
 		}
 	}

@@ -184,13 +184,9 @@ int cmd_logs(struct cli_ctx *ctx, int argc, char **argv)
 		case OPT_JSON:
 			l.json = true;
 			break;
-		case 'g':
-			ctx->gateway = optarg;
-			break;
-		case 'v':
-			ctx->verbose++;
-			break;
 		default:
+			if (opts_global(ctx, opt))
+				break;
 			return opts_fail("logs", opt, argv);
 		}
 	}
@@ -199,7 +195,7 @@ int cmd_logs(struct cli_ctx *ctx, int argc, char **argv)
 		return rc;
 	name = argv[optind];
 	if (!fn_name_ok(name))
-		return opts_bad_value("logs", "NAME", name, "a name is [a-z0-9][a-z0-9_-]{0,62}");
+		return opts_bad_name("logs", name);
 	rc = api_connect(ctx, NULL, &c);
 	if (rc)
 		return rc;

@@ -295,13 +295,9 @@ int cmd_new(struct cli_ctx *ctx, int argc, char **argv)
 		case 'f':
 			file = optarg;
 			break;
-		case 'g':
-			ctx->gateway = optarg;
-			break;
-		case 'v':
-			ctx->verbose++;
-			break;
 		default:
+			if (opts_global(ctx, opt))
+				break;
 			return opts_fail("new", opt, argv);
 		}
 	}
@@ -310,7 +306,7 @@ int cmd_new(struct cli_ctx *ctx, int argc, char **argv)
 		return rc;
 	name = argv[optind];
 	if (!fn_name_ok(name))
-		return opts_bad_value("new", "NAME", name, "a name is [a-z0-9][a-z0-9_-]{0,62}");
+		return opts_bad_name("new", name);
 	if (!runtime) {
 		out_error("new: --runtime is required (python or sh)");
 		return KILN_EXIT_USAGE;

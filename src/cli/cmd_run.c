@@ -164,13 +164,9 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 		case 'q':
 			quiet = true;
 			break;
-		case 'g':
-			ctx->gateway = optarg;
-			break;
-		case 'v':
-			ctx->verbose++;
-			break;
 		default:
+			if (opts_global(ctx, opt))
+				break;
 			return opts_fail("run", opt, argv);
 		}
 	}

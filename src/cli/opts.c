@@ -31,6 +31,25 @@ int opts_bad_value(const char *cmd, const char *opt, const char *value, const ch
 	return KILN_EXIT_USAGE;
 }
 
+bool opts_global(struct cli_ctx *ctx, int c)
+{
+	switch (c) {
+	case 'g':
+		ctx->gateway = optarg;
+		return true;
+	case 'v':
+		ctx->verbose++;
+		return true;
+	default:
+		return false;
+	}
+}
+
+int opts_bad_name(const char *cmd, const char *name)
+{
+	return opts_bad_value(cmd, "NAME", name, "a name is [a-z0-9][a-z0-9_-]{0,62}");
+}
+
 int opts_positional(const char *cmd, int argc, char **argv, int min, int max, const char *what)
 {
 	int n = argc - optind;

@@ -4,7 +4,10 @@
 #ifndef KILN_CLI_OPTS_H
 #define KILN_CLI_OPTS_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+struct cli_ctx;
 
 /* Reports getopt_long's '?' (unknown option) or ':' (missing value) for
  * command cmd as one error line. Returns KILN_EXIT_USAGE. */
@@ -13,6 +16,14 @@ int opts_fail(const char *cmd, int c, char **argv);
 /* Reports a bad value of option opt ("--memory") for cmd. Returns
  * KILN_EXIT_USAGE. */
 int opts_bad_value(const char *cmd, const char *opt, const char *value, const char *expected);
+
+/* Handles the options every command takes (-g/--gateway URL, -v): true
+ * when c was one of them (ctx updated from optarg). */
+bool opts_global(struct cli_ctx *ctx, int c);
+
+/* Reports a function NAME that is not [a-z0-9][a-z0-9_-]{0,62} for cmd.
+ * Returns KILN_EXIT_USAGE. */
+int opts_bad_name(const char *cmd, const char *name);
 
 /* Checks that there are between min and max positional arguments after
  * optind; otherwise prints an error naming what is expected (e.g. "NAME")

@@ -283,7 +283,6 @@ static void async_done(struct call *c)
 	char *err_text = NULL, status[8], dur[32];
 	json_t *hj;
 	char *headers;
-	struct registry_call rc;
 
 	if (c->http_status != 200) {
 		json_t *e;
@@ -309,9 +308,7 @@ static void async_done(struct call *c)
 	}
 	registry_call_finish(k->registry, c->id, c->http_status, body, len, headers ? headers : "");
 	free(headers);
-	memset(&rc, 0, sizeof(rc));
-	if (registry_call_get(k->registry, c->id, &rc) == 0 && rc.callback_url &&
-	    rc.callback_url[0]) {
+	if (c->callback_url) {
 		const char *hdrs[6];
 		char h1[64], h2[96], h3[32], h4[64];
 		snprintf(status, sizeof(status), "%d", c->http_status);
@@ -328,18 +325,18 @@ static void async_done(struct call *c)
 				  ? "Content-Type: application/json"
 				  : "Content-Type: text/plain; charset=utf-8";
 		hdrs[5] = NULL;
-		if (callback_post(k->callbacks, rc.callback_url, c->id, hdrs, body, len))
+		if (callback_post(k->callbacks, c->callback_url, c->id, hdrs, body, len))
 			registry_call_set_callback_status(k->registry, c->id,
 							  "failed: cannot queue the callback");
 	}
-	registry_call_free(&rc);
 	free(err_text);
 }
 
 /* An async call from its stored form: the HTTP details come from the
  * request JSON the registry kept ({"method","path","query","headers"}). */
 static struct call *async_call(struct kilnd *k, const char *id, const char *function,
-			       const uint8_t *body, size_t len, const char *request_json)
+			       const uint8_t *body, size_t len, const char *request_json,
+			       const char *callback_url)
 {
 	static const char *const fields[] = {"method", "path", "query"};
 	struct call *c = call_create(function, id, body, len);
@@ -353,6 +350,8 @@ static struct call *async_call(struct kilnd *k, const char *id, const char *func
 	c->wait_forever = true;
 	c->opaque = k;
 	c->done = async_done;
+	if (callback_url && callback_url[0] && !(c->callback_url = strdup(callback_url)))
+		f.err = -ENOMEM;
 	req = json_loads(request_json ? request_json : "{}", 0, NULL);
 	for (int i = 0; req && i < 3 && !f.err; i++) {
 		json_t *x = json_object_get(req, fields[i]);
@@ -422,7 +421,7 @@ static int submit_async(struct kilnd *k, struct http_req *r, const char *name, c
 		http_reply_error(r, 500, "cannot store the call");
 		return 500;
 	}
-	c = async_call(k, id, name, body, len, rc.request_json);
+	c = async_call(k, id, name, body, len, rc.request_json, cb);
 	free(rc.request_json);
 	if (!c) {
 		http_reply_error(r, 500, "out of memory");
@@ -455,8 +454,9 @@ int kilnd_recover_calls(struct kilnd *k)
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
-		struct call *c = async_call(k, calls[i].id, calls[i].function, calls[i].body,
-					    calls[i].body_len, calls[i].request_json);
+		struct call *c =
+			async_call(k, calls[i].id, calls[i].function, calls[i].body,
+				   calls[i].body_len, calls[i].request_json, calls[i].callback_url);
 		if (c) {
 			log_info("async call %s of %s resumed after a restart", calls[i].id,
 				 calls[i].function);

@@ -26,10 +26,10 @@
 #include "daemon/util.h"
 #include "daemon/vmproc.h"
 
-#define CONNECT_RETRY_MS  10000 /* keep reconnecting a fresh restore this long */
-#define CALL_GRACE_MS	  5000	/* past a call's timeout before kilnd gives up */
-#define QUEUE_MAX	  10000 /* calls waiting per function */
-#define TICK_MS		  50
+#define CONNECT_RETRY_MS 10000 /* keep reconnecting a fresh restore this long */
+#define CALL_GRACE_MS	 5000  /* past a call's timeout before kilnd gives up */
+#define QUEUE_MAX	 10000 /* calls waiting per function */
+#define TICK_MS		 50
 
 /* ---- calls -------------------------------------------------------------- */
 
@@ -87,6 +87,7 @@ void call_unref(struct call *c)
 	free(c->ctx_vals);
 	free(c->body);
 	free(c->result);
+	free(c->callback_url);
 	free(c);
 }
 
@@ -369,8 +370,7 @@ static bool budget_make_room(struct sched *s, uint64_t need_mb)
 				lru = vm;
 		if (!lru)
 			return false;
-		log_info("memory budget: evicting idle vm %s of %s", lru->proc->id,
-			 lru->fn->name);
+		log_info("memory budget: evicting idle vm %s of %s", lru->proc->id, lru->fn->name);
 		vm_kill(s, lru, 0, NULL);
 	}
 	return true;
@@ -462,9 +462,8 @@ static int cold_start(struct sched *s, struct sfn *f, struct call *c)
 			pool_spawn(s, f->spec.memory_mb, f->spec.vcpus);
 		return -EAGAIN;
 	}
-	req = json_pack("{s:s, s:s, s:[s], s:s, s:s}", "op", "restore", "dir", f->snapshot,
-			"disks", s->cfg.rootfs, "vsock_uds", vm->proc->vsock, "console",
-			vm->proc->console);
+	req = json_pack("{s:s, s:s, s:[s], s:s, s:s}", "op", "restore", "dir", f->snapshot, "disks",
+			s->cfg.rootfs, "vsock_uds", vm->proc->vsock, "console", vm->proc->console);
 	if (!req)
 		return -ENOMEM;
 	vm->restore_ns = util_mono_ns();
@@ -624,8 +623,9 @@ static void handle_call(struct sched *s, struct call *c)
 		reject_busy(s, c);
 		return;
 	}
-	c->queue_deadline_ms =
-		c->wait_forever ? INT64_MAX : util_now_ms() + (int64_t)(f->spec.queue_timeout_s * 1000);
+	c->queue_deadline_ms = c->wait_forever
+				       ? INT64_MAX
+				       : util_now_ms() + (int64_t)(f->spec.queue_timeout_s * 1000);
 	fn_queue_push(f, c);
 }
 
@@ -706,10 +706,11 @@ static void on_frame(struct sched *s, struct svm *vm, const struct proto_header 
 		if (proto_decode_log(p, h->length, &lg) || !vm->fn || !s->cfg.logs)
 			return;
 		{
-			int r = logstore_append(s->cfg.logs, vm->fn->name, vm->proc->id,
-						vm->call ? vm->call->id : "",
-						lg.stream == PROTO_STREAM_STDERR ? "stderr" : "stdout",
-						util_wall_ns(), (const char *)lg.data.ptr, lg.data.len);
+			int r = logstore_append(
+				s->cfg.logs, vm->fn->name, vm->proc->id,
+				vm->call ? vm->call->id : "",
+				lg.stream == PROTO_STREAM_STDERR ? "stderr" : "stdout",
+				util_wall_ns(), (const char *)lg.data.ptr, lg.data.len);
 			if (r)
 				log_warn("logs of %s: %s", vm->fn->name, strerror(-r));
 		}
@@ -1232,8 +1233,7 @@ int sched_create(const struct sched_config *cfg, struct sched **out)
 		metrics_declare(m, "kiln_restore_duration_seconds", METRICS_HISTOGRAM,
 				"Restore request to vCPUs running.", NULL, rest,
 				sizeof(rest) / sizeof(rest[0]));
-		metrics_declare(m, "kiln_vms", METRICS_GAUGE, "microVMs by state.", state, NULL,
-				0);
+		metrics_declare(m, "kiln_vms", METRICS_GAUGE, "microVMs by state.", state, NULL, 0);
 		metrics_declare(m, "kiln_memory_committed_bytes", METRICS_GAUGE,
 				"Guest memory of the VMs serving functions.", NULL, NULL, 0);
 		metrics_declare(m, "kiln_memory_budget_bytes", METRICS_GAUGE,

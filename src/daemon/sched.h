@@ -34,17 +34,18 @@ struct call {
 	char id[37];
 	char function[SPEC_NAME_MAX + 1];
 	bool async;
-	bool wait_forever; /* async calls never get 429 for waiting */
-	char **ctx_keys;   /* context pairs (INVOKE's kv), owned */
+	bool wait_forever;  /* async calls never get 429 for waiting */
+	char *callback_url; /* async: where the result is POSTed (owned), or NULL */
+	char **ctx_keys;    /* context pairs (INVOKE's kv), owned */
 	char **ctx_vals;
 	unsigned nctx;
 	uint8_t *body;
 	size_t body_len;
 
 	/* outcome */
-	int http_status;     /* 200, 500, 502, 504, 429, 404, 410, 503 */
-	int proto_status;    /* enum proto_status when the guest answered, -1 */
-	uint8_t *result;     /* body of the response (owned) */
+	int http_status;  /* 200, 500, 502, 504, 429, 404, 410, 503 */
+	int proto_status; /* enum proto_status when the guest answered, -1 */
+	uint8_t *result;  /* body of the response (owned) */
 	size_t result_len;
 	char error_type[128];
 	char error_msg[1024]; /* kilnd's own message for non-guest errors */
@@ -75,11 +76,11 @@ void call_unref(struct call *c);
 void call_ref(struct call *c);
 
 struct sched_config {
-	const char *vmm;	/* kiln-vmm binary */
-	const char *run_dir;	/* VM directories (short path: unix sockets) */
-	const char *rootfs;	/* disk of every runtime (python, sh) */
-	unsigned pool_size;	/* pre-started VMs kept per shape in use */
-	uint64_t mem_budget_mb; /* guest memory of function VMs, at most */
+	const char *vmm;	 /* kiln-vmm binary */
+	const char *run_dir;	 /* VM directories (short path: unix sockets) */
+	const char *rootfs;	 /* disk of every runtime (python, sh) */
+	unsigned pool_size;	 /* pre-started VMs kept per shape in use */
+	uint64_t mem_budget_mb;	 /* guest memory of function VMs, at most */
 	unsigned pause_after_ms; /* idle VMs are paused after this */
 	struct metrics *metrics;
 	struct logstore *logs;
