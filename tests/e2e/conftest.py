@@ -66,6 +66,24 @@ def rootfs_python():
     return path
 
 
+def terminate(proc, timeout=30):
+    """SIGTERM, then SIGKILL when proc has not exited after timeout seconds.
+    Returns its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def check_stderr(text):
+    """A sanitizer build's report fails the test that ran the process."""
+    assert "AddressSanitizer" not in text and "runtime error:" not in text, text
+
+
 class GuestVM:
     """A kiln-vmm process booting the Python root filesystem with kiln-init's
     agent on vsock port 1024; `uds` is the host side of its vsock."""
@@ -101,16 +119,9 @@ class GuestVM:
         raise AssertionError(f"guest not ready after {timeout}s\n{self.diag()}")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        err = self.stderr.read_text(errors="replace") if self.stderr.exists() else ""
-        assert "AddressSanitizer" not in err and "runtime error:" not in err, err
-        return self.proc.returncode
+        status = terminate(self.proc)
+        check_stderr(self.stderr.read_text(errors="replace") if self.stderr.exists() else "")
+        return status
 
 
 # ---- kilnd ------------------------------------------------------------------
@@ -215,16 +226,9 @@ class Kilnd:
         self.proc.wait()
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        text = self.tail(100000)
-        assert "AddressSanitizer" not in text and "runtime error:" not in text, text
-        return self.proc.returncode
+        status = terminate(self.proc, timeout=60)
+        check_stderr(self.tail(100000))
+        return status
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,12 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from conftest import BUILD, GuestVM  # noqa: I100 - conftest puts tests/ on sys.path
+from conftest import BUILD, GuestVM, check_stderr, terminate  # noqa: I100 - conftest puts tests/ on sys.path
 import kilnclient as kc
 
 BOOT_TIMEOUT = 1200
@@ -131,10 +130,6 @@ def send_entropy_and_time(c):
     c.set_time(time.time_ns())
 
 
-def check_stderr(text):
-    assert "AddressSanitizer" not in text and "runtime error:" not in text, text
-
-
 def wait_path(path, proc, timeout=30.0, what="socket"):
     deadline = time.monotonic() + timeout
     while not Path(path).exists():
@@ -174,13 +169,7 @@ class Restored:
         return connect_once(self.uds, prepare=send_entropy_and_time)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         check_stderr(self.stderr_path.read_text(errors="replace"))
 
 
@@ -219,13 +208,7 @@ class Prestarted:
                               "vsock_uds": str(self.uds)})
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         check_stderr(self.stderr_path.read_text(errors="replace"))
 
 

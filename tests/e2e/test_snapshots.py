@@ -7,14 +7,12 @@ The base snapshot is cached under ${KILN_CACHE}/snapshots, keyed by the
 hashes of the kernel, the root filesystem, kiln-init and kiln-vmm, so only
 the first run on a machine pays for a boot.
 """
-import signal
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from snaputil import (DIGESTS, Restored, api, connect_once, invoke_checked,
+from snaputil import (DIGESTS, Prestarted, Restored, api, connect_once, invoke_checked,
                       make_base_snapshot, make_function_snapshot, send_entropy_and_time,
                       sha256_file)
 
@@ -100,27 +98,15 @@ def test_snapshot_chain(vmm, function_snapshot, rootfs_python, tmp_path):
 
 
 def test_restore_into_prestarted_vmm(vmm, function_snapshot, rootfs_python, tmp_path):
-    apisock = tmp_path / "pre.api"
-    uds = tmp_path / "pre.vsock"
-    proc = subprocess.Popen([str(vmm), "--prestart", "--mem", "256", "--vcpus", "1",
-                             "--api-sock", str(apisock), "--console", str(tmp_path / "pre.log")],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    pre = Prestarted(vmm, tmp_path, "pre", mem=256)
     try:
-        deadline = time.monotonic() + 30
-        while not apisock.exists():
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        reply = api(apisock, {"op": "restore", "dir": str(function_snapshot),
-                              "disks": [str(rootfs_python)], "vsock_uds": str(uds)})
-        assert reply["state"] == "running"
-        c = connect_once(uds, prepare=send_entropy_and_time)
+        pre.wait_ready()
+        assert pre.restore(function_snapshot, rootfs_python)["state"] == "running"
+        c = connect_once(pre.uds, prepare=send_entropy_and_time)
         invoke_checked(c, 77)
         c.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        pre.stop()
 
 
 def test_snapshot_files_unchanged_by_restores(base_snapshot, function_snapshot):
