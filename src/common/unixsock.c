@@ -4,6 +4,8 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -36,9 +38,23 @@ static int unixsock_remove_stale(const struct sockaddr_un *sa, const char *who)
 	return 0;
 }
 
+/* A temporary name for the socket in path's directory, so the socket can
+ * appear at path only once it listens. False when it would not fit. */
+static bool unixsock_tmp_name(const char *path, char *tmp, size_t size)
+{
+	static unsigned seq;
+	const char *slash = strrchr(path, '/');
+	int dirlen = slash ? (int)(slash - path + 1) : 0;
+	int n = snprintf(tmp, size, "%.*s.kiln-%x-%x.sock", dirlen, path, (unsigned)getpid(),
+			 __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
+
+	return n > 0 && (size_t)n < size;
+}
+
 int unixsock_listen(const char *path, const char *who, int backlog, ino_t *ino)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char bound[sizeof(sa.sun_path)];
 	struct stat st;
 	int fd, ret;
 
@@ -51,6 +67,11 @@ int unixsock_listen(const char *path, const char *who, int backlog, ino_t *ino)
 	ret = unixsock_remove_stale(&sa, who);
 	if (ret < 0)
 		return ret;
+	/* Bind and listen under a temporary name, then rename: a client that
+	 * sees the file at path can connect at once (never ECONNREFUSED). */
+	if (!unixsock_tmp_name(path, bound, sizeof(bound)))
+		memcpy(bound, path, strlen(path) + 1);
+	memcpy(sa.sun_path, bound, strlen(bound) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		ret = -errno;
@@ -60,9 +81,9 @@ int unixsock_listen(const char *path, const char *who, int backlog, ino_t *ino)
 		ret = -errno;
 		goto out_close;
 	}
-	if (listen(fd, backlog) < 0) {
+	if (listen(fd, backlog) < 0 || (strcmp(bound, path) && rename(bound, path) < 0)) {
 		ret = -errno;
-		unlink(path);
+		unlink(bound);
 		goto out_close;
 	}
 	if (ino)
