@@ -42,6 +42,7 @@ struct job {
 	void *opaque;
 	/* progress, under d->lock */
 	char stage[32];
+	char failed_stage[32]; /* the stage a failed deploy stopped in */
 	int64_t started_wall_ns, started_ms, ended_ms;
 	char error[1024];
 	char *log;
@@ -455,6 +456,8 @@ static void finish(struct job *j, bool ok, const char *err)
 	const char *labels[1] = {ok ? "ready" : "failed"};
 
 	pthread_mutex_lock(&d->lock);
+	if (!ok)
+		memcpy(j->failed_stage, j->stage, sizeof(j->stage));
 	util_fmt(j->stage, sizeof(j->stage), "%s", ok ? "ready" : "failed");
 	if (err)
 		util_fmt(j->error, sizeof(j->error), "%s", err);
@@ -469,7 +472,7 @@ static void finish(struct job *j, bool ok, const char *err)
 	else
 		log_warn("deploy %s v%lld failed: %s", j->spec.name, (long long)j->version, err);
 	if (j->done)
-		j->done(j->opaque, ok, ok ? "ready" : j->stage, err ? err : "",
+		j->done(j->opaque, ok, ok ? "ready" : j->failed_stage, err ? err : "",
 			j->log ? j->log : "");
 }
 
@@ -645,8 +648,10 @@ json_t *deployer_status(struct deployer *d, const char *name)
 			continue;
 		util_rfc3339(j->started_wall_ns, when);
 		o = json_pack(
-			"{s:I, s:s, s:s, s:I, s:s?, s:s}", "version", (json_int_t)j->version,
-			"stage", j->stage, "started_at", when, "elapsed_ms",
+			"{s:I, s:s, s:s?, s:s, s:I, s:s?, s:s}", "version", (json_int_t)j->version,
+			"stage", j->stage, "failed_stage",
+			j->failed_stage[0] ? j->failed_stage : NULL, "started_at", when,
+			"elapsed_ms",
 			(json_int_t)((j->finished ? j->ended_ms : util_now_ms()) - j->started_ms),
 			"error", j->error[0] ? j->error : NULL, "log", j->log ? j->log : "");
 		break;

@@ -42,7 +42,8 @@ struct deploy_config {
 };
 
 /* A finished deploy, told to the waiter given to deployer_start (on the
- * deploy's thread). ok: the version is ready. error/log: why not. */
+ * deploy's thread). ok: the version is ready; else stage is the one it
+ * failed in ("loading", ...) and error/log say why. */
 typedef void (*deploy_done_fn)(void *opaque, int ok, const char *stage, const char *error,
 			       const char *log);
 
@@ -59,11 +60,12 @@ void deployer_destroy(struct deployer *d);
  * and nothing boots or loads. done (may be NULL) is called once at the end.
  * Returns 0 or -errno. */
 int deployer_start(struct deployer *d, const struct fn_spec *spec, int64_t version,
-		   const void *archive, size_t len, const char *reuse_snapshot,
-		   deploy_done_fn done, void *opaque);
+		   const void *archive, size_t len, const char *reuse_snapshot, deploy_done_fn done,
+		   void *opaque);
 
 /* The most recent deploy of a function as a new JSON object
- * ({"version","stage","started_at","elapsed_ms","error","log"}), or NULL
+ * ({"version","stage","failed_stage","started_at","elapsed_ms","error",
+ * "log"}; failed_stage: the stage a failed deploy stopped in), or NULL
  * when none ran since kilnd started. */
 json_t *deployer_status(struct deployer *d, const char *name);
 
