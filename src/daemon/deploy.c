@@ -168,39 +168,37 @@ static int wait_ready(struct vmproc *vm, int timeout_ms, char *err, size_t esz)
 	}
 }
 
-/* Connects to the agent of vm and gets one reply to `first` (frames the
- * caller encoded, ids from 1): retried from the start while the connection
- * closes before any reply (a fresh restore's vsock reset). */
+/* Connects to the agent of vm and sends `first` (frames the caller
+ * encoded, ids from 1). One attempt: after kiln-init's ready line, and right
+ * after a restore, the first CONNECT reaches the agent (docs/vsock.md); the
+ * wait is only for kiln-vmm's socket file, which appears once it listens.
+ * Replies are the caller's to read. */
 static int agent_connect(struct vmproc *vm, const uint8_t *first, size_t first_len,
 			 struct agentconn **out, char *err, size_t esz)
 {
 	int64_t deadline = util_now_ms() + CONNECT_TIMEOUT_MS;
+	struct agentconn *c;
 	int r;
 
-	for (;;) {
-		struct agentconn *c;
-		struct proto_header h;
-		const uint8_t *p;
-
-		r = agentconn_open(vm->vsock, KILN_AGENT_PORT, &c);
-		if (!r)
-			r = agentconn_send(c, first, first_len);
-		if (!r) {
-			r = agentconn_wait(c, &h, &p, 5000);
-			if (r == 1) {
-				/* Keep the frame: rewind so the caller reads it again. */
-				c->in_off -= PROTO_HEADER_SIZE + h.length;
-				*out = c;
-				return 0;
-			}
-			agentconn_destroy(c);
-		}
+	while (access(vm->vsock, F_OK)) {
 		if (util_now_ms() > deadline || vmproc_exited(vm)) {
-			util_fmt(err, esz, "cannot reach the microVM's agent: %s", strerror(-r));
-			return r ? r : -ETIMEDOUT;
+			util_fmt(err, esz, "kiln-vmm never opened its vsock socket");
+			return -ETIMEDOUT;
 		}
-		usleep(20000);
+		usleep(2000);
 	}
+	r = agentconn_open(vm->vsock, KILN_AGENT_PORT, &c);
+	if (!r) {
+		r = agentconn_send(c, first, first_len);
+		if (r)
+			agentconn_destroy(c);
+	}
+	if (r) {
+		util_fmt(err, esz, "cannot reach the microVM's agent: %s", strerror(-r));
+		return r;
+	}
+	*out = c;
+	return 0;
 }
 
 /* Boots a microVM and snapshots it once kiln-init is ready: the base. */

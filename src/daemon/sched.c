@@ -26,10 +26,10 @@
 #include "daemon/util.h"
 #include "daemon/vmproc.h"
 
-#define CONNECT_RETRY_MS 10000 /* keep reconnecting a fresh restore this long */
-#define CALL_GRACE_MS	 5000  /* past a call's timeout before kilnd gives up */
-#define QUEUE_MAX	 10000 /* calls waiting per function */
-#define TICK_MS		 50
+#define CONNECT_TIMEOUT_MS 10000 /* a restored VM's agent answers within this */
+#define CALL_GRACE_MS	   5000	 /* past a call's timeout before kilnd gives up */
+#define QUEUE_MAX	   10000 /* calls waiting per function */
+#define TICK_MS		   50
 
 /* ---- calls -------------------------------------------------------------- */
 
@@ -436,7 +436,7 @@ static void start_call_on(struct sched *s, struct svm *vm, struct call *c, bool 
 	c->version = vm->version;
 	snprintf(c->vm_id, sizeof(c->vm_id), "%s", vm->proc->id);
 	c->run_deadline_ms = util_now_ms() + (int64_t)(vm->fn->spec.timeout_s * 1000) +
-			     CALL_GRACE_MS + (cold ? CONNECT_RETRY_MS : 0);
+			     CALL_GRACE_MS + (cold ? CONNECT_TIMEOUT_MS : 0);
 	vm->fn->inflight++;
 	vm->fn->invocations++;
 	if (vm->ac && vm->ac->state != AGENTCONN_CLOSED && send_invoke(s, vm, c))
@@ -485,7 +485,7 @@ static int cold_start(struct sched *s, struct sfn *f, struct call *c)
 	vm->version = f->version;
 	s->committed_mb += vm->mem_mb;
 	vm->state = VM_CONNECTING;
-	vm->connect_deadline_ms = util_now_ms() + CONNECT_RETRY_MS;
+	vm->connect_deadline_ms = util_now_ms() + CONNECT_TIMEOUT_MS;
 	r = agent_open(s, vm);
 	if (!r)
 		r = agentconn_send_reseed(vm->ac, ++vm->next_id);
@@ -741,28 +741,6 @@ static void on_frame(struct sched *s, struct svm *vm, const struct proto_header 
 	}
 }
 
-/* The agent connection of a freshly restored VM closed before it answered:
- * the guest may still be handling its vsock transport reset. Reconnect and
- * send again what was sent (the guest saw none of it). */
-static void reconnect(struct sched *s, struct svm *vm)
-{
-	struct call *c = vm->call;
-
-	agent_close(s, vm);
-	if (util_now_ms() > vm->connect_deadline_ms || agent_open(s, vm) ||
-	    agentconn_send_reseed(vm->ac, ++vm->next_id)) {
-		vm_kill(s, vm, 502, "cannot connect to the restored microVM's agent");
-		return;
-	}
-	vm->next_id++;
-	vm->acks_wanted = 2;
-	if (c && send_invoke(s, vm, c)) {
-		vm_kill(s, vm, 502, "cannot send the invocation to the microVM");
-		return;
-	}
-	agent_watch(s, vm);
-}
-
 static void on_agent_event(struct sched *s, struct svm *vm)
 {
 	struct proto_header h;
@@ -781,10 +759,6 @@ static void on_agent_event(struct sched *s, struct svm *vm)
 	if (!vm->ac)
 		return;
 	if (vm->ac->state == AGENTCONN_CLOSED) {
-		if (vm->state == VM_CONNECTING) {
-			reconnect(s, vm);
-			return;
-		}
 		vm_kill(s, vm, 502, "the connection to the function's microVM was lost");
 		return;
 	}
