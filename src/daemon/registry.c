@@ -477,6 +477,20 @@ static int registry_read_version(sqlite3_stmt *st, struct registry_version *v)
 	return 0;
 }
 
+/* Doubles the capacity (*cap elements of size bytes, 16 at first) of the
+ * array *list. Returns 0 or -ENOMEM (the array is left as it was). */
+static int grow_list(void **list, size_t *cap, size_t size)
+{
+	size_t ncap = *cap ? *cap * 2 : 16;
+	void *nl = realloc(*list, ncap * size);
+
+	if (!nl)
+		return -ENOMEM;
+	*list = nl;
+	*cap = ncap;
+	return 0;
+}
+
 int registry_version_list(struct registry *r, struct registry_version **out, size_t *n)
 {
 	struct registry_version *list = NULL;
@@ -489,17 +503,8 @@ int registry_version_list(struct registry *r, struct registry_version **out, siz
 	pthread_mutex_lock(&r->lock);
 	st = registry_stmt(r, ST_VERSION_LIST);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			struct registry_version *nl = realloc(list, ncap * sizeof(*nl));
-
-			if (!nl) {
-				ret = -ENOMEM;
-				goto free_list;
-			}
-			list = nl;
-			cap = ncap;
-		}
+		if (count == cap && (ret = grow_list((void **)&list, &cap, sizeof(*list))))
+			goto free_list;
 		ret = registry_read_version(st, &list[count]);
 		if (ret)
 			goto free_list;
@@ -766,17 +771,8 @@ int registry_call_recover(struct registry *r, struct registry_call **out, size_t
 		goto unlock;
 	st = registry_stmt(r, ST_CALL_PENDING);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			struct registry_call *nl = realloc(list, ncap * sizeof(*nl));
-
-			if (!nl) {
-				ret = -ENOMEM;
-				goto rollback;
-			}
-			list = nl;
-			cap = ncap;
-		}
+		if (count == cap && (ret = grow_list((void **)&list, &cap, sizeof(*list))))
+			goto rollback;
 		ret = registry_read_call(st, &list[count]);
 		if (ret)
 			goto rollback;
