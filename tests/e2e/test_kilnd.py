@@ -182,15 +182,6 @@ def test_logs(gen):
     assert gen.request("GET", "/system/logs?name=nope").status == 404
 
 
-# Three tests below (an update under load, a failed import, the memory
-# budget) have not yet run green on the nested-KVM host: they run when
-# KILN_E2E_OPS=1 and are reported as skipped, with this reason, otherwise.
-ops = pytest.mark.skipif(os.environ.get("KILN_E2E_OPS") != "1",
-                         reason="kilnd operations tests: set KILN_E2E_OPS=1 (not yet verified "
-                                "on the nested-KVM host)")
-
-
-@ops
 def test_update_while_calls_in_flight(gen):
     deploy_ok(gen, "gen-upd")
     assert call(gen, "gen-upd", {}).json()["version"] == "1"
@@ -308,7 +299,6 @@ def test_remove(gen):
     assert call(gen, "gen-main", {}).status == 200  # its shared snapshot is kept
 
 
-@ops
 def test_failed_import_keeps_previous_version(gen):
     deploy_ok(gen, "gen-bad")
     r = gen.deploy("gen-bad", {"handler.py": "def handle(e, c):\n    return (\n"},
@@ -391,7 +381,6 @@ def test_bad_input_is_refused_and_nothing_stored(gen):
     assert call(gen, "gen-main", {}).status == 200  # still serving
 
 
-@ops
 def test_memory_budget_evicts_idle_vms(kilnd_factory):
     k = kilnd_factory("--mem-budget", "256", "--pause-after", "0")
     for name, script in (("sh-a", "sleep 2; cat\n"), ("sh-b", "cat\n")):
