@@ -134,8 +134,12 @@ vmm-test: $(VMM_BIN) $(GUEST_ELFS)
 agent-test: $(INIT_BIN) rootfs
 	KILN_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/agent
 
+# The guest kernel is built (or found in the cache) first, then the test
+# files run two at a time (pytest-xdist, one file per worker): each guest
+# keeps one core busy with emulated kernel code, and this machine has two.
 e2e-test: all rootfs rootfs-python
-	KILN_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/e2e
+	@images/kernel/build.sh >/dev/null
+	KILN_BUILD=$(BUILD) $(PYTHON) -m pytest -q -n 2 --dist loadfile tests/e2e
 
 test: setup
 	@$(MAKE) --no-print-directory all
