@@ -153,9 +153,36 @@ if [ -n "$missing" ]; then
 	die "fix kiln.config (typo or missing dependency)"
 fi
 
+# The compiler's lines go to a log file kept beside the cache entry; the
+# terminal gets one live line (stage, files compiled, elapsed time), or on a
+# non-terminal a line a minute. On failure the log's tail and path are shown.
 jobs=$(nproc 2>/dev/null || echo 2)
-echo "kiln: compiling with -j$jobs (one line per file)" >&2
-kmake -j"$jobs" vmlinux bzImage >&2 || die "kernel build failed"
+log="$cache/build-$key.log"
+echo "kiln: compiling with -j$jobs (log: $log)" >&2
+kmake -j"$jobs" vmlinux bzImage >"$log" 2>&1 &
+kpid=$!
+start=$(date +%s)
+last=0
+while kill -0 "$kpid" 2>/dev/null; do
+	now=$(date +%s)
+	files=$(grep -c '^  CC' "$log" 2>/dev/null || true)
+	line=$(printf 'kiln: kernel: compiling, %s files, %dm%02ds' "${files:-0}" \
+		$(((now - start) / 60)) $(((now - start) % 60)))
+	if [ -t 2 ]; then
+		printf '\r%s\033[K' "$line" >&2
+	elif [ $((now - last)) -ge 60 ]; then
+		echo "$line" >&2
+		last=$now
+	fi
+	sleep 1
+done
+if ! wait "$kpid"; then
+	[ -t 2 ] && printf '\n' >&2
+	tail -n 40 "$log" >&2
+	die "kernel build failed; full log: $log"
+fi
+[ -t 2 ] && printf '\r\033[K' >&2
+echo "kiln: compiled in $(($(date +%s) - start)) s" >&2
 
 out="$tmp/out"
 mkdir "$out"
