@@ -21,6 +21,7 @@
 #include "agent/function.h"
 #include "agent/reseed.h"
 #include "agent/supervise.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/proto.h"
 
@@ -396,7 +397,7 @@ int agent_run(struct agent *a, pid_t main_pid, int grace_ms)
 	/* Children that ended before the loop started. */
 	agent_reap(a, &m);
 	while (!stop && !m.done) {
-		int64_t now = fn_now_ms(), deadline = fn_next_deadline(a->fn);
+		int64_t now = clock_mono_ms(), deadline = fn_next_deadline(a->fn);
 		int nfds = 0, nconn, nfn, timeout = -1, ret;
 
 		if (m.kill_at >= 0 && (deadline < 0 || m.kill_at < deadline))
@@ -433,7 +434,7 @@ int agent_run(struct agent *a, pid_t main_pid, int grace_ms)
 				kill(-main_pid, SIGTERM);
 				kill(-main_pid, SIGCONT);
 				m.terminating = true;
-				m.kill_at = fn_now_ms() + grace_ms;
+				m.kill_at = clock_mono_ms() + grace_ms;
 			}
 		}
 		if (ret > 0) {
@@ -449,7 +450,7 @@ int agent_run(struct agent *a, pid_t main_pid, int grace_ms)
 			if (a->pfds[1].revents)
 				agent_accept(a);
 		}
-		now = fn_now_ms();
+		now = clock_mono_ms();
 		fn_tick(a->fn, now);
 		if (m.kill_at >= 0 && now >= m.kill_at && !m.done && !m.killed) {
 			log_warn("command did not stop after SIGTERM; killing it");

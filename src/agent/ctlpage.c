@@ -7,11 +7,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "vmm/devices/ctl.h"
-#include "vmm/layout.h"
+#include "common/ctl_abi.h"
 
 struct ctlpage {
-	volatile uint32_t *regs; /* LAYOUT_CTL_SIZE bytes, uncached (O_SYNC) */
+	volatile uint32_t *regs; /* CTL_ABI_SIZE bytes, uncached (O_SYNC) */
 };
 
 static uint32_t ctlpage_read(const struct ctlpage *c, unsigned int off)
@@ -30,8 +29,7 @@ struct ctlpage *ctlpage_create(const char *mem_path, uint64_t phys)
 	void *map;
 	int fd, err;
 
-	if (phys == 0 || phys % LAYOUT_CTL_SIZE != 0 ||
-	    phys > (uint64_t)INT64_MAX - LAYOUT_CTL_SIZE) {
+	if (phys == 0 || phys % CTL_ABI_SIZE != 0 || phys > (uint64_t)INT64_MAX - CTL_ABI_SIZE) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -41,7 +39,7 @@ struct ctlpage *ctlpage_create(const char *mem_path, uint64_t phys)
 	fd = open(mem_path, O_RDWR | O_SYNC | O_CLOEXEC);
 	if (fd < 0)
 		goto out_free;
-	map = mmap(NULL, LAYOUT_CTL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)phys);
+	map = mmap(NULL, CTL_ABI_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)phys);
 	err = errno;
 	close(fd);
 	if (map == MAP_FAILED) {
@@ -57,7 +55,7 @@ struct ctlpage *ctlpage_create(const char *mem_path, uint64_t phys)
 
 out_unmap:
 	err = errno;
-	munmap(map, LAYOUT_CTL_SIZE);
+	munmap(map, CTL_ABI_SIZE);
 	errno = err;
 out_free:
 	err = errno;
@@ -70,7 +68,7 @@ void ctlpage_destroy(struct ctlpage *c)
 {
 	if (!c)
 		return;
-	munmap((void *)c->regs, LAYOUT_CTL_SIZE);
+	munmap((void *)c->regs, CTL_ABI_SIZE);
 	free(c);
 }
 

@@ -1,5 +1,5 @@
-/* ctlpage.h - kiln's control page seen from the guest (see vmm/devices/ctl.h
- * and docs/guest-abi.md): where kiln-init reports "ready" and its exit status. */
+/* ctlpage.h - kiln's control page seen from the guest (the ABI is
+ * common/ctl_abi.h, docs/guest-abi.md): where kiln-init reports "ready" and its exit status. */
 #ifndef KILN_AGENT_CTLPAGE_H
 #define KILN_AGENT_CTLPAGE_H
 

@@ -19,6 +19,7 @@
 
 #include "agent/bytebuf.h"
 #include "common/archive.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 #define FN_LINE_MAX	  (16U * 1024)	      /* a LOG frame without a newline */
@@ -99,22 +100,6 @@ struct fn {
 	char tail[FN_TAIL_MAX]; /* the end of stderr */
 };
 
-int64_t fn_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t fn_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* ---- frames to the host ------------------------------------------------------ */
 
 static void fn_send_error(struct fn *f, uint64_t conn, uint32_t id, uint32_t code, const char *fmt,
@@ -168,7 +153,7 @@ static void fn_send_failure(struct fn *f, struct fn_job *job, uint8_t status, co
 {
 	struct proto_result r = {
 		.status = status,
-		.duration_us = (uint32_t)(fn_now_us() - f->cur_start_ms * 1000),
+		.duration_us = (uint32_t)(clock_mono_us() - f->cur_start_ms * 1000),
 		.error_type = fn_view(type),
 		.error_msg = fn_view(msg),
 	};
@@ -638,7 +623,7 @@ static void fn_run_next(struct fn *f)
 
 	while (!f->cur && f->state == PROTO_FN_READY && (j = fn_pop(f)) != NULL) {
 		f->cur = j;
-		f->cur_start_ms = fn_now_ms();
+		f->cur_start_ms = clock_mono_ms();
 		f->cur_deadline_ms =
 			j->inv.deadline_ms ? f->cur_start_ms + (int64_t)j->inv.deadline_ms : -1;
 		bytebuf_reset(&f->body, 64 * 1024);
@@ -712,7 +697,7 @@ static void fn_exec_finish(struct fn *f, int wstatus)
 	char msg[FN_MSG_MAX], type[64] = "";
 
 	fn_drain(f);
-	r.duration_us = (uint32_t)(fn_now_us() - f->cur_start_ms * 1000);
+	r.duration_us = (uint32_t)(clock_mono_us() - f->cur_start_ms * 1000);
 	msg[0] = '\0';
 	if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 && !f->body_too_big) {
 		r.status = PROTO_STATUS_OK;
@@ -795,7 +780,7 @@ static void fn_set_failed(struct fn *f, const char *msg)
 
 static void fn_runtime_ready(struct fn *f)
 {
-	uint32_t init_us = (uint32_t)((fn_now_ms() - f->start_ms) * 1000);
+	uint32_t init_us = (uint32_t)((clock_mono_ms() - f->start_ms) * 1000);
 
 	fn_drain(f);
 	f->state = PROTO_FN_READY;
@@ -822,7 +807,7 @@ static void fn_runtime_result(struct fn *f, const struct proto_header *h, const 
 	}
 	/* Output written before the result is already in the pipes. */
 	fn_drain(f);
-	r.duration_us = (uint32_t)(fn_now_us() - f->cur_start_ms * 1000);
+	r.duration_us = (uint32_t)(clock_mono_us() - f->cur_start_ms * 1000);
 	fn_send_result(f, f->cur->conn, f->cur->id, &r);
 	fn_job_done(f);
 	fn_run_next(f);
@@ -951,7 +936,7 @@ static void fn_start_runtime(struct fn *f, bool restart)
 
 	f->state = PROTO_FN_LOADING;
 	f->kill_reason = NULL;
-	f->start_ms = fn_now_ms();
+	f->start_ms = clock_mono_ms();
 	if (strcmp(f->runtime, FN_PYTHON_RUNTIME) == 0) {
 		snprintf(boot, sizeof(boot), "%s/python/bootstrap.py", f->runtime_dir);
 		file = f->python;

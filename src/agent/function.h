@@ -85,7 +85,4 @@ void fn_tick(struct fn *f, int64_t now_ms);
 /* A child ended (waitpid status): returns true when it was one of f's. */
 bool fn_child_exited(struct fn *f, pid_t pid, int wstatus);
 
-/* CLOCK_MONOTONIC in ms. */
-int64_t fn_now_ms(void);
-
 #endif

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 /* Signals kiln-init receives with sigtimedwait. */
@@ -37,14 +38,6 @@ int supervise_signals_init(void)
 	return 0;
 }
 
-static int64_t supervise_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits for one of our signals until deadline_ms (-1: forever). Returns the
  * signal, 0 when the deadline passed, or -errno. */
 static int supervise_next_signal(int64_t deadline_ms)
@@ -53,7 +46,7 @@ static int supervise_next_signal(int64_t deadline_ms)
 	int sig;
 
 	if (deadline_ms >= 0) {
-		int64_t left = deadline_ms - supervise_now_ms();
+		int64_t left = deadline_ms - clock_mono_ms();
 
 		if (left < 0)
 			left = 0;
@@ -161,7 +154,7 @@ int supervise_wait(pid_t pid, int grace_ms)
 			kill(-pid, SIGTERM);
 			kill(-pid, SIGCONT);
 			terminating = true;
-			deadline = supervise_now_ms() + grace_ms;
+			deadline = clock_mono_ms() + grace_ms;
 		} else if (sig < 0 && sig != -EINTR) {
 			/* Cannot happen with a valid set; do not spin on it. */
 			log_error("sigtimedwait: %s", strerror(-sig));
@@ -198,7 +191,7 @@ static bool supervise_end_all(pid_t target, int sig, int grace_ms)
 	}
 	if (sig != SIGKILL)
 		kill(target, SIGCONT);
-	deadline = supervise_now_ms() + grace_ms;
+	deadline = clock_mono_ms() + grace_ms;
 	while (!supervise_gone(target)) {
 		/* SIGCHLD: reap; termination requests: we are stopping already. */
 		if (supervise_next_signal(deadline) == 0)

@@ -1,21 +1,13 @@
 /* archive.c - kiln's code archive: validation and extraction. */
 #include "common/archive.h"
 
+#include "common/le.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static uint16_t archive_le16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
-}
-
-static uint32_t archive_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 bool archive_path_ok(const char *path, size_t len)
 {
@@ -47,9 +39,9 @@ int archive_open(struct archive_reader *r, const void *buf, size_t len)
 	const uint8_t *p = buf;
 
 	memset(r, 0, sizeof(*r));
-	if (!p || len < ARCHIVE_HEADER_SIZE || archive_le32(p) != ARCHIVE_MAGIC)
+	if (!p || len < ARCHIVE_HEADER_SIZE || le32_get(p) != ARCHIVE_MAGIC)
 		return -EBADMSG;
-	r->remaining = archive_le32(p + 4);
+	r->remaining = le32_get(p + 4);
 	if (r->remaining > ARCHIVE_MAX_ENTRIES)
 		return -E2BIG;
 	r->p = p + ARCHIVE_HEADER_SIZE;
@@ -66,9 +58,9 @@ int archive_next(struct archive_reader *r, struct archive_entry *e)
 	if (r->left < ARCHIVE_ENTRY_SIZE)
 		return -EBADMSG;
 	e->kind = p[0];
-	e->mode = archive_le16(p + 2);
-	e->path_len = archive_le16(p + 4);
-	e->size = archive_le32(p + 6);
+	e->mode = le16_get(p + 2);
+	e->path_len = le16_get(p + 4);
+	e->size = le32_get(p + 6);
 	if (p[1] != 0 || e->mode > 0777)
 		return -EBADMSG;
 	if (e->kind != ARCHIVE_DIR && e->kind != ARCHIVE_FILE)
@@ -202,7 +194,7 @@ int archive_extract(int dirfd, const void *buf, size_t len, char *bad_path, size
 			break;
 		if (ret < 0 && r.left >= ARCHIVE_ENTRY_SIZE) {
 			/* Name the entry when its path is readable. */
-			uint16_t plen = archive_le16(r.p + 4);
+			uint16_t plen = le16_get(r.p + 4);
 
 			if (plen <= r.left - ARCHIVE_ENTRY_SIZE)
 				archive_set_bad(bad_path, bad_path_size,

@@ -7,6 +7,8 @@
 #ifndef KILN_VMM_LAYOUT_H
 #define KILN_VMM_LAYOUT_H
 
+#include "common/ctl_abi.h"
+
 /* ---- low memory used while booting (all below 1 MiB) ---- */
 #define LAYOUT_GDT	   0x0500ULL  /* boot GDT: null, null, code 0x10, data 0x18 */
 #define LAYOUT_IDT	   0x0520ULL  /* empty IDT (limit 0) for the first instructions */
@@ -25,9 +27,10 @@
 #define LAYOUT_MMIO_GAP_START 0xc0000000ULL /* 3 GiB */
 #define LAYOUT_MMIO_GAP_END   0x100000000ULL
 
-/* kiln's control page (devices/ctl.c): kiln-init reports its exit status here. */
-#define LAYOUT_CTL_BASE 0xd0000000ULL
-#define LAYOUT_CTL_SIZE 0x1000ULL
+/* kiln's control page (devices/ctl.c, common/ctl_abi.h): kiln-init reports
+ * its exit status here. */
+#define LAYOUT_CTL_BASE CTL_ABI_BASE
+#define LAYOUT_CTL_SIZE CTL_ABI_SIZE
 /* virtio-mmio devices: one 4 KiB window each, from here up. */
 #define LAYOUT_VIRTIO_BASE     0xd0001000ULL
 #define LAYOUT_VIRTIO_STRIDE   0x1000ULL

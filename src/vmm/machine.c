@@ -12,6 +12,7 @@
  */
 #include "vmm/machine.h"
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "vmm/api.h"
 #include "vmm/boot/boot.h"
@@ -117,22 +118,14 @@ struct machine {
 
 static uint64_t machine_start_ns;
 
-static uint64_t machine_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 void machine_mark_start(void)
 {
-	machine_start_ns = machine_now_ns();
+	machine_start_ns = clock_mono_ns();
 }
 
 uint64_t machine_uptime_ns(void)
 {
-	return machine_now_ns() - machine_start_ns;
+	return clock_mono_ns() - machine_start_ns;
 }
 
 /* Ends the run with `status` (the first caller wins) and kicks every vCPU
@@ -562,7 +555,7 @@ static void machine_tty_restore(struct machine *m)
 /* Milliseconds since start_ns, to the microsecond. */
 static double machine_ms_since(uint64_t start_ns)
 {
-	return (double)((machine_now_ns() - start_ns + 500) / 1000) / 1e3;
+	return (double)((clock_mono_ns() - start_ns + 500) / 1000) / 1e3;
 }
 
 static const char *machine_state_name(enum machine_state s)
@@ -676,7 +669,7 @@ static void machine_snapshot_cb(void *opaque, uint32_t events)
 	struct guest_mem *mem = &m->vm->mem;
 	struct snap_extents ext = {0};
 	struct snap_writer w;
-	uint64_t t0 = machine_now_ns(), t1;
+	uint64_t t0 = clock_mono_ns(), t1;
 	int newfd = -1, ret;
 
 	(void)events;
@@ -730,13 +723,13 @@ static void machine_snapshot_cb(void *opaque, uint32_t events)
 		goto out_release;
 	}
 	x->state_ms = machine_ms_since(t0);
-	t1 = machine_now_ns();
+	t1 = clock_mono_ns();
 	ret = snap_write_memory(x->real, mem, &m->backing, x->diff, &ext, &x->st,
 				x->diff ? NULL : &newfd, x->why, sizeof(x->why));
 	if (ret < 0)
 		goto out_release;
 	x->memory_ms = machine_ms_since(t1);
-	t1 = machine_now_ns();
+	t1 = clock_mono_ns();
 	if (x->diff) {
 		snap_begin(&w, SNAP_SEC_MEM_EXTENTS, 0);
 		snap_put_u64(&w, ext.n);
@@ -788,7 +781,7 @@ static json_t *machine_op_snapshot(struct machine *m, json_t *req)
 {
 	json_t *dir = json_object_get(req, "dir"), *diff = json_object_get(req, "diff");
 	struct machine_snap_ctx x = {.m = m};
-	uint64_t t0 = machine_now_ns();
+	uint64_t t0 = clock_mono_ns();
 	bool was_running = m->state == MACHINE_RUNNING;
 	double pause_ms;
 	int ret;
@@ -943,33 +936,14 @@ static int machine_restore_check(struct machine_restore_ctx *x)
 	return 0;
 }
 
-/* Loads a device section of the snapshot with `fn`. */
-static int machine_restore_section(struct machine_restore_ctx *x, uint16_t type, const char *what,
-				   int (*fn)(void *dev, const struct snap_section *s), void *dev)
+/* Finds the snapshot's section `type` (instance 0) for `what`. Returns 0, or
+ * -EINVAL with the reason in x->why. */
+static int machine_restore_find(struct machine_restore_ctx *x, uint16_t type, const char *what,
+				struct snap_section *s)
 {
-	struct snap_section s;
-
-	if (!snap_find(&x->img->file, type, 0, &s))
+	if (!snap_find(&x->img->file, type, 0, s))
 		return machine_restore_fail(x, -EINVAL, "the snapshot has no %s state", what);
-	if (fn(dev, &s) < 0)
-		return machine_restore_fail(x, -EINVAL, "the snapshot's %s state is malformed",
-					    what);
 	return 0;
-}
-
-static int machine_serial_restore(void *dev, const struct snap_section *s)
-{
-	return serial_restore(dev, s);
-}
-
-static int machine_i8042_restore(void *dev, const struct snap_section *s)
-{
-	return i8042_restore(dev, s);
-}
-
-static int machine_ctl_restore(void *dev, const struct snap_section *s)
-{
-	return ctl_restore(dev, s);
 }
 
 /* On the loop thread, or with it held (evloop_run_paused), or before it runs;
@@ -979,6 +953,7 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 	struct machine_restore_ctx *x = opaque;
 	struct machine *m = x->m;
 	const struct snap_file *f = &x->img->file;
+	struct snap_section s;
 	unsigned int disk = 0;
 	char sub[384];
 	int ret;
@@ -997,11 +972,15 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 	}
 	for (unsigned int i = 0; i < m->nvirtio; i++) {
 		struct machine_virtio *d = &m->virtio[i];
-		struct snap_section s;
-
 		if (d->device_id == VIRTIO_ID_BLOCK) {
-			if (!snap_find(f, SNAP_SEC_VIRTIO_BLK, (uint16_t)i, &s) ||
-			    virtio_blk_restore(d->dev, &s, sub, sizeof(sub)) < 0) {
+			if (!snap_find(f, SNAP_SEC_VIRTIO_BLK, (uint16_t)i, &s)) {
+				machine_restore_fail(x, -EINVAL,
+						     "the snapshot has no disk state for virtio "
+						     "device %u",
+						     i);
+				return;
+			}
+			if (virtio_blk_restore(d->dev, &s, sub, sizeof(sub)) < 0) {
 				machine_restore_fail(x, -EINVAL, "virtio device %u: %s", i, sub);
 				return;
 			}
@@ -1030,13 +1009,21 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 		machine_restore_fail(x, ret, "%s", sub);
 		return;
 	}
-	if (machine_restore_section(x, SNAP_SEC_SERIAL, "serial port", machine_serial_restore,
-				    m->serial) < 0 ||
-	    machine_restore_section(x, SNAP_SEC_I8042, "i8042", machine_i8042_restore, m->i8042) <
-		    0 ||
-	    machine_restore_section(x, SNAP_SEC_CTL, "control page", machine_ctl_restore, m->ctl) <
-		    0)
+	if (machine_restore_find(x, SNAP_SEC_SERIAL, "serial port", &s) < 0)
 		return;
+	ret = serial_restore(m->serial, &s, sub, sizeof(sub));
+	if (!ret && machine_restore_find(x, SNAP_SEC_I8042, "i8042", &s) < 0)
+		return;
+	if (!ret)
+		ret = i8042_restore(m->i8042, &s, sub, sizeof(sub));
+	if (!ret && machine_restore_find(x, SNAP_SEC_CTL, "control page", &s) < 0)
+		return;
+	if (!ret)
+		ret = ctl_restore(m->ctl, &s, sub, sizeof(sub));
+	if (ret < 0) {
+		machine_restore_fail(x, ret, "the snapshot's %s", sub);
+		return;
+	}
 	ret = kvm_state_load_clock(m->vm, f, sub, sizeof(sub));
 	if (ret < 0) {
 		machine_restore_fail(x, ret, "%s", sub);
@@ -1046,8 +1033,6 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 	 * docs/vsock.md), then every live queue is served once in case a
 	 * notification was in flight when the snapshot was taken. */
 	for (unsigned int i = 0; i < m->nvirtio; i++) {
-		struct snap_section s;
-
 		if (m->virtio[i].device_id != VIRTIO_ID_VSOCK)
 			continue;
 		if (!snap_find(f, SNAP_SEC_VIRTIO_VSOCK, (uint16_t)i, &s) ||
@@ -1085,7 +1070,7 @@ static int machine_restore_image(struct machine *m, struct snap_image *img,
 				 size_t why_len)
 {
 	struct machine_restore_ctx x = {.m = m, .img = img, .p = p};
-	uint64_t t1 = machine_now_ns();
+	uint64_t t1 = clock_mono_ns();
 
 	if (img->meta.mem_size != m->vm->mem.size || img->meta.vcpus != m->ncpus) {
 		snprintf(why, why_len,
@@ -1122,7 +1107,7 @@ int machine_restore(struct machine *m, const struct machine_restore_params *p,
 		    struct machine_restore_times *t, char *why, size_t why_len)
 {
 	struct snap_image img;
-	uint64_t t0 = machine_now_ns();
+	uint64_t t0 = clock_mono_ns();
 	int ret;
 
 	if (m->state != MACHINE_WAITING) {

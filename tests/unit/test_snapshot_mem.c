@@ -247,7 +247,7 @@ static void test_serial_round_trip(void **state)
 	assert_int_equal(snap_writer_seal(&w, NULL), 0);
 	assert_int_equal(snap_parse(w.buf, w.len, &f, why, sizeof(why)), 0);
 	assert_true(snap_find(&f, SNAP_SEC_SERIAL, 0, &s));
-	assert_int_equal(serial_restore(b, &s), 0);
+	assert_int_equal(serial_restore(b, &s, NULL, 0), 0);
 
 	iobus_dispatch(bus_b, IOBUS_PIO, 0x3ff, &v, 1, false);
 	assert_int_equal(v, 0x5a);
@@ -265,7 +265,7 @@ static void test_serial_round_trip(void **state)
 		struct snap_section cut = s;
 
 		cut.len = len;
-		assert_int_equal(serial_restore(b, &cut), -EINVAL);
+		assert_int_equal(serial_restore(b, &cut, NULL, 0), -EINVAL);
 	}
 	snap_writer_release(&w);
 	serial_destroy(a);
@@ -292,12 +292,12 @@ static void test_i8042_and_ctl_round_trip(void **state)
 	assert_int_equal(snap_writer_seal(&w, NULL), 0);
 	assert_int_equal(snap_parse(w.buf, w.len, &f, why, sizeof(why)), 0);
 	assert_true(snap_find(&f, SNAP_SEC_I8042, 0, &s));
-	assert_int_equal(i8042_restore(k, &s), 0);
+	assert_int_equal(i8042_restore(k, &s, NULL, 0), 0);
 	assert_true(snap_find(&f, SNAP_SEC_CTL, 0, &s));
-	assert_int_equal(ctl_restore(c, &s), 0);
-	assert_int_equal(ctl_restore(c, &badsec), -EINVAL);
+	assert_int_equal(ctl_restore(c, &s, NULL, 0), 0);
+	assert_int_equal(ctl_restore(c, &badsec, NULL, 0), -EINVAL);
 	badsec.len = 2;
-	assert_int_equal(i8042_restore(k, &badsec), -EINVAL);
+	assert_int_equal(i8042_restore(k, &badsec, NULL, 0), -EINVAL);
 	snap_writer_release(&w);
 	i8042_destroy(k);
 	ctl_destroy(c);

@@ -5,6 +5,9 @@
  */
 #include "vmm/devices/ctl.h"
 
+#include "common/le.h"
+#include "common/reason.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -21,19 +24,6 @@ struct ctl {
 	ctl_ready_fn on_ready;
 	void *opaque;
 };
-
-static uint32_t ctl_get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void ctl_put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
 
 static void ctl_write_exit(struct ctl *c, uint32_t value)
 {
@@ -69,10 +59,10 @@ static void ctl_mmio(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 			value = CTL_MAGIC;
 		else if (offset == CTL_REG_VERSION)
 			value = CTL_VERSION;
-		ctl_put_le32(data, value);
+		le32_put(data, value);
 		return;
 	}
-	value = ctl_get_le32(data);
+	value = le32_get(data);
 	switch (offset) {
 	case CTL_REG_EXIT:
 		ctl_write_exit(c, value);
@@ -131,7 +121,7 @@ void ctl_save(struct ctl *c, struct snap_writer *w)
 	pthread_mutex_unlock(&c->lock);
 }
 
-int ctl_restore(struct ctl *c, const struct snap_section *sec)
+int ctl_restore(struct ctl *c, const struct snap_section *sec, char *why, size_t why_len)
 {
 	struct snap_rd r;
 	uint8_t exited;
@@ -139,7 +129,7 @@ int ctl_restore(struct ctl *c, const struct snap_section *sec)
 	snap_rd_init(&r, sec);
 	exited = snap_get_u8(&r);
 	if (!snap_rd_done(&r) || exited > 1)
-		return -EINVAL;
+		return reason_fail(why, why_len, -EINVAL, "malformed control page state");
 	pthread_mutex_lock(&c->lock);
 	c->exited = exited;
 	pthread_mutex_unlock(&c->lock);

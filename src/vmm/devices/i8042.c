@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/reason.h"
 #include "vmm/layout.h"
 
 #define I8042_CMD_WRITE_CTR    0x60 /* next data byte: controller command byte */
@@ -147,7 +148,7 @@ void i8042_save(struct i8042 *k, struct snap_writer *w)
 	pthread_mutex_unlock(&k->lock);
 }
 
-int i8042_restore(struct i8042 *k, const struct snap_section *sec)
+int i8042_restore(struct i8042 *k, const struct snap_section *sec, char *why, size_t why_len)
 {
 	struct snap_rd r;
 	uint8_t cmd;
@@ -155,7 +156,7 @@ int i8042_restore(struct i8042 *k, const struct snap_section *sec)
 	snap_rd_init(&r, sec);
 	cmd = snap_get_u8(&r);
 	if (!snap_rd_done(&r))
-		return -EINVAL;
+		return reason_fail(why, why_len, -EINVAL, "malformed i8042 state");
 	pthread_mutex_lock(&k->lock);
 	k->pending_cmd = cmd;
 	pthread_mutex_unlock(&k->lock);

@@ -2,6 +2,8 @@
 #ifndef KILN_VMM_DEVICES_I8042_H
 #define KILN_VMM_DEVICES_I8042_H
 
+#include <stddef.h>
+
 #include "vmm/iobus.h"
 #include "vmm/snapshot/format.h"
 
@@ -23,7 +25,8 @@ int i8042_attach(struct i8042 *k, struct iobus *bus);
 /* Appends the controller's state (a half-written command) as SNAP_SEC_I8042. */
 void i8042_save(struct i8042 *k, struct snap_writer *w);
 
-/* Loads a SNAP_SEC_I8042 section. Returns 0 or -EINVAL when malformed. */
-int i8042_restore(struct i8042 *k, const struct snap_section *sec);
+/* Loads a SNAP_SEC_I8042 section. Returns 0, or -EINVAL with a reason in
+ * `why` when it is malformed. */
+int i8042_restore(struct i8042 *k, const struct snap_section *sec, char *why, size_t why_len);
 
 #endif

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/reason.h"
 
 #define SERIAL_NR_PORTS	   8
 #define SERIAL_FIFO_LEN	   16
@@ -523,7 +524,7 @@ void serial_save(struct serial *s, struct snap_writer *w)
 	pthread_mutex_unlock(&s->lock);
 }
 
-int serial_restore(struct serial *s, const struct snap_section *sec)
+int serial_restore(struct serial *s, const struct snap_section *sec, char *why, size_t why_len)
 {
 	uint8_t regs[13], rx[SERIAL_FIFO_LEN], rx_count;
 	uint8_t *backlog = NULL;
@@ -535,18 +536,18 @@ int serial_restore(struct serial *s, const struct snap_section *sec)
 	rx_count = snap_get_u8(&r);
 	/* regs[7] is fifo_enabled: 16 bytes of FIFO, else one holding register. */
 	if (r.err || rx_count > (regs[7] ? SERIAL_FIFO_LEN : 1))
-		return -EINVAL;
+		return reason_fail(why, why_len, -EINVAL, "malformed serial port state");
 	snap_get_bytes(&r, rx, rx_count);
 	bl_count = snap_get_u32(&r);
 	if (r.err || bl_count > SERIAL_BACKLOG_LEN || bl_count != r.len - r.off)
-		return -EINVAL;
+		return reason_fail(why, why_len, -EINVAL, "malformed serial port state");
 	backlog = malloc(bl_count ? bl_count : 1);
 	if (!backlog)
-		return -ENOMEM;
+		return reason_fail(why, why_len, -ENOMEM, "out of memory");
 	snap_get_bytes(&r, backlog, bl_count);
 	if (!snap_rd_done(&r)) {
 		free(backlog);
-		return -EINVAL;
+		return reason_fail(why, why_len, -EINVAL, "malformed serial port state");
 	}
 	pthread_mutex_lock(&s->lock);
 	serial_flush_locked(s);

@@ -34,8 +34,8 @@ void serial_set_output(struct serial *s, int out_fd);
  * and host backlog as a SNAP_SEC_SERIAL section. Thread-safe. */
 void serial_save(struct serial *s, struct snap_writer *w);
 
-/* Loads a SNAP_SEC_SERIAL section. Returns 0, or -EINVAL when it is
- * malformed (the UART is then unchanged). Thread-safe. */
-int serial_restore(struct serial *s, const struct snap_section *sec);
+/* Loads a SNAP_SEC_SERIAL section. Returns 0, or -EINVAL (malformed) or
+ * -ENOMEM with a reason in `why`; the UART is then unchanged. Thread-safe. */
+int serial_restore(struct serial *s, const struct snap_section *sec, char *why, size_t why_len);
 
 #endif

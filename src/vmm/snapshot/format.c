@@ -2,6 +2,9 @@
  * readers, CRC32C. See format.h and docs/snapshots.md. */
 #include "vmm/snapshot/format.h"
 
+#include "common/le.h"
+#include "common/reason.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,23 +16,6 @@
 #define SNAP_OFF_BODYLEN 16
 #define SNAP_OFF_CRC	 24
 #define SNAP_OFF_RESV	 28
-
-/* ---- little-endian helpers ------------------------------------------------ */
-
-static void snap_le_put(uint8_t *p, uint64_t v, unsigned int bytes)
-{
-	for (unsigned int i = 0; i < bytes; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t snap_le_get(const uint8_t *p, unsigned int bytes)
-{
-	uint64_t v = 0;
-
-	for (unsigned int i = 0; i < bytes; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
 
 /* ---- CRC32C ----------------------------------------------------------------- */
 
@@ -127,7 +113,7 @@ static void snap_put_le(struct snap_writer *w, uint64_t v, unsigned int bytes)
 {
 	if (!snap_reserve(w, bytes))
 		return;
-	snap_le_put(w->buf + w->len, v, bytes);
+	le_put(w->buf + w->len, v, bytes);
 	w->len += bytes;
 }
 
@@ -180,7 +166,7 @@ void snap_end(struct snap_writer *w)
 		w->err = -EINVAL;
 		return;
 	}
-	snap_le_put(w->buf + w->section + 4, payload, 4);
+	le_put(w->buf + w->section + 4, payload, 4);
 	w->section = SIZE_MAX;
 }
 
@@ -201,13 +187,13 @@ int snap_writer_seal(struct snap_writer *w, uint32_t *crc)
 	if (!w->buf || w->section != SIZE_MAX)
 		return -EINVAL;
 	memcpy(w->buf, SNAP_MAGIC, SNAP_MAGIC_LEN);
-	snap_le_put(w->buf + SNAP_OFF_VERSION, SNAP_FORMAT_VERSION, 4);
-	snap_le_put(w->buf + SNAP_OFF_HDRSIZE, SNAP_HEADER_SIZE, 4);
-	snap_le_put(w->buf + SNAP_OFF_BODYLEN, w->len - SNAP_HEADER_SIZE, 8);
-	snap_le_put(w->buf + SNAP_OFF_CRC, 0, 4);
-	snap_le_put(w->buf + SNAP_OFF_RESV, 0, 4);
+	le_put(w->buf + SNAP_OFF_VERSION, SNAP_FORMAT_VERSION, 4);
+	le_put(w->buf + SNAP_OFF_HDRSIZE, SNAP_HEADER_SIZE, 4);
+	le_put(w->buf + SNAP_OFF_BODYLEN, w->len - SNAP_HEADER_SIZE, 8);
+	le_put(w->buf + SNAP_OFF_CRC, 0, 4);
+	le_put(w->buf + SNAP_OFF_RESV, 0, 4);
 	c = snap_crc32c(0, w->buf, w->len);
-	snap_le_put(w->buf + SNAP_OFF_CRC, c, 4);
+	le_put(w->buf + SNAP_OFF_CRC, c, 4);
 	if (crc)
 		*crc = c;
 	return 0;
@@ -224,40 +210,41 @@ int snap_parse(const uint8_t *buf, size_t len, struct snap_file *f, char *why, s
 
 	memset(f, 0, sizeof(*f));
 	if (len < SNAP_MAGIC_LEN || memcmp(buf, SNAP_MAGIC, SNAP_MAGIC_LEN) != 0)
-		return snap_fail(why, why_len, -EINVAL,
-				 "not a kiln snapshot state file (wrong magic)");
+		return reason_fail(why, why_len, -EINVAL,
+				   "not a kiln snapshot state file (wrong magic)");
 	if (len < SNAP_HEADER_SIZE)
-		return snap_fail(why, why_len, -EINVAL,
-				 "state file truncated: %zu bytes, the header alone is %u", len,
-				 SNAP_HEADER_SIZE);
-	version = (uint32_t)snap_le_get(buf + SNAP_OFF_VERSION, 4);
+		return reason_fail(why, why_len, -EINVAL,
+				   "state file truncated: %zu bytes, the header alone is %u", len,
+				   SNAP_HEADER_SIZE);
+	version = (uint32_t)le_get(buf + SNAP_OFF_VERSION, 4);
 	if (version != SNAP_FORMAT_VERSION)
-		return snap_fail(why, why_len, -EINVAL,
-				 "snapshot format version %u is not supported (this kiln-vmm reads "
-				 "version %u)",
-				 version, SNAP_FORMAT_VERSION);
-	hdr_size = (uint32_t)snap_le_get(buf + SNAP_OFF_HDRSIZE, 4);
+		return reason_fail(
+			why, why_len, -EINVAL,
+			"snapshot format version %u is not supported (this kiln-vmm reads "
+			"version %u)",
+			version, SNAP_FORMAT_VERSION);
+	hdr_size = (uint32_t)le_get(buf + SNAP_OFF_HDRSIZE, 4);
 	if (hdr_size != SNAP_HEADER_SIZE)
-		return snap_fail(why, why_len, -EINVAL, "state file header size %u, expected %u",
-				 hdr_size, SNAP_HEADER_SIZE);
-	body = snap_le_get(buf + SNAP_OFF_BODYLEN, 8);
+		return reason_fail(why, why_len, -EINVAL, "state file header size %u, expected %u",
+				   hdr_size, SNAP_HEADER_SIZE);
+	body = le_get(buf + SNAP_OFF_BODYLEN, 8);
 	if (body > SNAP_MAX_STATE_BYTES)
-		return snap_fail(why, why_len, -EINVAL,
-				 "state file body of %llu bytes is too large",
-				 (unsigned long long)body);
+		return reason_fail(why, why_len, -EINVAL,
+				   "state file body of %llu bytes is too large",
+				   (unsigned long long)body);
 	if (len - SNAP_HEADER_SIZE < body)
-		return snap_fail(why, why_len, -EINVAL,
-				 "state file truncated: %zu bytes, expected %llu", len,
-				 (unsigned long long)(body + SNAP_HEADER_SIZE));
+		return reason_fail(why, why_len, -EINVAL,
+				   "state file truncated: %zu bytes, expected %llu", len,
+				   (unsigned long long)(body + SNAP_HEADER_SIZE));
 	if (len - SNAP_HEADER_SIZE > body)
-		return snap_fail(why, why_len, -EINVAL, "state file has %zu bytes after its end",
-				 (size_t)(len - SNAP_HEADER_SIZE - body));
-	stored = (uint32_t)snap_le_get(buf + SNAP_OFF_CRC, 4);
+		return reason_fail(why, why_len, -EINVAL, "state file has %zu bytes after its end",
+				   (size_t)(len - SNAP_HEADER_SIZE - body));
+	stored = (uint32_t)le_get(buf + SNAP_OFF_CRC, 4);
 	crc = snap_crc32c(0, buf, SNAP_OFF_CRC);
 	crc = snap_crc32c(crc, zero, sizeof(zero));
 	crc = snap_crc32c(crc, buf + SNAP_OFF_RESV, len - SNAP_OFF_RESV);
 	if (crc != stored)
-		return snap_fail(
+		return reason_fail(
 			why, why_len, -EINVAL,
 			"state file checksum mismatch (stored %08x, computed %08x): the file "
 			"is corrupted",
@@ -267,15 +254,16 @@ int snap_parse(const uint8_t *buf, size_t len, struct snap_file *f, char *why, s
 		uint64_t plen;
 
 		if (len - off < SNAP_SECTION_HDR)
-			return snap_fail(why, why_len, -EINVAL,
-					 "section header at offset %llu runs past the end",
-					 (unsigned long long)off);
-		plen = snap_le_get(buf + off + 4, 4);
+			return reason_fail(why, why_len, -EINVAL,
+					   "section header at offset %llu runs past the end",
+					   (unsigned long long)off);
+		plen = le_get(buf + off + 4, 4);
 		if (plen > len - off - SNAP_SECTION_HDR)
-			return snap_fail(why, why_len, -EINVAL,
-					 "section %u at offset %llu claims %llu bytes past the end",
-					 (unsigned int)snap_le_get(buf + off, 2),
-					 (unsigned long long)off, (unsigned long long)plen);
+			return reason_fail(
+				why, why_len, -EINVAL,
+				"section %u at offset %llu claims %llu bytes past the end",
+				(unsigned int)le_get(buf + off, 2), (unsigned long long)off,
+				(unsigned long long)plen);
 		off += SNAP_SECTION_HDR + plen;
 	}
 	f->buf = buf;
@@ -294,11 +282,11 @@ bool snap_section_at(const struct snap_file *f, size_t i, struct snap_section *s
 		return false;
 	for (;;) {
 		/* snap_parse proved every header and payload lies in the buffer. */
-		uint32_t plen = (uint32_t)snap_le_get(f->buf + off + 4, 4);
+		uint32_t plen = (uint32_t)le_get(f->buf + off + 4, 4);
 
 		if (i-- == 0) {
-			s->type = (uint16_t)snap_le_get(f->buf + off, 2);
-			s->instance = (uint16_t)snap_le_get(f->buf + off + 2, 2);
+			s->type = (uint16_t)le_get(f->buf + off, 2);
+			s->instance = (uint16_t)le_get(f->buf + off + 2, 2);
 			s->len = plen;
 			s->data = f->buf + off + SNAP_SECTION_HDR;
 			return true;
@@ -312,10 +300,9 @@ bool snap_find(const struct snap_file *f, uint16_t type, uint16_t instance, stru
 	size_t off = SNAP_HEADER_SIZE;
 
 	for (size_t i = 0; i < f->nsections; i++) {
-		uint32_t plen = (uint32_t)snap_le_get(f->buf + off + 4, 4);
+		uint32_t plen = (uint32_t)le_get(f->buf + off + 4, 4);
 
-		if (snap_le_get(f->buf + off, 2) == type &&
-		    snap_le_get(f->buf + off + 2, 2) == instance) {
+		if (le_get(f->buf + off, 2) == type && le_get(f->buf + off + 2, 2) == instance) {
 			s->type = type;
 			s->instance = instance;
 			s->len = plen;
@@ -354,7 +341,7 @@ static uint64_t snap_get_le(struct snap_rd *r, unsigned int bytes)
 {
 	const uint8_t *p = snap_take(r, bytes);
 
-	return p ? snap_le_get(p, bytes) : 0;
+	return p ? le_get(p, bytes) : 0;
 }
 
 uint8_t snap_get_u8(struct snap_rd *r)
@@ -390,16 +377,4 @@ void snap_get_bytes(struct snap_rd *r, void *dst, size_t len)
 bool snap_rd_done(const struct snap_rd *r)
 {
 	return !r->err && r->off == r->len;
-}
-
-int snap_fail(char *why, size_t why_len, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why && why_len) {
-		va_start(ap, fmt);
-		vsnprintf(why, why_len, fmt, ap);
-		va_end(ap);
-	}
-	return err;
 }

@@ -81,11 +81,6 @@ struct snap_writer {
 };
 
 /* Starts an empty file (room for the header). Returns 0 or -ENOMEM. */
-/* Formats a message into `why` (when it is not NULL and why_len > 0) and
- * returns `err`: the one way snapshot code reports what went wrong. */
-int snap_fail(char *why, size_t why_len, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
 int snap_writer_init(struct snap_writer *w);
 
 /* Frees the buffer. Accepts a zeroed or released writer. */

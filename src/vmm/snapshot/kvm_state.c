@@ -1,6 +1,9 @@
 /* kvm_state.c - saving and loading KVM's vCPU and VM state. See kvm_state.h. */
 #include "vmm/snapshot/kvm_state.h"
 
+#include "common/le.h"
+#include "common/reason.h"
+
 #include "common/log.h"
 
 #include <errno.h>
@@ -306,12 +309,12 @@ static int kvm_state_get(const struct snap_file *f, uint16_t type, uint16_t inst
 	struct snap_section s;
 
 	if (!snap_find(f, type, instance, &s))
-		return snap_fail(why, why_len, -EINVAL, "the snapshot has no %s for %u", what,
-				 instance);
+		return reason_fail(why, why_len, -EINVAL, "the snapshot has no %s for %u", what,
+				   instance);
 	if (s.len != len)
-		return snap_fail(why, why_len, -EINVAL,
-				 "the snapshot's %s for %u has %u bytes, expected %zu", what,
-				 instance, s.len, len);
+		return reason_fail(why, why_len, -EINVAL,
+				   "the snapshot's %s for %u has %u bytes, expected %zu", what,
+				   instance, s.len, len);
 	memcpy(dst, s.data, len);
 	return 0;
 }
@@ -320,8 +323,8 @@ static int kvm_state_set(int fd, unsigned long req, void *arg, const char *what,
 			 char *why, size_t why_len)
 {
 	if (ioctl(fd, req, arg) < 0)
-		return snap_fail(why, why_len, -errno, "vCPU %u: %s: %s", index, what,
-				 strerror(errno));
+		return reason_fail(why, why_len, -errno, "vCPU %u: %s: %s", index, what,
+				   strerror(errno));
 	return 0;
 }
 
@@ -335,14 +338,15 @@ static int kvm_state_get_msrs(const struct snap_file *f, uint16_t id, struct kvm
 	uint32_t n;
 
 	if (!snap_find(f, SNAP_SEC_VCPU_MSRS, id, &s))
-		return snap_fail(why, why_len, -EINVAL, "the snapshot has no MSRs for vCPU %u", id);
+		return reason_fail(why, why_len, -EINVAL, "the snapshot has no MSRs for vCPU %u",
+				   id);
 	snap_rd_init(&r, &s);
 	n = snap_get_u32(&r);
 	if (r.err || n > KVM_STATE_MAX_MSRS + 64 || (uint64_t)n * 16 != r.len - r.off)
-		return snap_fail(why, why_len, -EINVAL, "malformed MSR section for vCPU %u", id);
+		return reason_fail(why, why_len, -EINVAL, "malformed MSR section for vCPU %u", id);
 	e = calloc(n ? n : 1, sizeof(*e));
 	if (!e)
-		return snap_fail(why, why_len, -ENOMEM, "out of memory");
+		return reason_fail(why, why_len, -ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < n; i++) {
 		e[i].index = snap_get_u32(&r);
 		(void)snap_get_u32(&r);
@@ -377,8 +381,7 @@ int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, si
 	}
 
 	if (snap_find(f, SNAP_SEC_VCPU_TSC_KHZ, id, &s) && s.len == 4) {
-		uint32_t khz = (uint32_t)s.data[0] | (uint32_t)s.data[1] << 8 |
-			       (uint32_t)s.data[2] << 16 | (uint32_t)s.data[3] << 24;
+		uint32_t khz = le32_get(s.data);
 		int now = kvm_state_has(v->vm, KVM_CAP_GET_TSC_KHZ)
 				  ? ioctl(v->fd, KVM_GET_TSC_KHZ, 0)
 				  : -1;
@@ -410,10 +413,10 @@ int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, si
 		void *xs;
 
 		if (s.len > xsize) {
-			ret = snap_fail(why, why_len, -EINVAL,
-					"vCPU %u: the snapshot's XSAVE area has %u bytes, this "
-					"host's KVM takes %zu",
-					v->index, s.len, xsize);
+			ret = reason_fail(why, why_len, -EINVAL,
+					  "vCPU %u: the snapshot's XSAVE area has %u bytes, this "
+					  "host's KVM takes %zu",
+					  v->index, s.len, xsize);
 			goto out_free;
 		}
 		xs = calloc(1, xsize);
@@ -445,7 +448,8 @@ int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, si
 	}
 	ret = kvm_state_write_msrs(v, msrs, kept);
 	if (ret) {
-		snap_fail(why, why_len, ret, "vCPU %u: KVM_SET_MSRS: %s", v->index, strerror(-ret));
+		reason_fail(why, why_len, ret, "vCPU %u: KVM_SET_MSRS: %s", v->index,
+			    strerror(-ret));
 		goto out_free;
 	}
 	ret = kvm_state_get(f, SNAP_SEC_VCPU_MP_STATE, id, &u.mp, sizeof(u.mp), "MP state", why,
@@ -462,8 +466,8 @@ int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, si
 	if (!ret && has_deadline) {
 		ret = kvm_state_write_msrs(v, &deadline, 1);
 		if (ret)
-			snap_fail(why, why_len, ret, "vCPU %u: TSC deadline: %s", v->index,
-				  strerror(-ret));
+			reason_fail(why, why_len, ret, "vCPU %u: TSC deadline: %s", v->index,
+				    strerror(-ret));
 	}
 	if (!ret)
 		ret = kvm_state_get(f, SNAP_SEC_VCPU_EVENTS, id, &u.events, sizeof(u.events),
@@ -497,17 +501,17 @@ int kvm_state_load_vm(struct vm *vm, const struct snap_file *f, char *why, size_
 		if (ret)
 			return ret;
 		if (chip.chip_id != id)
-			return snap_fail(why, why_len, -EINVAL, "irqchip section %u is chip %u", id,
-					 chip.chip_id);
+			return reason_fail(why, why_len, -EINVAL, "irqchip section %u is chip %u",
+					   id, chip.chip_id);
 		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chip) < 0)
-			return snap_fail(why, why_len, -errno, "KVM_SET_IRQCHIP %u: %s", id,
-					 strerror(errno));
+			return reason_fail(why, why_len, -errno, "KVM_SET_IRQCHIP %u: %s", id,
+					   strerror(errno));
 	}
 	ret = kvm_state_get(f, SNAP_SEC_VM_PIT, 0, &pit, sizeof(pit), "PIT", why, why_len);
 	if (ret)
 		return ret;
 	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0)
-		return snap_fail(why, why_len, -errno, "KVM_SET_PIT2: %s", strerror(errno));
+		return reason_fail(why, why_len, -errno, "KVM_SET_PIT2: %s", strerror(errno));
 	return 0;
 }
 
@@ -526,6 +530,6 @@ int kvm_state_load_clock(struct vm *vm, const struct snap_file *f, char *why, si
 	clock.realtime = 0;
 	clock.host_tsc = 0;
 	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
-		return snap_fail(why, why_len, -errno, "KVM_SET_CLOCK: %s", strerror(errno));
+		return reason_fail(why, why_len, -errno, "KVM_SET_CLOCK: %s", strerror(errno));
 	return 0;
 }

@@ -1,6 +1,8 @@
 /* memfile.c - writing guest RAM to a sparse snapshot memory file and mapping
  * memory files back MAP_PRIVATE. See memfile.h. */
 #include "vmm/snapshot/memfile.h"
+
+#include "common/reason.h"
 #include "vmm/snapshot/format.h"
 
 #include <errno.h>
@@ -194,7 +196,7 @@ static int snap_mem_write_full(int fd, int pm, const struct guest_mem *mem,
 	cand = calloc((size_t)(npages + 63) / 64, sizeof(*cand));
 	ents = malloc(PM_CHUNK * sizeof(*ents));
 	if (!cand || !ents) {
-		ret = snap_fail(why, why_len, -ENOMEM, "out of memory");
+		ret = reason_fail(why, why_len, -ENOMEM, "out of memory");
 		goto out_free;
 	}
 	for (uint64_t p = 0; p < npages; p += PM_CHUNK) {
@@ -202,8 +204,8 @@ static int snap_mem_write_full(int fd, int pm, const struct guest_mem *mem,
 
 		ret = snap_pagemap_read(pm, mem, p, n, ents);
 		if (ret < 0) {
-			snap_fail(why, why_len, ret, "cannot read /proc/self/pagemap: %s",
-				  strerror(-ret));
+			reason_fail(why, why_len, ret, "cannot read /proc/self/pagemap: %s",
+				    strerror(-ret));
 			goto out_free;
 		}
 		for (size_t i = 0; i < n; i++)
@@ -237,7 +239,7 @@ static int snap_mem_write_full(int fd, int pm, const struct guest_mem *mem,
 	if (!ret)
 		ret = snap_flush_run(fd, mem, run, npages, st);
 	if (ret < 0)
-		snap_fail(why, why_len, ret, "cannot write the memory file: %s", strerror(-ret));
+		reason_fail(why, why_len, ret, "cannot write the memory file: %s", strerror(-ret));
 out_free:
 	free(ents);
 	free(cand);
@@ -256,14 +258,14 @@ static int snap_mem_write_diff(int fd, int pm, const struct guest_mem *mem,
 	int ret = 0;
 
 	if (!ents)
-		return snap_fail(why, why_len, -ENOMEM, "out of memory");
+		return reason_fail(why, why_len, -ENOMEM, "out of memory");
 	for (uint64_t p = 0; p < npages && !ret; p += PM_CHUNK) {
 		size_t n = npages - p < PM_CHUNK ? (size_t)(npages - p) : PM_CHUNK;
 
 		ret = snap_pagemap_read(pm, mem, p, n, ents);
 		if (ret < 0) {
-			snap_fail(why, why_len, ret, "cannot read /proc/self/pagemap: %s",
-				  strerror(-ret));
+			reason_fail(why, why_len, ret, "cannot read /proc/self/pagemap: %s",
+				    strerror(-ret));
 			break;
 		}
 		for (size_t i = 0; i < n && !ret; i++) {
@@ -285,15 +287,15 @@ static int snap_mem_write_diff(int fd, int pm, const struct guest_mem *mem,
 	if (!ret && run != SNAP_NO_PAGE)
 		ret = snap_extents_add(ext, run, end - run);
 	if (ret < 0 && why && !*why)
-		snap_fail(why, why_len, ret, "out of memory");
+		reason_fail(why, why_len, ret, "out of memory");
 	for (size_t i = 0; i < ext->n && !ret; i++) {
 		uint64_t off = ext->v[i].page * SNAP_PAGE_SIZE;
 		size_t len = (size_t)(ext->v[i].npages * SNAP_PAGE_SIZE);
 
 		ret = snap_pwrite_all(fd, mem->host + off, len, off);
 		if (ret < 0) {
-			snap_fail(why, why_len, ret, "cannot write the memory file: %s",
-				  strerror(-ret));
+			reason_fail(why, why_len, ret, "cannot write the memory file: %s",
+				    strerror(-ret));
 			break;
 		}
 		st->pages_scanned += ext->v[i].npages;
@@ -315,18 +317,18 @@ int snap_mem_write(int fd, const struct guest_mem *mem, const struct snap_backin
 	if (why && why_len)
 		why[0] = '\0';
 	if (!mem->host || mem->size % SNAP_PAGE_SIZE)
-		return snap_fail(why, why_len, -EINVAL, "no guest memory");
+		return reason_fail(why, why_len, -EINVAL, "no guest memory");
 	if (diff && (!b || !b->file_backed))
-		return snap_fail(why, why_len, -EINVAL,
-				 "a diff snapshot needs a parent: restore this VM from a "
-				 "snapshot, or take a full snapshot first");
+		return reason_fail(why, why_len, -EINVAL,
+				   "a diff snapshot needs a parent: restore this VM from a "
+				   "snapshot, or take a full snapshot first");
 	if (ftruncate(fd, (off_t)mem->size) < 0)
-		return snap_fail(why, why_len, -errno, "cannot size the memory file: %s",
-				 strerror(errno));
+		return reason_fail(why, why_len, -errno, "cannot size the memory file: %s",
+				   strerror(errno));
 	pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (pm < 0)
-		return snap_fail(why, why_len, -errno, "cannot open /proc/self/pagemap: %s",
-				 strerror(errno));
+		return reason_fail(why, why_len, -errno, "cannot open /proc/self/pagemap: %s",
+				   strerror(errno));
 	if (diff)
 		ret = snap_mem_write_diff(fd, pm, mem, extents, st, why, why_len);
 	else

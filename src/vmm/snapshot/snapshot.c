@@ -2,6 +2,8 @@
  * parents, mapping it over guest RAM. See snapshot.h. */
 #include "vmm/snapshot/snapshot.h"
 
+#include "common/reason.h"
+
 #include "vmm/boot/boot.h"
 
 #include <errno.h>
@@ -49,7 +51,7 @@ int snap_get_meta(const struct snap_file *f, struct snap_meta *m, char *why, siz
 
 	memset(m, 0, sizeof(*m));
 	if (!snap_find(f, SNAP_SEC_META, 0, &s))
-		return snap_fail(why, why_len, -EINVAL, "state file has no META section");
+		return reason_fail(why, why_len, -EINVAL, "state file has no META section");
 	snap_rd_init(&r, &s);
 	m->mem_size = snap_get_u64(&r);
 	m->vcpus = snap_get_u32(&r);
@@ -58,21 +60,21 @@ int snap_get_meta(const struct snap_file *f, struct snap_meta *m, char *why, siz
 	snap_get_bytes(&r, m->version, SNAP_META_VERSION_LEN);
 	m->version[SNAP_META_VERSION_LEN] = '\0';
 	if (!snap_rd_done(&r))
-		return snap_fail(why, why_len, -EINVAL,
-				 "state file META section has %u bytes, "
-				 "expected %u",
-				 s.len, 24 + SNAP_META_VERSION_LEN);
+		return reason_fail(why, why_len, -EINVAL,
+				   "state file META section has %u bytes, "
+				   "expected %u",
+				   s.len, 24 + SNAP_META_VERSION_LEN);
 	if (m->mem_size == 0 || m->mem_size % SNAP_PAGE_SIZE)
-		return snap_fail(why, why_len, -EINVAL,
-				 "snapshot memory size %llu is not whole pages",
-				 (unsigned long long)m->mem_size);
+		return reason_fail(why, why_len, -EINVAL,
+				   "snapshot memory size %llu is not whole pages",
+				   (unsigned long long)m->mem_size);
 	if (m->vcpus < 1 || m->vcpus > BOOT_MAX_VCPUS)
-		return snap_fail(why, why_len, -EINVAL,
-				 "snapshot has %u vCPUs; kiln-vmm supports 1 to %d", m->vcpus,
-				 BOOT_MAX_VCPUS);
+		return reason_fail(why, why_len, -EINVAL,
+				   "snapshot has %u vCPUs; kiln-vmm supports 1 to %d", m->vcpus,
+				   BOOT_MAX_VCPUS);
 	if (m->flags & ~SNAP_META_DIFF)
-		return snap_fail(why, why_len, -EINVAL, "snapshot has unknown flags 0x%x",
-				 m->flags);
+		return reason_fail(why, why_len, -EINVAL, "snapshot has unknown flags 0x%x",
+				   m->flags);
 	return 0;
 }
 
@@ -84,17 +86,17 @@ int snap_dir_prepare(const char *dir, char *why, size_t why_len)
 	struct stat st;
 
 	if (!dir || !*dir)
-		return snap_fail(why, why_len, -EINVAL, "no snapshot directory given");
+		return reason_fail(why, why_len, -EINVAL, "no snapshot directory given");
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-		return snap_fail(why, why_len, -errno, "cannot create snapshot directory %s: %s",
-				 dir, strerror(errno));
+		return reason_fail(why, why_len, -errno, "cannot create snapshot directory %s: %s",
+				   dir, strerror(errno));
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
-		return snap_fail(why, why_len, -ENOTDIR, "%s is not a directory", dir);
+		return reason_fail(why, why_len, -ENOTDIR, "%s is not a directory", dir);
 	if (snap_path(path, sizeof(path), dir, "state") < 0)
-		return snap_fail(why, why_len, -ENAMETOOLONG, "snapshot path too long");
+		return reason_fail(why, why_len, -ENAMETOOLONG, "snapshot path too long");
 	if (unlink(path) < 0 && errno != ENOENT)
-		return snap_fail(why, why_len, -errno, "cannot remove the old %s: %s", path,
-				 strerror(errno));
+		return reason_fail(why, why_len, -errno, "cannot remove the old %s: %s", path,
+				   strerror(errno));
 	return 0;
 }
 
@@ -150,8 +152,8 @@ int snap_write_memory(const char *dir, const struct guest_mem *mem, const struct
 
 	fd = snap_open_tmp(dir, "memory", tmp, final, sizeof(tmp));
 	if (fd < 0)
-		return snap_fail(why, why_len, fd, "cannot create the memory file in %s: %s", dir,
-				 strerror(-fd));
+		return reason_fail(why, why_len, fd, "cannot create the memory file in %s: %s", dir,
+				   strerror(-fd));
 	ret = snap_mem_write(fd, mem, b, diff, ext, st, why, why_len);
 	if (ret < 0) {
 		close(fd);
@@ -160,12 +162,12 @@ int snap_write_memory(const char *dir, const struct guest_mem *mem, const struct
 	}
 	ret = snap_commit(fd, dir, tmp, final);
 	if (ret < 0)
-		return snap_fail(why, why_len, ret, "cannot save %s: %s", final, strerror(-ret));
+		return reason_fail(why, why_len, ret, "cannot save %s: %s", final, strerror(-ret));
 	if (reopen) {
 		*reopen = open(final, O_RDONLY | O_CLOEXEC);
 		if (*reopen < 0)
-			return snap_fail(why, why_len, -errno, "cannot reopen %s: %s", final,
-					 strerror(errno));
+			return reason_fail(why, why_len, -errno, "cannot reopen %s: %s", final,
+					   strerror(errno));
 	}
 	return 0;
 }
@@ -178,8 +180,8 @@ int snap_write_state(const char *dir, const void *buf, size_t len, char *why, si
 
 	fd = snap_open_tmp(dir, "state", tmp, final, sizeof(tmp));
 	if (fd < 0)
-		return snap_fail(why, why_len, fd, "cannot create the state file in %s: %s", dir,
-				 strerror(-fd));
+		return reason_fail(why, why_len, fd, "cannot create the state file in %s: %s", dir,
+				   strerror(-fd));
 	while (len > 0) {
 		ssize_t n = write(fd, p, len);
 
@@ -199,7 +201,7 @@ int snap_write_state(const char *dir, const void *buf, size_t len, char *why, si
 		ret = snap_commit(fd, dir, tmp, final);
 	}
 	if (ret < 0)
-		return snap_fail(why, why_len, ret, "cannot save %s: %s", final, strerror(-ret));
+		return reason_fail(why, why_len, ret, "cannot save %s: %s", final, strerror(-ret));
 	return 0;
 }
 
@@ -215,25 +217,25 @@ static int snap_read_file(const char *path, uint8_t **out, size_t *out_len, char
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
-		return snap_fail(why, why_len, -errno, "cannot open %s: %s%s", path,
-				 strerror(errno),
-				 errno == ENOENT ? " (not a snapshot directory, or an incomplete "
-						   "snapshot)"
-						 : "");
+		return reason_fail(why, why_len, -errno, "cannot open %s: %s%s", path,
+				   strerror(errno),
+				   errno == ENOENT ? " (not a snapshot directory, or an incomplete "
+						     "snapshot)"
+						   : "");
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return snap_fail(why, why_len, -EINVAL, "%s is not a regular file", path);
+		return reason_fail(why, why_len, -EINVAL, "%s is not a regular file", path);
 	}
 	if ((uint64_t)st.st_size > SNAP_MAX_STATE_BYTES) {
 		close(fd);
-		return snap_fail(why, why_len, -EFBIG, "%s is larger than %u bytes", path,
-				 SNAP_MAX_STATE_BYTES);
+		return reason_fail(why, why_len, -EFBIG, "%s is larger than %u bytes", path,
+				   SNAP_MAX_STATE_BYTES);
 	}
 	len = (size_t)st.st_size;
 	buf = malloc(len ? len : 1);
 	if (!buf) {
 		close(fd);
-		return snap_fail(why, why_len, -ENOMEM, "out of memory");
+		return reason_fail(why, why_len, -ENOMEM, "out of memory");
 	}
 	while (done < len) {
 		ssize_t n = read(fd, buf + done, len - done);
@@ -258,16 +260,17 @@ static int snap_get_parent(const struct snap_file *f, char *dir, size_t dir_len,
 	uint32_t n;
 
 	if (!snap_find(f, SNAP_SEC_PARENT, 0, &s))
-		return snap_fail(why, why_len, -EINVAL, "diff snapshot without a PARENT section");
+		return reason_fail(why, why_len, -EINVAL, "diff snapshot without a PARENT section");
 	snap_rd_init(&r, &s);
 	*crc = snap_get_u32(&r);
 	n = snap_get_u32(&r);
 	if (r.err || n == 0 || n >= dir_len || n != r.len - r.off)
-		return snap_fail(why, why_len, -EINVAL, "malformed PARENT section");
+		return reason_fail(why, why_len, -EINVAL, "malformed PARENT section");
 	snap_get_bytes(&r, dir, n);
 	dir[n] = '\0';
 	if (strlen(dir) != n || dir[0] != '/')
-		return snap_fail(why, why_len, -EINVAL, "malformed parent path in PARENT section");
+		return reason_fail(why, why_len, -EINVAL,
+				   "malformed parent path in PARENT section");
 	return 0;
 }
 
@@ -279,24 +282,24 @@ static int snap_get_extents(const struct snap_file *f, uint64_t npages, struct s
 	uint64_t n, prev_end = 0;
 
 	if (!snap_find(f, SNAP_SEC_MEM_EXTENTS, 0, &s))
-		return snap_fail(why, why_len, -EINVAL,
-				 "diff snapshot without a MEM_EXTENTS section");
+		return reason_fail(why, why_len, -EINVAL,
+				   "diff snapshot without a MEM_EXTENTS section");
 	snap_rd_init(&r, &s);
 	n = snap_get_u64(&r);
 	if (r.err || n > (r.len - r.off) / 16 || n * 16 != r.len - r.off)
-		return snap_fail(why, why_len, -EINVAL, "malformed MEM_EXTENTS section");
+		return reason_fail(why, why_len, -EINVAL, "malformed MEM_EXTENTS section");
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t page = snap_get_u64(&r), cnt = snap_get_u64(&r);
 
 		/* Sorted, disjoint, non-empty, inside RAM. */
 		if (cnt == 0 || page < prev_end || page >= npages || cnt > npages - page)
-			return snap_fail(
+			return reason_fail(
 				why, why_len, -EINVAL,
 				"MEM_EXTENTS entry %llu is out of order or outside guest RAM",
 				(unsigned long long)i);
 		prev_end = page + cnt;
 		if (snap_extents_add(e, page, cnt) < 0)
-			return snap_fail(why, why_len, -ENOMEM, "out of memory");
+			return reason_fail(why, why_len, -ENOMEM, "out of memory");
 	}
 	return 0;
 }
@@ -334,61 +337,65 @@ static int snap_load_level(struct snap_image *img, const char *dir, bool top, ui
 	int ret;
 
 	if (!realpath(dir, l->dir))
-		return snap_fail(why, why_len, -errno, "snapshot directory %s: %s", dir,
-				 strerror(errno));
+		return reason_fail(why, why_len, -errno, "snapshot directory %s: %s", dir,
+				   strerror(errno));
 	if (snap_path(path, sizeof(path), l->dir, "state") < 0)
-		return snap_fail(why, why_len, -ENAMETOOLONG, "snapshot path too long");
+		return reason_fail(why, why_len, -ENAMETOOLONG, "snapshot path too long");
 	ret = snap_read_file(path, &buf, &len, why, why_len);
 	if (ret < 0)
 		return ret;
 	ret = snap_parse(buf, len, &f, sub, sizeof(sub));
 	if (ret < 0) {
-		snap_fail(why, why_len, ret, "%s: %s", path, sub);
+		reason_fail(why, why_len, ret, "%s: %s", path, sub);
 		goto out_free;
 	}
 	ret = snap_get_meta(&f, &meta, sub, sizeof(sub));
 	if (ret < 0) {
-		snap_fail(why, why_len, ret, "%s: %s", path, sub);
+		reason_fail(why, why_len, ret, "%s: %s", path, sub);
 		goto out_free;
 	}
 	if (top) {
 		if (meta.mem_size > max_mem) {
-			ret = snap_fail(why, why_len, -E2BIG,
-					"snapshot %s needs %llu MiB of guest memory, more than the "
-					"limit of %llu MiB",
-					l->dir, (unsigned long long)(meta.mem_size >> 20),
-					(unsigned long long)(max_mem >> 20));
+			ret = reason_fail(
+				why, why_len, -E2BIG,
+				"snapshot %s needs %llu MiB of guest memory, more than the "
+				"limit of %llu MiB",
+				l->dir, (unsigned long long)(meta.mem_size >> 20),
+				(unsigned long long)(max_mem >> 20));
 			goto out_free;
 		}
 		img->meta = meta;
 	} else if (f.crc != want_crc) {
-		ret = snap_fail(why, why_len, -ESTALE,
-				"parent snapshot %s has changed since the diff was taken (checksum "
-				"%08x, the diff expects %08x)",
-				l->dir, f.crc, want_crc);
+		ret = reason_fail(
+			why, why_len, -ESTALE,
+			"parent snapshot %s has changed since the diff was taken (checksum "
+			"%08x, the diff expects %08x)",
+			l->dir, f.crc, want_crc);
 		goto out_free;
 	} else if (meta.mem_size != img->meta.mem_size || meta.vcpus != img->meta.vcpus) {
-		ret = snap_fail(why, why_len, -EINVAL,
-				"parent snapshot %s has another memory size or vCPU count", l->dir);
+		ret = reason_fail(why, why_len, -EINVAL,
+				  "parent snapshot %s has another memory size or vCPU count",
+				  l->dir);
 		goto out_free;
 	}
 	l->crc = f.crc;
 	l->diff = meta.flags & SNAP_META_DIFF;
 	if (snap_path(path, sizeof(path), l->dir, "memory") < 0) {
-		ret = snap_fail(why, why_len, -ENAMETOOLONG, "snapshot path too long");
+		ret = reason_fail(why, why_len, -ENAMETOOLONG, "snapshot path too long");
 		goto out_free;
 	}
 	l->mem_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (l->mem_fd < 0) {
-		ret = snap_fail(why, why_len, -errno, "cannot open %s: %s", path, strerror(errno));
+		ret = reason_fail(why, why_len, -errno, "cannot open %s: %s", path,
+				  strerror(errno));
 		goto out_free;
 	}
 	if (fstat(l->mem_fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    (uint64_t)st.st_size != img->meta.mem_size) {
-		ret = snap_fail(why, why_len, -EINVAL,
-				"%s has %llu bytes; the snapshot's guest memory is %llu bytes",
-				path, (unsigned long long)st.st_size,
-				(unsigned long long)img->meta.mem_size);
+		ret = reason_fail(why, why_len, -EINVAL,
+				  "%s has %llu bytes; the snapshot's guest memory is %llu bytes",
+				  path, (unsigned long long)st.st_size,
+				  (unsigned long long)img->meta.mem_size);
 		goto out_free;
 	}
 	if (l->diff) {
@@ -397,7 +404,7 @@ static int snap_load_level(struct snap_image *img, const char *dir, bool top, ui
 		if (!ret)
 			ret = snap_get_parent(&f, next, next_len, next_crc, sub, sizeof(sub));
 		if (ret < 0) {
-			snap_fail(why, why_len, ret, "%s/state: %s", l->dir, sub);
+			reason_fail(why, why_len, ret, "%s/state: %s", l->dir, sub);
 			goto out_free;
 		}
 	}
@@ -431,9 +438,9 @@ int snap_image_load(const char *dir, uint64_t max_mem, struct snap_image *img, c
 		char cur[PATH_MAX];
 
 		if (n == SNAP_MAX_DEPTH) {
-			ret = snap_fail(why, why_len, -ELOOP,
-					"snapshot %s: chain of diff snapshots deeper than %d", dir,
-					SNAP_MAX_DEPTH);
+			ret = reason_fail(why, why_len, -ELOOP,
+					  "snapshot %s: chain of diff snapshots deeper than %d",
+					  dir, SNAP_MAX_DEPTH);
 			break;
 		}
 		memcpy(cur, next, sizeof(cur));
@@ -446,8 +453,8 @@ int snap_image_load(const char *dir, uint64_t max_mem, struct snap_image *img, c
 			break;
 		for (unsigned int i = 0; i < n; i++) {
 			if (strcmp(chain[i].dir, next) == 0) {
-				ret = snap_fail(why, why_len, -ELOOP,
-						"snapshot %s: its chain of parents loops", dir);
+				ret = reason_fail(why, why_len, -ELOOP,
+						  "snapshot %s: its chain of parents loops", dir);
 				break;
 			}
 		}
@@ -475,25 +482,25 @@ int snap_image_map(struct snap_image *img, struct guest_mem *mem, struct snap_ba
 	int ret;
 
 	if (img->nlayers == 0 || mem->size != img->meta.mem_size)
-		return snap_fail(why, why_len, -EINVAL,
-				 "guest memory size does not match the snapshot");
+		return reason_fail(why, why_len, -EINVAL,
+				   "guest memory size does not match the snapshot");
 	snap_backing_release(b);
 	ret = snap_mem_map(mem, img->layers[0].mem_fd, NULL);
 	if (ret < 0)
-		return snap_fail(why, why_len, ret, "cannot map %s/memory: %s", img->layers[0].dir,
-				 strerror(-ret));
+		return reason_fail(why, why_len, ret, "cannot map %s/memory: %s",
+				   img->layers[0].dir, strerror(-ret));
 	for (unsigned int i = 1; i < img->nlayers; i++) {
 		struct snap_layer *l = &img->layers[i];
 
 		ret = snap_mem_map(mem, l->mem_fd, &l->extents);
 		if (ret < 0)
-			return snap_fail(why, why_len, ret, "cannot map %s/memory: %s", l->dir,
-					 strerror(-ret));
+			return reason_fail(why, why_len, ret, "cannot map %s/memory: %s", l->dir,
+					   strerror(-ret));
 		for (size_t k = 0; k < l->extents.n; k++) {
 			ret = snap_extents_add(&b->overlays, l->extents.v[k].page,
 					       l->extents.v[k].npages);
 			if (ret < 0)
-				return snap_fail(why, why_len, ret, "out of memory");
+				return reason_fail(why, why_len, ret, "out of memory");
 		}
 	}
 	top = &img->layers[img->nlayers - 1];

@@ -9,6 +9,7 @@
  */
 #include "vmm/virtio/blk.h"
 
+#include "common/le.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -37,21 +38,6 @@ struct virtio_blk {
 	struct virtq_chain chain;
 	struct iovec iov[VIRTQ_MAX_CHAIN];
 };
-
-static void virtio_blk_put_le(uint8_t *p, uint64_t v, unsigned int bytes)
-{
-	for (unsigned int i = 0; i < bytes; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t virtio_blk_get_le(const uint8_t *p, unsigned int bytes)
-{
-	uint64_t v = 0;
-
-	for (unsigned int i = 0; i < bytes; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
 
 static void virtio_blk_config_read(void *dev, uint64_t offset, uint8_t *data, uint32_t len)
 {
@@ -179,8 +165,8 @@ static int virtio_blk_handle(struct virtio_blk *b, uint32_t *written)
 		return -EINVAL;
 	if (c->in_num == 0)
 		return -EINVAL; /* no status byte */
-	type = (uint32_t)virtio_blk_get_le(hdr, 4);
-	sector = virtio_blk_get_le(hdr + 8, 8);
+	type = (uint32_t)le_get(hdr, 4);
+	sector = le_get(hdr + 8, 8);
 	switch (type) {
 	case VIRTIO_BLK_T_IN:
 		status = virtio_blk_read(b, sector, &data);
@@ -293,9 +279,9 @@ struct virtio_blk *virtio_blk_create(const char *path, bool read_only, struct vm
 	snprintf(b->serial, sizeof(b->serial), "kiln-%llx",
 		 (unsigned long long)st.st_ino & 0xfffffffffffffULL);
 
-	virtio_blk_put_le(b->config + 0, b->capacity, 8);
-	virtio_blk_put_le(b->config + 12, VIRTQ_MAX_CHAIN - 2, 4); /* seg_max */
-	virtio_blk_put_le(b->config + 20, VIRTIO_BLK_SECTOR, 4);   /* blk_size */
+	le_put(b->config + 0, b->capacity, 8);
+	le_put(b->config + 12, VIRTQ_MAX_CHAIN - 2, 4); /* seg_max */
+	le_put(b->config + 20, VIRTIO_BLK_SECTOR, 4);	/* blk_size */
 
 	b->ops = (struct virtio_device_ops){
 		.device_id = VIRTIO_ID_BLOCK,

@@ -23,6 +23,9 @@
  */
 #include "vmm/virtio/mmio.h"
 
+#include "common/le.h"
+#include "common/reason.h"
+
 #include "common/log.h"
 
 #include <errno.h>
@@ -138,19 +141,6 @@ static const char *virtio_mmio_name(const struct virtio_mmio *t)
 	default:
 		return "virtio";
 	}
-}
-
-static uint32_t virtio_mmio_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void virtio_mmio_put_le32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
 }
 
 /* Runs fn on the loop thread and waits (inline without a loop). */
@@ -658,9 +648,9 @@ static void virtio_mmio_access(void *opaque, uint64_t off, uint8_t *data, uint32
 		return;
 	}
 	if (is_write)
-		virtio_mmio_write_reg(t, off, virtio_mmio_le32(data));
+		virtio_mmio_write_reg(t, off, le32_get(data));
 	else
-		virtio_mmio_put_le32(data, virtio_mmio_read_reg(t, off));
+		le32_put(data, virtio_mmio_read_reg(t, off));
 }
 
 /* ---- KVM plumbing ------------------------------------------------------------ */
@@ -873,13 +863,6 @@ struct virtio_mmio_saved_queue {
 	uint16_t last_avail, used_idx, signalled_used;
 };
 
-static int virtio_mmio_restore_fail(char *why, size_t why_len, const char *msg)
-{
-	if (why && why_len)
-		snprintf(why, why_len, "%s", msg);
-	return -EINVAL;
-}
-
 int virtio_mmio_restore(struct virtio_mmio *t, const struct snap_section *sec, char *why,
 			size_t why_len)
 {
@@ -905,20 +888,20 @@ int virtio_mmio_restore(struct virtio_mmio *t, const struct snap_section *sec, c
 	negotiated = snap_get_u64(&r);
 	nq = snap_get_u32(&r);
 	if (r.err)
-		return virtio_mmio_restore_fail(why, why_len, "malformed virtio-mmio section");
+		return reason_fail(why, why_len, -EINVAL, "malformed virtio-mmio section");
 	if (device_id != t->ops->device_id)
-		return virtio_mmio_restore_fail(why, why_len,
-						"the snapshot has another kind of virtio device "
-						"in this slot");
+		return reason_fail(why, why_len, -EINVAL,
+				   "the snapshot has another kind of virtio device "
+				   "in this slot");
 	if (dev_features != t->dev_features)
-		return virtio_mmio_restore_fail(why, why_len,
-						"the device offers other features than in the "
-						"snapshot (a read-only disk that was read-write, "
-						"or the reverse?)");
+		return reason_fail(why, why_len, -EINVAL,
+				   "the device offers other features than in the "
+				   "snapshot (a read-only disk that was read-write, "
+				   "or the reverse?)");
 	if (nq != t->ops->num_queues)
-		return virtio_mmio_restore_fail(why, why_len,
-						"the snapshot's device has another "
-						"number of queues");
+		return reason_fail(why, why_len, -EINVAL,
+				   "the snapshot's device has another "
+				   "number of queues");
 	for (uint32_t q = 0; q < nq; q++) {
 		sq[q].regs.num = snap_get_u16(&r);
 		sq[q].regs.ready = snap_get_u8(&r);
@@ -933,11 +916,11 @@ int virtio_mmio_restore(struct virtio_mmio *t, const struct snap_section *sec, c
 		sq[q].broken = snap_get_u8(&r);
 	}
 	if (!snap_rd_done(&r))
-		return virtio_mmio_restore_fail(why, why_len, "malformed virtio-mmio section");
+		return reason_fail(why, why_len, -EINVAL, "malformed virtio-mmio section");
 	if ((negotiated & ~dev_features) ||
 	    ((status & VIRTIO_STATUS_FEATURES_OK) && (drv_features & ~dev_features)))
-		return virtio_mmio_restore_fail(why, why_len,
-						"the snapshot's driver features were not offered");
+		return reason_fail(why, why_len, -EINVAL,
+				   "the snapshot's driver features were not offered");
 
 	/* Live queues first: they are checked against guest RAM. */
 	for (uint32_t q = 0; q < nq; q++) {
@@ -949,9 +932,9 @@ int virtio_mmio_restore(struct virtio_mmio *t, const struct snap_section *sec, c
 		if (sq[q].regs.num == 0 || sq[q].regs.num > t->ops->queue_max ||
 		    (sq[q].regs.num & (sq[q].regs.num - 1)) ||
 		    virtio_mmio_load_queue(t, q, &sq[q].regs, negotiated) < 0)
-			return virtio_mmio_restore_fail(why, why_len,
-							"a queue in the snapshot is malformed or "
-							"outside guest RAM");
+			return reason_fail(why, why_len, -EINVAL,
+					   "a queue in the snapshot is malformed or "
+					   "outside guest RAM");
 		vq->ready = sq[q].live_ready;
 		vq->last_avail = sq[q].last_avail;
 		vq->used_idx = sq[q].used_idx;

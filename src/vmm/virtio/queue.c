@@ -323,6 +323,24 @@ bool virtq_has_avail(const struct virtq *q)
 	return avail && virtq_load16(avail + VIRTQ_RING_IDX) != q->last_avail;
 }
 
+void virtq_unpop(struct virtq *q)
+{
+	q->last_avail--;
+}
+
+bool virtq_avail_idx(const struct virtq *q, uint16_t *idx)
+{
+	const uint8_t *avail;
+
+	if (!q->mem)
+		return false;
+	avail = guest_mem_ptr(q->mem, q->avail_gpa + VIRTQ_RING_IDX, 2);
+	if (!avail)
+		return false;
+	*idx = virtq_load16(avail);
+	return true;
+}
+
 size_t virtq_chain_read(const struct virtq_chain *c, size_t offset, void *dst, size_t len)
 {
 	uint8_t *out = dst;

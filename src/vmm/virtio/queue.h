@@ -82,6 +82,15 @@ int virtq_validate(struct virtq *q);
  * before a readable one, a bad indirect table): the queue is then broken. */
 int virtq_pop(struct virtq *q, struct virtq_chain *c);
 
+/* Hands the last popped request back: the next virtq_pop returns it again
+ * (a device that took a buffer it cannot use yet, before a snapshot). Call
+ * only right after a virtq_pop that returned 1, nothing pushed since. */
+void virtq_unpop(struct virtq *q);
+
+/* Reads the available ring's index (the driver's next free entry) into *idx.
+ * Returns false when the queue has no memory or the ring is outside RAM. */
+bool virtq_avail_idx(const struct virtq *q, uint16_t *idx);
+
 /* Returns a finished request to the guest with `written` bytes written into
  * its device-writable buffers. Returns 0 or -EIO (broken queue). */
 int virtq_push(struct virtq *q, uint16_t head, uint32_t written);

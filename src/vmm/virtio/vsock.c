@@ -23,11 +23,12 @@
  */
 #include "vmm/virtio/vsock.h"
 
+#include "common/clock.h"
+#include "common/le.h"
 #include "common/log.h"
 #include "common/unixsock.h"
 #include "vmm/virtio/vsock_conn.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,14 +106,6 @@ static void vsock_conn_event(void *opaque, uint32_t events);
 static bool vsock_conn_sync(struct virtio_vsock *v, struct vsock_conn *c);
 static bool vsock_check_reset_done(struct virtio_vsock *v);
 
-static uint64_t vsock_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static struct virtq *vsock_queue(struct virtio_vsock *v, unsigned int q)
 {
 	return v->bound ? v->qs.q[q] : NULL;
@@ -153,7 +146,7 @@ static void vsock_timer_arm(struct virtio_vsock *v, bool on)
 
 static void vsock_set_deadline(struct virtio_vsock *v, struct vsock_conn *c, unsigned int ms)
 {
-	c->deadline_ns = ms ? vsock_now_ns() + (uint64_t)ms * 1000000ULL : 0;
+	c->deadline_ns = ms ? clock_mono_ns() + (uint64_t)ms * 1000000ULL : 0;
 	if (ms)
 		vsock_timer_arm(v, true);
 }
@@ -516,7 +509,7 @@ static void vsock_conn_event(void *opaque, uint32_t events)
 static void vsock_timer_event(void *opaque, uint32_t events)
 {
 	struct virtio_vsock *v = opaque;
-	uint64_t now = vsock_now_ns(), ticks;
+	uint64_t now = clock_mono_ns(), ticks;
 	struct vsock_list *n, *next;
 	bool any = false;
 
@@ -932,19 +925,6 @@ static void vsock_process_tx(struct virtio_vsock *v)
 
 /* Reads the guest's available index of `q` into *idx. Returns false when the
  * ring is not in guest RAM. */
-static bool vsock_avail_idx(const struct virtq *q, uint16_t *idx)
-{
-	const volatile uint8_t *p;
-
-	if (!q->mem)
-		return false;
-	p = guest_mem_ptr(q->mem, q->avail_gpa + 2, 2);
-	if (!p)
-		return false;
-	*idx = (uint16_t)(p[0] | p[1] << 8);
-	return true;
-}
-
 /* Ends the wait for the guest to handle a TRANSPORT_RESET once it has put an
  * event buffer back (Linux's virtio_transport_event_work handles each event
  * before it refills and kicks), or when it cannot be waited for. Returns true
@@ -956,7 +936,7 @@ static bool vsock_check_reset_done(struct virtio_vsock *v)
 
 	if (!v->reset_wait || v->event_pending)
 		return false;
-	if (q && virtq_usable(q) && vsock_avail_idx(q, &idx) && idx == v->reset_avail)
+	if (q && virtq_usable(q) && virtq_avail_idx(q, &idx) && idx == v->reset_avail)
 		return false;
 	log_debug("virtio-vsock: the guest handled the transport reset");
 	v->reset_wait = false;
@@ -967,7 +947,6 @@ static void vsock_post_event(struct virtio_vsock *v)
 {
 	struct virtq *q = vsock_queue(v, VSOCK_QUEUE_EVENT);
 	uint8_t ev[VSOCK_EVENT_SIZE];
-	uint32_t id = htole32(VSOCK_EVENT_TRANSPORT_RESET);
 	int r;
 
 	if (!v->event_pending || !q || !virtq_usable(q))
@@ -979,9 +958,9 @@ static void vsock_post_event(struct virtio_vsock *v)
 		vsock_set_broken(v, r < 0 ? "malformed event queue" : "event buffer too small");
 		return;
 	}
-	memcpy(ev, &id, sizeof(ev));
+	le32_put(ev, VSOCK_EVENT_TRANSPORT_RESET);
 	virtq_chain_write(&v->ev_chain, 0, ev, sizeof(ev));
-	if (!vsock_avail_idx(q, &v->reset_avail)) {
+	if (!virtq_avail_idx(q, &v->reset_avail)) {
 		vsock_set_broken(v, "event queue outside guest RAM");
 		return;
 	}
@@ -1009,10 +988,9 @@ static void vsock_drop_all(struct virtio_vsock *v)
 static void vsock_config_read(void *dev, uint64_t offset, uint8_t *data, uint32_t len)
 {
 	struct virtio_vsock *v = dev;
-	uint64_t cid = htole64(v->guest_cid);
 	uint8_t cfg[8];
 
-	memcpy(cfg, &cid, sizeof(cfg));
+	le64_put(cfg, v->guest_cid);
 	for (uint32_t i = 0; i < len; i++)
 		data[i] = offset < sizeof(cfg) && i < sizeof(cfg) - offset ? cfg[offset + i] : 0;
 }
@@ -1291,7 +1269,7 @@ void virtio_vsock_save(struct virtio_vsock *v, struct snap_writer *w, uint16_t s
 
 	if (v->rx_held && q) {
 		/* virtq_pop took exactly one entry for it. */
-		q->last_avail--;
+		virtq_unpop(q);
 		v->rx_held = false;
 	}
 	/* A guest still to handle a TRANSPORT_RESET gets another one. */

@@ -2,7 +2,8 @@
  * credit arithmetic, the guest→host output buffer, the connection table. */
 #include "vmm/virtio/vsock_conn.h"
 
-#include <endian.h>
+#include "common/le.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,74 +12,32 @@
 
 #define VSOCK_TABLE_BUCKETS 1024 /* a few hundred connections: short chains */
 
-static uint16_t vsock_get16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return le16toh(v);
-}
-
-static uint32_t vsock_get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return le32toh(v);
-}
-
-static uint64_t vsock_get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return le64toh(v);
-}
-
-static void vsock_put16(uint8_t *p, uint16_t v)
-{
-	v = htole16(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static void vsock_put32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static void vsock_put64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, sizeof(v));
-}
-
 void vsock_hdr_decode(const uint8_t *raw, struct vsock_hdr *h)
 {
-	h->src_cid = vsock_get64(raw + 0);
-	h->dst_cid = vsock_get64(raw + 8);
-	h->src_port = vsock_get32(raw + 16);
-	h->dst_port = vsock_get32(raw + 20);
-	h->len = vsock_get32(raw + 24);
-	h->type = vsock_get16(raw + 28);
-	h->op = vsock_get16(raw + 30);
-	h->flags = vsock_get32(raw + 32);
-	h->buf_alloc = vsock_get32(raw + 36);
-	h->fwd_cnt = vsock_get32(raw + 40);
+	h->src_cid = le64_get(raw + 0);
+	h->dst_cid = le64_get(raw + 8);
+	h->src_port = le32_get(raw + 16);
+	h->dst_port = le32_get(raw + 20);
+	h->len = le32_get(raw + 24);
+	h->type = le16_get(raw + 28);
+	h->op = le16_get(raw + 30);
+	h->flags = le32_get(raw + 32);
+	h->buf_alloc = le32_get(raw + 36);
+	h->fwd_cnt = le32_get(raw + 40);
 }
 
 void vsock_hdr_encode(const struct vsock_hdr *h, uint8_t *raw)
 {
-	vsock_put64(raw + 0, h->src_cid);
-	vsock_put64(raw + 8, h->dst_cid);
-	vsock_put32(raw + 16, h->src_port);
-	vsock_put32(raw + 20, h->dst_port);
-	vsock_put32(raw + 24, h->len);
-	vsock_put16(raw + 28, h->type);
-	vsock_put16(raw + 30, h->op);
-	vsock_put32(raw + 32, h->flags);
-	vsock_put32(raw + 36, h->buf_alloc);
-	vsock_put32(raw + 40, h->fwd_cnt);
+	le64_put(raw + 0, h->src_cid);
+	le64_put(raw + 8, h->dst_cid);
+	le32_put(raw + 16, h->src_port);
+	le32_put(raw + 20, h->dst_port);
+	le32_put(raw + 24, h->len);
+	le16_put(raw + 28, h->type);
+	le16_put(raw + 30, h->op);
+	le32_put(raw + 32, h->flags);
+	le32_put(raw + 36, h->buf_alloc);
+	le32_put(raw + 40, h->fwd_cnt);
 }
 
 int vsock_parse_connect(const char *buf, size_t len, uint32_t *port)
