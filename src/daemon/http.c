@@ -18,15 +18,14 @@
 #include "common/log.h"
 #include "common/unixsock.h"
 
-#define MAX_PARAMS   4
-#define URL_MAX	     8192
-#define CONN_LIMIT   4000
-#define CONN_TIMEOUT 0 /* suspended calls wait as long as their function's timeout */
+#define MAX_PARAMS HTTP_MAX_PARAMS
+#define URL_MAX	   HTTP_URL_MAX
 
 struct http {
 	struct MHD_Daemon *tcp, *unix_d;
 	const struct http_route *routes;
 	void *app;
+	struct http_config cfg;
 	int unix_fd;
 	char sock_path[108];
 	ino_t sock_ino;
@@ -44,6 +43,7 @@ struct http_req {
 	size_t body_len, body_cap;
 	bool too_big, bad_route;
 	unsigned bad_status;
+	enum auth_result denied; /* AUTH_OK: allowed */
 	bool handled;
 	pthread_mutex_t lock;
 	bool suspended;
@@ -136,8 +136,8 @@ static void set_pending(struct http_req *r, unsigned status, struct MHD_Response
 	pthread_mutex_unlock(&r->lock);
 }
 
-void http_reply(struct http_req *r, unsigned status, const char *content_type,
-		const void *body, size_t len, const char *const *headers)
+void http_reply(struct http_req *r, unsigned status, const char *content_type, const void *body,
+		size_t len, const char *const *headers)
 {
 	struct MHD_Response *resp =
 		MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
@@ -151,8 +151,7 @@ void http_reply(struct http_req *r, unsigned status, const char *content_type,
 	set_pending(r, status, resp);
 }
 
-void http_reply_json(struct http_req *r, unsigned status, json_t *body,
-		     const char *const *headers)
+void http_reply_json(struct http_req *r, unsigned status, json_t *body, const char *const *headers)
 {
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 
@@ -241,26 +240,31 @@ void http_resume(struct http_req *r)
 	pthread_mutex_unlock(&r->lock);
 }
 
-/* Matches path against pattern, filling the params. */
-static bool match(const char *pattern, const char *path, struct http_req *r)
+/* Matches path against pattern, filling params (NULL: not kept). */
+static bool match(const char *pattern, const char *path, char (*params)[URL_MAX], unsigned *nparams)
 {
 	const char *p = pattern, *u = path;
+	unsigned np = 0;
 
-	r->nparams = 0;
 	while (*p) {
 		if (p[0] == '{' && p[1] == '*' && p[2] == '}') {
-			if (r->nparams >= MAX_PARAMS)
+			if (np >= MAX_PARAMS || p[3] != 0)
 				return false;
-			snprintf(r->params[r->nparams++], URL_MAX, "%s", u);
-			return p[3] == 0;
+			if (params)
+				snprintf(params[np], URL_MAX, "%s", u);
+			np++;
+			break;
 		}
 		if (p[0] == '{' && p[1] == '}') {
 			const char *end = strchr(u, '/');
 			size_t n = end ? (size_t)(end - u) : strlen(u);
-			if (n == 0 || r->nparams >= MAX_PARAMS)
+			if (n == 0 || n >= URL_MAX || np >= MAX_PARAMS)
 				return false;
-			memcpy(r->params[r->nparams], u, n);
-			r->params[r->nparams++][n] = 0;
+			if (params) {
+				memcpy(params[np], u, n);
+				params[np][n] = 0;
+			}
+			np++;
 			u += n;
 			p += 2;
 			continue;
@@ -270,24 +274,39 @@ static bool match(const char *pattern, const char *path, struct http_req *r)
 		p++;
 		u++;
 	}
-	return *u == 0;
+	if (!*p && *u)
+		return false;
+	if (nparams)
+		*nparams = np;
+	return true;
+}
+
+const struct http_route *http_route_find(const struct http_route *routes, const char *method,
+					 const char *path, char params[MAX_PARAMS][URL_MAX],
+					 unsigned *nparams, unsigned *status)
+{
+	bool path_known = false;
+
+	*nparams = 0;
+	for (const struct http_route *rt = routes; rt->pattern; rt++) {
+		if (!match(rt->pattern, path, NULL, NULL))
+			continue;
+		path_known = true;
+		if (!rt->method || strcmp(rt->method, method) == 0) {
+			match(rt->pattern, path, params, nparams);
+			*status = 200;
+			return rt;
+		}
+	}
+	*status = path_known ? 405 : 404;
+	return NULL;
 }
 
 static void route(struct http *h, struct http_req *r)
 {
-	bool path_known = false;
-
-	for (const struct http_route *rt = h->routes; rt->pattern; rt++) {
-		if (!match(rt->pattern, r->path, r))
-			continue;
-		path_known = true;
-		if (!rt->method || strcmp(rt->method, r->method) == 0) {
-			r->route = rt;
-			return;
-		}
-	}
-	r->bad_route = true;
-	r->bad_status = path_known ? 405 : 404;
+	r->route = http_route_find(h->routes, r->method, r->path, r->params, &r->nparams,
+				   &r->bad_status);
+	r->bad_route = !r->route;
 }
 
 static enum MHD_Result queue_pending(struct http_req *r)
@@ -312,8 +331,8 @@ static void allowed_methods(struct http *h, struct http_req *r, char *out, size_
 {
 	out[0] = 0;
 	for (const struct http_route *rt = h->routes; rt->pattern; rt++) {
-		struct http_req tmp;
-		if (!rt->method || !match(rt->pattern, r->path, &tmp) || strstr(out, rt->method))
+		if (!rt->method || !match(rt->pattern, r->path, NULL, NULL) ||
+		    strstr(out, rt->method))
 			continue;
 		if (out[0])
 			strncat(out, ", ", size - strlen(out) - 1);
@@ -321,10 +340,36 @@ static void allowed_methods(struct http *h, struct http_req *r, char *out, size_
 	}
 }
 
+/* 401 (no token, or a token that matches none) or 403 (an invoke token on
+ * a management route), with WWW-Authenticate as RFC 6750 says. */
+static void reply_denied(struct http_req *r)
+{
+	const char *hdrs[] = {"WWW-Authenticate", "Bearer realm=\"kiln\"", NULL};
+	unsigned status = 401;
+	const char *msg;
+
+	switch (r->denied) {
+	case AUTH_BAD_TOKEN:
+		hdrs[1] = "Bearer realm=\"kiln\", error=\"invalid_token\"";
+		msg = "the bearer token was not accepted";
+		break;
+	case AUTH_WRONG_SCOPE:
+		hdrs[1] = "Bearer realm=\"kiln\", error=\"insufficient_scope\"";
+		msg = "this token may only invoke functions; managing kilnd needs the "
+		      "management token";
+		status = 403;
+		break;
+	default:
+		msg = "this route needs a token: send 'Authorization: Bearer TOKEN'";
+		break;
+	}
+	log_debug("http: %s %.200s: %u %s", r->method, r->path, status, msg);
+	http_reply_json(r, status, json_pack("{s:s}", "error", msg), hdrs);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-				  const char *method, const char *version,
-				  const char *upload_data, size_t *upload_data_size,
-				  void **con_cls)
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
 {
 	struct http *h = cls;
 	struct http_req *r = *con_cls;
@@ -344,6 +389,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 		snprintf(r->path, sizeof(r->path), "%s", url);
 		route(h, r);
+		r->denied = auth_check(
+			h->cfg.auth, r->route ? r->route->scope : AUTH_SCOPE_INVOKE,
+			MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"));
+		if (r->denied) {
+			/* Answered before any body is read; MHD then closes the
+			 * connection instead of reading the rest. */
+			r->handled = true;
+			reply_denied(r);
+			return queue_pending(r);
+		}
 		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
 		if (r->route && cl && strtoull(cl, NULL, 10) > r->route->body_limit)
 			r->too_big = true;
@@ -385,10 +440,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (r->bad_status == 405) {
 			const char *hdrs[] = {"Allow", allow, NULL};
 			allowed_methods(h, r, allow, sizeof(allow));
-			http_reply_json(r, 405,
-					json_pack("{s:s}", "error",
-						  "method not allowed on this route"),
-					hdrs);
+			http_reply_json(
+				r, 405,
+				json_pack("{s:s}", "error", "method not allowed on this route"),
+				hdrs);
 		} else if (r->bad_status == 414) {
 			http_reply_error(r, 414, "the URL is too long");
 		} else {
@@ -458,36 +513,70 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_debug("http: %s", msg);
 }
 
-static struct MHD_Daemon *start_daemon(struct http *h, int listen_fd, const struct sockaddr *sa)
+static struct MHD_Daemon *start_daemon(struct http *h, int listen_fd, const struct sockaddr *sa,
+				       bool tls)
 {
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
 			 MHD_USE_ERROR_LOG;
+	struct MHD_OptionItem opts[16];
+	unsigned n = 0;
 
+#define OPT(o, v, p)                                                                               \
+	opts[n++] = (struct MHD_OptionItem)                                                        \
+	{                                                                                          \
+		(o), (intptr_t)(v), (p)                                                            \
+	}
 	if (listen_fd >= 0)
-		return MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
-					MHD_OPTION_LISTEN_SOCKET, listen_fd,
-					MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-					MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
-					MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT,
-					MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
-					MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_END);
-	return MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, sa,
-				MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT,
-				MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
-				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_END);
+		OPT(MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL);
+	else
+		OPT(MHD_OPTION_SOCK_ADDR, 0, (void *)sa);
+	OPT(MHD_OPTION_NOTIFY_COMPLETED, on_completed, h);
+	OPT(MHD_OPTION_URI_LOG_CALLBACK, on_uri, h);
+	OPT(MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h);
+	OPT(MHD_OPTION_CONNECTION_LIMIT, h->cfg.max_connections, NULL);
+	OPT(MHD_OPTION_CONNECTION_TIMEOUT, h->cfg.conn_timeout_s, NULL);
+	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, h->cfg.conn_memory, NULL);
+	if (h->cfg.per_ip_connections)
+		OPT(MHD_OPTION_PER_IP_CONNECTION_LIMIT, h->cfg.per_ip_connections, NULL);
+	if (tls) {
+		flags |= MHD_USE_TLS;
+		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)h->cfg.tls_cert_pem);
+		OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)h->cfg.tls_key_pem);
+	}
+	OPT(MHD_OPTION_END, 0, NULL);
+#undef OPT
+	return MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY, opts,
+				MHD_OPTION_END);
 }
 
-int http_start(const char *listen_addr, unsigned port, const char *sock,
-	       const struct http_route *routes, void *app, struct http **out)
+int http_start(const struct http_config *cfg, const struct http_route *routes, void *app,
+	       struct http **out)
 {
-	struct http *h = calloc(1, sizeof(*h));
+	struct http *h;
+	bool tls = cfg->tls_cert_pem || cfg->tls_key_pem;
+	const char *listen_addr = cfg->listen_addr ? cfg->listen_addr : "127.0.0.1";
+	unsigned port = cfg->port;
+	const char *sock = cfg->sock;
 
+	if (tls && (!cfg->tls_cert_pem || !cfg->tls_key_pem)) {
+		log_error("HTTPS needs both a certificate and its key");
+		return -EINVAL;
+	}
+	if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		log_error("this libmicrohttpd was built without TLS: HTTPS is not available");
+		return -ENOTSUP;
+	}
+	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
 	h->routes = routes;
 	h->app = app;
+	h->cfg = *cfg;
+	h->cfg.listen_addr = listen_addr;
+	if (!h->cfg.max_connections)
+		h->cfg.max_connections = HTTP_DEFAULT_MAX_CONNECTIONS;
+	if (!h->cfg.conn_memory)
+		h->cfg.conn_memory = HTTP_DEFAULT_CONN_MEMORY;
 	h->unix_fd = -1;
 	if (port) {
 		struct sockaddr_in sa4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -514,12 +603,15 @@ int http_start(const char *listen_addr, unsigned port, const char *sock,
 				free(h);
 				return -EADDRINUSE;
 			}
-			h->tcp = start_daemon(h, fd, NULL);
+			h->tcp = start_daemon(h, fd, NULL, tls);
 		} else {
-			h->tcp = start_daemon(h, -1, sa);
+			h->tcp = start_daemon(h, -1, sa, tls);
 		}
 		if (!h->tcp) {
-			log_error("cannot listen on %s:%u (in use?)", listen_addr, port);
+			log_error(tls ? "cannot serve HTTPS on %s:%u (in use, or the certificate "
+					"or key is not valid PEM?)"
+				      : "cannot listen on %s:%u (in use?)",
+				  listen_addr, port);
 			free(h);
 			return -EADDRINUSE;
 		}
@@ -533,7 +625,7 @@ int http_start(const char *listen_addr, unsigned port, const char *sock,
 		snprintf(h->sock_path, sizeof(h->sock_path), "%s", sock);
 		chmod(sock, 0660);
 		/* MHD wants a blocking listening socket it can epoll. */
-		h->unix_d = start_daemon(h, fd, NULL);
+		h->unix_d = start_daemon(h, fd, NULL, false);
 		if (!h->unix_d) {
 			close(fd);
 			log_error("cannot serve on %s", sock);

@@ -16,26 +16,68 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "daemon/auth.h"
+
 struct http;
 struct http_req;
 
 /* A route: method ("GET"...; NULL: any), a pattern of '/'-separated
  * segments where "{}" matches one non-empty segment and a final "{*}" the
- * rest of the path (possibly empty), the largest body accepted, and the
- * handler. Params are the matched parts, in order. */
+ * rest of the path (possibly empty), the largest body accepted, the
+ * handler, and the token it needs when kilnd has tokens (left out:
+ * AUTH_SCOPE_MANAGE). Params are the matched parts, in order. */
 struct http_route {
 	const char *method;
 	const char *pattern;
 	size_t body_limit;
 	void (*handler)(void *app, struct http_req *req);
+	enum auth_scope scope;
 };
 
-/* Starts serving routes (an array ending with a NULL pattern) on
- * listen_addr:port (port 0: none) and on unix socket path sock (NULL: none).
- * app is passed to handlers. Returns 0 and *out, or -errno (message
- * logged). */
-int http_start(const char *listen_addr, unsigned port, const char *sock,
-	       const struct http_route *routes, void *app, struct http **out);
+/* The longest request target (path and query) kilnd takes; longer: 414. */
+#define HTTP_URL_MAX 8192
+/* At most this many path parameters per route. */
+#define HTTP_MAX_PARAMS 4
+
+/* Where and how to serve. Zero max_connections and conn_memory take the
+ * defaults below. */
+struct http_config {
+	const char *listen_addr; /* IPv4 or IPv6 address */
+	unsigned port;		 /* 0: no TCP listener */
+	const char *sock;	 /* unix socket path, NULL: none */
+	/* PEM certificate chain and private key (NUL-terminated) for HTTPS on
+	 * the TCP listener; both NULL: plain HTTP. */
+	const char *tls_cert_pem;
+	const char *tls_key_pem;
+	unsigned max_connections;    /* per listener (default 4000) */
+	unsigned conn_timeout_s;     /* idle seconds before a connection is closed, 0:
+				    * never (suspended requests never time out) */
+	size_t conn_memory;	     /* bytes per connection for the request line and
+				    * headers (default 32 KiB): more is 431 or 414 */
+	unsigned per_ip_connections; /* per client address, 0: no limit */
+	const struct auth *auth;     /* tokens; NULL or empty: none required. Not owned;
+				    * must outlive the server */
+};
+
+#define HTTP_DEFAULT_MAX_CONNECTIONS 4000
+#define HTTP_DEFAULT_CONN_TIMEOUT_S  60
+#define HTTP_DEFAULT_CONN_MEMORY     (32 * 1024)
+
+/* Starts serving routes (an array ending with a NULL pattern) as cfg says.
+ * app is passed to handlers. Returns 0 and *out (http_stop frees it), or
+ * -errno (message logged). */
+int http_start(const struct http_config *cfg, const struct http_route *routes, void *app,
+	       struct http **out);
+
+/* The route of routes matching method and path ("/function/x/y", no query):
+ * returns it with its params copied into params (each HTTP_URL_MAX bytes)
+ * and their count in *nparams; NULL when none matches, with *status 404 (no
+ * route has the path) or 405 (another method has it). Allocates nothing;
+ * path must be shorter than HTTP_URL_MAX. */
+const struct http_route *http_route_find(const struct http_route *routes, const char *method,
+					 const char *path,
+					 char params[HTTP_MAX_PARAMS][HTTP_URL_MAX],
+					 unsigned *nparams, unsigned *status);
 
 /* Stops accepting connections (for a drain). */
 void http_quiesce(struct http *h);
@@ -68,11 +110,10 @@ void *http_state(struct http_req *r);
 /* Replies. Headers: a NULL-terminated array of "Name", "value" pairs (may
  * be NULL). Body bytes are copied. May be called from another thread for a
  * suspended request, followed by http_resume. */
-void http_reply(struct http_req *r, unsigned status, const char *content_type,
-		const void *body, size_t len, const char *const *headers);
+void http_reply(struct http_req *r, unsigned status, const char *content_type, const void *body,
+		size_t len, const char *const *headers);
 /* Replies with a JSON value (consumed) and headers. */
-void http_reply_json(struct http_req *r, unsigned status, json_t *body,
-		     const char *const *headers);
+void http_reply_json(struct http_req *r, unsigned status, json_t *body, const char *const *headers);
 /* Replies {"error": message}. */
 void http_reply_error(struct http_req *r, unsigned status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -1,6 +1,7 @@
 /* kilnd - the kiln daemon: HTTP API, registry, deploys through snapshots,
  * a pool of pre-started kiln-vmm processes (docs/http-api.md,
  * docs/kilnd.md). */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 
 #include "common/log.h"
 #include "common/toml.h"
+#include "daemon/auth.h"
 #include "daemon/callback.h"
 #include "daemon/daemon.h"
 #include "daemon/deploy.h"
@@ -43,6 +45,15 @@ struct options {
 	unsigned pool;
 	unsigned pause_after_ms;
 	bool verbose;
+	/* API security (docs/security.md) */
+	char token_file[PATH_MAX];
+	char invoke_token_file[PATH_MAX];
+	char tls_cert[PATH_MAX];
+	char tls_key[PATH_MAX];
+	unsigned max_connections;
+	unsigned max_connections_per_ip;
+	unsigned connection_timeout_s;
+	unsigned max_header_bytes;
 };
 
 static void usage(FILE *f)
@@ -65,6 +76,25 @@ static void usage(FILE *f)
 	      "                       (default: half of the host's RAM)\n"
 	      "  --pool N             pre-started VMMs kept per VM shape (default 2)\n"
 	      "  --pause-after MS     pause idle VMs after this long (default 2000; 0: never)\n"
+	      "\n"
+	      "API security (docs/security.md):\n"
+	      "  --token-file FILE    require 'Authorization: Bearer TOKEN' on every route but\n"
+	      "                       /healthz; FILE (mode 0600) holds one token per line and\n"
+	      "                       grants everything. Required to --listen on an address\n"
+	      "                       other than loopback\n"
+	      "  --invoke-token-file FILE\n"
+	      "                       tokens that may only invoke functions (/function/*,\n"
+	      "                       /async-function/*, Lambda's Invoke); needs --token-file\n"
+	      "  --tls-cert FILE      serve HTTPS with this PEM certificate (chain)\n"
+	      "  --tls-key FILE       and this PEM private key (not readable by others)\n"
+	      "  --max-connections N  open connections per listener, at most (default 4000)\n"
+	      "  --max-connections-per-ip N\n"
+	      "                       open connections per client address (default 0: no limit)\n"
+	      "  --connection-timeout S\n"
+	      "                       close a connection idle this long (default 60; 0: never;\n"
+	      "                       calls waiting for their function do not count as idle)\n"
+	      "  --max-header-bytes N request line and headers, at most (default 32768):\n"
+	      "                       more is answered 431 (headers) or 414 (URL)\n"
 	      "  -v, --verbose        debug logging\n"
 	      "  -h, --help           this help\n",
 	      f);
@@ -75,13 +105,13 @@ static int set_opt(struct options *o, const char *key, const char *val, char *er
 	char *end;
 	unsigned long long n;
 
-#define STR(k, field)                                                                         \
-	if (strcmp(key, k) == 0) {                                                             \
-		if (util_fmt(o->field, sizeof(o->field), "%s", val)) {                         \
-			snprintf(err, esz, "--%s: too long", key);                             \
-			return -EINVAL;                                                        \
-		}                                                                              \
-		return 0;                                                                      \
+#define STR(k, field)                                                                              \
+	if (strcmp(key, k) == 0) {                                                                 \
+		if (util_fmt(o->field, sizeof(o->field), "%s", val)) {                             \
+			snprintf(err, esz, "--%s: too long", key);                                 \
+			return -EINVAL;                                                            \
+		}                                                                                  \
+		return 0;                                                                          \
 	}
 	STR("state-dir", state_dir)
 	STR("listen", listen)
@@ -89,6 +119,10 @@ static int set_opt(struct options *o, const char *key, const char *val, char *er
 	STR("kernel", kernel)
 	STR("rootfs", rootfs)
 	STR("vmm", vmm)
+	STR("token-file", token_file)
+	STR("invoke-token-file", invoke_token_file)
+	STR("tls-cert", tls_cert)
+	STR("tls-key", tls_key)
 #undef STR
 	if (strcmp(key, "verbose") == 0) {
 		o->verbose = strcmp(val, "false") != 0;
@@ -108,6 +142,14 @@ static int set_opt(struct options *o, const char *key, const char *val, char *er
 		o->pool = (unsigned)n;
 	else if (strcmp(key, "pause-after") == 0 && n <= 86400000)
 		o->pause_after_ms = (unsigned)n;
+	else if (strcmp(key, "max-connections") == 0 && n >= 1 && n <= 1000000)
+		o->max_connections = (unsigned)n;
+	else if (strcmp(key, "max-connections-per-ip") == 0 && n <= 1000000)
+		o->max_connections_per_ip = (unsigned)n;
+	else if (strcmp(key, "connection-timeout") == 0 && n <= 86400)
+		o->connection_timeout_s = (unsigned)n;
+	else if (strcmp(key, "max-header-bytes") == 0 && n >= 4096 && n <= 1048576)
+		o->max_header_bytes = (unsigned)n;
 	else {
 		snprintf(err, esz, "--%s: '%s' is out of range or not an option", key, val);
 		return -EINVAL;
@@ -182,13 +224,28 @@ static uint64_t host_mem_mb(void)
 static int parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
-		{"state-dir", required_argument, NULL, 0}, {"listen", required_argument, NULL, 0},
-		{"port", required_argument, NULL, 0},	   {"socket", required_argument, NULL, 0},
-		{"config", required_argument, NULL, 0},	   {"kernel", required_argument, NULL, 0},
-		{"rootfs", required_argument, NULL, 0},	   {"vmm", required_argument, NULL, 0},
-		{"mem-budget", required_argument, NULL, 0}, {"pool", required_argument, NULL, 0},
-		{"pause-after", required_argument, NULL, 0}, {"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},	   {NULL, 0, NULL, 0},
+		{"state-dir", required_argument, NULL, 0},
+		{"listen", required_argument, NULL, 0},
+		{"port", required_argument, NULL, 0},
+		{"socket", required_argument, NULL, 0},
+		{"config", required_argument, NULL, 0},
+		{"kernel", required_argument, NULL, 0},
+		{"rootfs", required_argument, NULL, 0},
+		{"vmm", required_argument, NULL, 0},
+		{"mem-budget", required_argument, NULL, 0},
+		{"pool", required_argument, NULL, 0},
+		{"pause-after", required_argument, NULL, 0},
+		{"verbose", no_argument, NULL, 'v'},
+		{"token-file", required_argument, NULL, 0},
+		{"invoke-token-file", required_argument, NULL, 0},
+		{"tls-cert", required_argument, NULL, 0},
+		{"tls-key", required_argument, NULL, 0},
+		{"max-connections", required_argument, NULL, 0},
+		{"max-connections-per-ip", required_argument, NULL, 0},
+		{"connection-timeout", required_argument, NULL, 0},
+		{"max-header-bytes", required_argument, NULL, 0},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	char err[1024];
 	int c, idx;
@@ -225,10 +282,12 @@ static int parse_args(int argc, char **argv, struct options *o)
 			return 0;
 		default:
 			if (optopt)
-				fprintf(stderr, "kilnd: error: option -%c is unknown or needs a value\n",
+				fprintf(stderr,
+					"kilnd: error: option -%c is unknown or needs a value\n",
 					optopt);
 			else
-				fprintf(stderr, "kilnd: error: %s: unknown option or missing value\n",
+				fprintf(stderr,
+					"kilnd: error: %s: unknown option or missing value\n",
 					argv[optind - 1]);
 			fprintf(stderr, "Try 'kilnd --help'.\n");
 			return 2;
@@ -275,10 +334,150 @@ static int check_file(const char *what, const char *path)
 	return 0;
 }
 
+/* True when addr (an IPv4 or IPv6 address) is a loopback address:
+ * 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. */
+static bool is_loopback(const char *addr)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (inet_pton(AF_INET, addr, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, addr, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6) ||
+		       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	return false;
+}
+
+/* Reads a PEM file whole (at most 1 MiB) into a malloc'd NUL-terminated
+ * string in *out (the caller frees it). A private key (is_key) must not be
+ * readable by others. Returns 0 or -errno after printing one error line. */
+static int read_pem(const char *opt, const char *path, bool is_key, char **out)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0 || fstat(fd, &st)) {
+		rc = -errno;
+		fprintf(stderr, "kilnd: error: %s %s: %s\n", opt, path, strerror(errno));
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > (1 << 20)) {
+		fprintf(stderr, "kilnd: error: %s %s: not a regular file of at most 1 MiB\n", opt,
+			path);
+		rc = -EINVAL;
+		goto out_close;
+	}
+	if (is_key && (st.st_mode & 007)) {
+		fprintf(stderr,
+			"kilnd: error: %s %s: mode %04o lets every user read the private key "
+			"(chmod 600 %s)\n",
+			opt, path, (unsigned)(st.st_mode & 07777), path);
+		rc = -EPERM;
+		goto out_close;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		fprintf(stderr, "kilnd: error: out of memory\n");
+		goto out_close;
+	}
+	while (len < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			fprintf(stderr, "kilnd: error: %s %s: %s\n", opt, path,
+				n < 0 ? strerror(errno) : "shorter than its size");
+			goto out_free;
+		}
+		len += (size_t)n;
+	}
+	buf[len] = 0;
+	if (!strstr(buf, "-----BEGIN ")) {
+		fprintf(stderr, "kilnd: error: %s %s: not a PEM file\n", opt, path);
+		rc = -EINVAL;
+		goto out_free;
+	}
+	close(fd);
+	*out = buf;
+	return 0;
+out_free:
+	free(buf);
+out_close:
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* Loads the token files and the TLS files o names and checks the rules of
+ * docs/security.md. Returns 0 (the caller owns *auth, *cert and *key), or
+ * 2 (usage) after printing one error line. */
+static int load_security(const struct options *o, struct auth **auth, char **cert, char **key)
+{
+	char err[PATH_MAX + 256];
+
+	*auth = auth_create();
+	*cert = *key = NULL;
+	if (!*auth) {
+		fprintf(stderr, "kilnd: error: out of memory\n");
+		return 2;
+	}
+	if (o->invoke_token_file[0] && !o->token_file[0]) {
+		fprintf(stderr, "kilnd: error: --invoke-token-file needs --token-file too (the "
+				"management routes would be open)\n");
+		return 2;
+	}
+	if (o->token_file[0] &&
+	    auth_load_file(*auth, AUTH_SCOPE_MANAGE, o->token_file, err, sizeof(err))) {
+		fprintf(stderr, "kilnd: error: --token-file %s\n", err);
+		return 2;
+	}
+	if (o->invoke_token_file[0] &&
+	    auth_load_file(*auth, AUTH_SCOPE_INVOKE, o->invoke_token_file, err, sizeof(err))) {
+		fprintf(stderr, "kilnd: error: --invoke-token-file %s\n", err);
+		return 2;
+	}
+	if (o->port && !is_loopback(o->listen) && !auth_enabled(*auth)) {
+		fprintf(stderr,
+			"kilnd: error: --listen %s is not a loopback address: anyone who can "
+			"reach it could run code; give --token-file FILE (see docs/security.md)\n",
+			o->listen);
+		return 2;
+	}
+	if (!o->tls_cert[0] != !o->tls_key[0]) {
+		fprintf(stderr, "kilnd: error: HTTPS needs both --tls-cert and --tls-key\n");
+		return 2;
+	}
+	if (o->tls_cert[0] && !o->port) {
+		fprintf(stderr, "kilnd: error: --tls-cert needs a TCP listener (--port)\n");
+		return 2;
+	}
+	if (o->tls_cert[0] && (read_pem("--tls-cert", o->tls_cert, false, cert) ||
+			       read_pem("--tls-key", o->tls_key, true, key)))
+		return 2;
+	if (o->port && !is_loopback(o->listen) && !o->tls_cert[0])
+		log_warn("--listen %s without --tls-cert: tokens and calls cross the network "
+			 "in clear text",
+			 o->listen);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	struct options o = {.listen = "127.0.0.1", .port = 8080, .pool = 2,
-			    .pause_after_ms = 2000};
+	struct options o = {.listen = "127.0.0.1",
+			    .port = 8080,
+			    .pool = 2,
+			    .pause_after_ms = 2000,
+			    .max_connections = HTTP_DEFAULT_MAX_CONNECTIONS,
+			    .connection_timeout_s = HTTP_DEFAULT_CONN_TIMEOUT_S,
+			    .max_header_bytes = HTTP_DEFAULT_CONN_MEMORY};
+	struct http_config hc = {0};
+	struct auth *auth = NULL;
+	char *tls_cert = NULL, *tls_key = NULL;
 	struct kilnd k = {0};
 	char state[PATH_MAX], run_dir[PATH_MAX], cache[PATH_MAX], path[PATH_MAX + 32];
 	struct sched_config sc = {0};
@@ -313,6 +512,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kilnd: error: --port 0 needs --socket\n");
 		return 2;
 	}
+	if (load_security(&o, &auth, &tls_cert, &tls_key)) {
+		status = 2;
+		goto out_security;
+	}
 	if (!o.mem_budget_mb)
 		o.mem_budget_mb = host_mem_mb() / 2;
 
@@ -322,8 +525,7 @@ int main(int argc, char **argv)
 			strerror(rc ? -rc : errno));
 		return 1;
 	}
-	snprintf(cache, sizeof(cache), "%s",
-		 getenv("KILN_CACHE") ? getenv("KILN_CACHE") : "");
+	snprintf(cache, sizeof(cache), "%s", getenv("KILN_CACHE") ? getenv("KILN_CACHE") : "");
 	if (!cache[0])
 		snprintf(cache, sizeof(cache), "%s/.cache/kiln",
 			 getenv("HOME") ? getenv("HOME") : "/tmp");
@@ -405,14 +607,28 @@ int main(int argc, char **argv)
 	}
 	kilnd_recover_functions(&k);
 	kilnd_recover_calls(&k);
-	if ((rc = http_start(o.listen, o.port, o.sock[0] ? o.sock : NULL, kilnd_routes, &k,
-			     &k.http))) {
+	hc.listen_addr = o.listen;
+	hc.port = o.port;
+	hc.sock = o.sock[0] ? o.sock : NULL;
+	hc.tls_cert_pem = tls_cert;
+	hc.tls_key_pem = tls_key;
+	hc.max_connections = o.max_connections;
+	hc.per_ip_connections = o.max_connections_per_ip;
+	hc.conn_timeout_s = o.connection_timeout_s;
+	hc.conn_memory = o.max_header_bytes;
+	hc.auth = auth;
+	if ((rc = http_start(&hc, kilnd_routes, &k, &k.http))) {
 		fprintf(stderr, "kilnd: error: cannot serve the API (see above)\n");
 		goto out;
 	}
 	if (o.port)
-		log_info("serving http://%s:%u (state %s, memory budget %llu MiB)",
-			 o.listen, o.port, state, (unsigned long long)o.mem_budget_mb);
+		log_info("serving %s://%s%s%s:%u (state %s, memory budget %llu MiB, %s)",
+			 tls_cert ? "https" : "http", strchr(o.listen, ':') ? "[" : "", o.listen,
+			 strchr(o.listen, ':') ? "]" : "", o.port, state,
+			 (unsigned long long)o.mem_budget_mb,
+			 !auth_enabled(auth)	  ? "no token required"
+			 : o.invoke_token_file[0] ? "management and invoke tokens required"
+						  : "a token required");
 	if (o.sock[0])
 		log_info("serving on unix socket %s", o.sock);
 
@@ -441,5 +657,12 @@ out:
 	registry_close(k.registry);
 	curl_global_cleanup();
 	log_info("stopped");
+out_security:
+	auth_destroy(auth);
+	free(tls_cert);
+	if (tls_key) {
+		memset(tls_key, 0, strlen(tls_key));
+		free(tls_key);
+	}
 	return status;
 }
