@@ -28,7 +28,6 @@
 #include "vmm/vcpu.h"
 #include "vmm/virtio/blk.h"
 #include "vmm/virtio/mmio.h"
-#include "vmm/virtio/vsock.h"
 #include "vmm/vm.h"
 
 #include <errno.h>
@@ -50,17 +49,12 @@
 
 #define MACHINE_KICK_SIGNAL SIGUSR1
 
-/* virtio-mmio windows: slot i is at LAYOUT_VIRTIO_BASE + i * STRIDE with
- * GSI LAYOUT_VIRTIO_IRQ_BASE + i (ISA IRQs 5..15 are free). */
-#define MACHINE_MAX_VIRTIO 8
-
-/* One virtio device in the machine's table: the back end, its transport
- * (for the kernel command line) and how to free the back end. */
+/* One virtio device of the machine: its kind, the back end and the
+ * transport (owned by the back end). */
 struct machine_virtio {
+	const struct virtio_device_ops *ops;
 	void *dev;
 	struct virtio_mmio *transport;
-	void (*destroy)(void *dev);
-	uint32_t device_id; /* VIRTIO_ID_BLOCK or VIRTIO_ID_VSOCK */
 };
 
 struct machine_cpu {
@@ -290,98 +284,67 @@ static int machine_attach_devices(struct machine *m)
 	return ret;
 }
 
-/* Where the next virtio device goes; -ENOSPC when every slot is taken. */
-static int machine_virtio_slot(const struct machine *m, uint64_t *base, unsigned int *irq)
+/* Adds the virtio device `host` describes in the next slot. Returns 0 or
+ * -errno after logging. */
+static int machine_add_virtio(struct machine *m, const struct virtio_host *host)
 {
-	if (m->nvirtio >= MACHINE_MAX_VIRTIO)
-		return -ENOSPC;
-	*base = LAYOUT_VIRTIO_BASE + m->nvirtio * LAYOUT_VIRTIO_STRIDE;
-	*irq = LAYOUT_VIRTIO_IRQ_BASE + m->nvirtio;
-	return 0;
-}
-
-/* Records a virtio device created at the slot machine_virtio_slot() gave. */
-static void machine_virtio_add(struct machine *m, void *dev, struct virtio_mmio *transport,
-			       void (*destroy)(void *dev), uint32_t device_id)
-{
-	m->virtio[m->nvirtio++] = (struct machine_virtio){
-		.dev = dev, .transport = transport, .destroy = destroy, .device_id = device_id};
-}
-
-static void machine_blk_destroy(void *dev)
-{
-	virtio_blk_destroy(dev);
-}
-
-static void machine_vsock_destroy(void *dev)
-{
-	virtio_vsock_destroy(dev);
-}
-
-/* Adds a virtio-blk device for the disk image `d`. */
-static int machine_add_blk(struct machine *m, const struct machine_disk *d)
-{
-	struct virtio_blk *b;
-	uint64_t base;
-	unsigned int irq;
-
-	if (machine_virtio_slot(m, &base, &irq) < 0) {
-		log_error("too many virtio devices");
-		return -ENOSPC;
-	}
-	b = virtio_blk_create(d->path, d->read_only, m->vm, m->bus, m->loop, base, irq);
-	if (!b)
-		return -EINVAL;
-	machine_virtio_add(m, b, virtio_blk_transport(b), machine_blk_destroy, VIRTIO_ID_BLOCK);
-	return 0;
-}
-
-/* Adds the virtio-vsock device whose host side is the socket `uds`. */
-static int machine_add_vsock(struct machine *m, const char *uds, uint64_t cid)
-{
-	struct virtio_vsock_config vcfg = {
-		.guest_cid = cid ? cid : VSOCK_DEFAULT_GUEST_CID,
-		.uds_path = uds,
+	struct virtio_slot slot = {
+		.vm = m->vm,
+		.bus = m->bus,
+		.loop = m->loop,
+		.base = LAYOUT_VIRTIO_BASE + m->nvirtio * LAYOUT_VIRTIO_STRIDE,
+		.irq = LAYOUT_VIRTIO_IRQ_BASE + m->nvirtio,
+		.index = (uint16_t)m->nvirtio,
 	};
-	struct virtio_vsock *v;
-	uint64_t base;
-	unsigned int irq;
+	struct machine_virtio *d = &m->virtio[m->nvirtio];
 
-	if (machine_virtio_slot(m, &base, &irq) < 0) {
+	if (m->nvirtio >= MACHINE_MAX_VIRTIO) {
 		log_error("too many virtio devices");
 		return -ENOSPC;
 	}
-	v = virtio_vsock_create(m->loop, &vcfg);
-	if (!v)
+	d->transport = NULL;
+	d->dev = host->ops->create(&slot, host, &d->transport);
+	if (!d->dev)
 		return -EINVAL;
-	if (virtio_vsock_attach(v, m->vm, m->bus, base, irq) < 0) {
-		virtio_vsock_destroy(v);
-		return -EINVAL;
-	}
-	machine_virtio_add(m, v, virtio_vsock_transport(v), machine_vsock_destroy, VIRTIO_ID_VSOCK);
+	d->ops = host->ops;
+	m->nvirtio++;
 	return 0;
 }
 
-/* Adds the virtio devices the configuration asks for: disks first, then
- * vsock (a restore recreates them in the same slots). To add another kind
- * (net): take a slot, create it on m->vm/m->bus/m->loop, and
- * machine_virtio_add() it; the command line, teardown and snapshots follow
- * once it has save/restore. */
+/* Returns how many of `hosts` are of kind `ops`. */
+static unsigned int machine_count_kind(const struct virtio_host *hosts, unsigned int n,
+				       const struct virtio_device_ops *ops)
+{
+	unsigned int count = 0;
+
+	for (unsigned int i = 0; i < n; i++)
+		count += hosts[i].ops == ops;
+	return count;
+}
+
+/* Adds the virtio devices the configuration asks for, in its order (a
+ * restore recreates them in the same slots). */
 static int machine_attach_virtio(struct machine *m, const struct machine_config *cfg)
 {
 	int ret;
 
-	if (cfg->ndisks > MACHINE_MAX_DISKS) {
-		log_error("at most %d disks", MACHINE_MAX_DISKS);
+	if (cfg->ndevices > MACHINE_MAX_VIRTIO) {
+		log_error("at most %d virtio devices", MACHINE_MAX_VIRTIO);
 		return -EINVAL;
 	}
-	for (unsigned int i = 0; i < cfg->ndisks; i++) {
-		ret = machine_add_blk(m, &cfg->disks[i]);
+	for (unsigned int i = 0; i < cfg->ndevices; i++) {
+		const struct virtio_device_ops *ops = cfg->devices[i].ops;
+
+		if (machine_count_kind(cfg->devices, cfg->ndevices, ops) > ops->max_count) {
+			log_error("at most %u %s(s)", ops->max_count, ops->noun);
+			return -EINVAL;
+		}
+	}
+	for (unsigned int i = 0; i < cfg->ndevices; i++) {
+		ret = machine_add_virtio(m, &cfg->devices[i]);
 		if (ret < 0)
 			return ret;
 	}
-	if (cfg->vsock_uds)
-		return machine_add_vsock(m, cfg->vsock_uds, cfg->vsock_cid);
 	return 0;
 }
 
@@ -643,7 +606,7 @@ static void machine_put_devices(struct machine *m, struct snap_writer *w)
 	snap_begin(w, SNAP_SEC_DEVICES, 0);
 	snap_put_u32(w, m->nvirtio);
 	for (unsigned int i = 0; i < m->nvirtio; i++)
-		snap_put_u32(w, m->virtio[i].device_id);
+		snap_put_u32(w, m->virtio[i].ops->device_id);
 	snap_end(w);
 	serial_save(m->serial, w);
 	i8042_save(m->i8042, w);
@@ -652,10 +615,8 @@ static void machine_put_devices(struct machine *m, struct snap_writer *w)
 		struct machine_virtio *d = &m->virtio[i];
 
 		/* The back end first: vsock hands back a buffer it holds. */
-		if (d->device_id == VIRTIO_ID_BLOCK)
-			virtio_blk_save(d->dev, w, (uint16_t)i);
-		else if (d->device_id == VIRTIO_ID_VSOCK)
-			virtio_vsock_save(d->dev, w, (uint16_t)i);
+		if (d->ops->save)
+			d->ops->save(d->dev, w, (uint16_t)i);
 		virtio_mmio_save(d->transport, w, (uint16_t)i);
 	}
 }
@@ -831,9 +792,9 @@ struct machine_restore_ctx {
 	struct machine *m;
 	struct snap_image *img;
 	const struct machine_restore_params *p;
-	uint32_t ids[MACHINE_MAX_VIRTIO];
-	unsigned int nids;
-	uint64_t vsock_cid;
+	/* The snapshot's virtio devices, slot by slot, with their host side. */
+	struct virtio_host plan[MACHINE_MAX_VIRTIO];
+	unsigned int nplan;
 	int ret;
 	char why[512];
 };
@@ -852,87 +813,88 @@ static int machine_restore_fail(struct machine_restore_ctx *x, int err, const ch
 	return err;
 }
 
-/* Checks the snapshot's device table against the host paths given, before
- * anything is created: disk count, sizes and modes, the vsock socket. */
+/* Finds the device section of the snapshot's virtio device `slot`, when its
+ * kind has one. Returns 0 (*sec NULL for a kind without one), or -EINVAL
+ * with the reason in x->why. */
+static int machine_restore_device_section(struct machine_restore_ctx *x, unsigned int slot,
+					  struct snap_section *s, const struct snap_section **sec)
+{
+	const struct virtio_device_ops *ops = x->plan[slot].ops;
+
+	*sec = NULL;
+	if (!ops->snap_section)
+		return 0;
+	if (!snap_find(&x->img->file, ops->snap_section, (uint16_t)slot, s))
+		return machine_restore_fail(x, -EINVAL,
+					    "the snapshot has no %s state for virtio device %u",
+					    ops->noun, slot);
+	*sec = s;
+	return 0;
+}
+
+/* Checks the snapshot's device table against the host side given, before
+ * anything is created: every kind known, as many devices of each
+ * host-backed kind as given, each device's own check (disk sizes and
+ * modes). Fills x->plan. */
 static int machine_restore_check(struct machine_restore_ctx *x)
 {
-	const struct snap_file *f = &x->img->file;
 	const struct machine_restore_params *p = x->p;
+	const struct virtio_device_ops *ops;
 	struct snap_section s;
 	struct snap_rd r;
-	unsigned int disk = 0;
-	bool vsock = false;
+	char sub[384] = "";
 
-	if (!snap_find(f, SNAP_SEC_DEVICES, 0, &s))
+	if (!snap_find(&x->img->file, SNAP_SEC_DEVICES, 0, &s))
 		return machine_restore_fail(x, -EINVAL, "the snapshot has no device table");
 	snap_rd_init(&r, &s);
-	x->nids = snap_get_u32(&r);
-	if (r.err || x->nids > MACHINE_MAX_VIRTIO || (uint64_t)x->nids * 4 != r.len - r.off)
+	x->nplan = snap_get_u32(&r);
+	if (r.err || x->nplan > MACHINE_MAX_VIRTIO || (uint64_t)x->nplan * 4 != r.len - r.off)
 		return machine_restore_fail(x, -EINVAL, "malformed device table in the snapshot");
-	for (unsigned int i = 0; i < x->nids; i++)
-		x->ids[i] = snap_get_u32(&r);
-	for (unsigned int i = 0; i < x->nids; i++) {
-		struct snap_section bs;
-		struct stat st;
-		uint64_t cap;
-		bool ro;
+	for (unsigned int i = 0; i < x->nplan; i++) {
+		uint32_t id = snap_get_u32(&r);
 
-		if (x->ids[i] == VIRTIO_ID_VSOCK) {
-			if (vsock || !snap_find(f, SNAP_SEC_VIRTIO_VSOCK, (uint16_t)i, &bs) ||
-			    virtio_vsock_saved_cid(&bs, &x->vsock_cid) < 0)
-				return machine_restore_fail(
-					x, -EINVAL, "malformed vsock device in the snapshot");
-			vsock = true;
-			continue;
-		}
-		if (x->ids[i] != VIRTIO_ID_BLOCK)
-			return machine_restore_fail(x, -EINVAL,
-						    "the snapshot has a virtio device of unknown "
-						    "kind %u",
-						    x->ids[i]);
-		/* u64 capacity, u8 read-only, 20 bytes serial (virtio_blk_save) */
-		if (!snap_find(f, SNAP_SEC_VIRTIO_BLK, (uint16_t)i, &bs) || bs.len != 8 + 1 + 20)
-			return machine_restore_fail(x, -EINVAL,
-						    "malformed disk device in the snapshot");
-		snap_rd_init(&r, &bs);
-		cap = snap_get_u64(&r);
-		ro = snap_get_u8(&r);
-		if (disk >= p->ndisks) {
-			disk++;
-			continue; /* counted below */
-		}
-		if (stat(p->disks[disk].path, &st) < 0)
-			return machine_restore_fail(x, -errno, "disk %s: %s", p->disks[disk].path,
-						    strerror(errno));
-		if (S_ISREG(st.st_mode) && (uint64_t)st.st_size / VIRTIO_BLK_SECTOR != cap)
+		ops = virtio_device_find(id);
+		if (!ops)
 			return machine_restore_fail(
-				x, -EINVAL,
-				"disk %s has %llu sectors; the snapshot's disk %u had %llu: "
-				"restore "
-				"with the same disk images",
-				p->disks[disk].path,
-				(unsigned long long)((uint64_t)st.st_size / VIRTIO_BLK_SECTOR),
-				disk + 1, (unsigned long long)cap);
-		if (ro != p->disks[disk].read_only)
-			return machine_restore_fail(
-				x, -EINVAL, "disk %s must be %s, as it was in the snapshot",
-				p->disks[disk].path, ro ? "read-only" : "read-write (,rw)");
-		disk++;
+				x, -EINVAL, "the snapshot has a virtio device of unknown kind %u",
+				id);
+		x->plan[i] = (struct virtio_host){.ops = ops};
 	}
-	if (disk != p->ndisks)
-		return machine_restore_fail(
-			x, -EINVAL,
-			"the snapshot has %u disk(s), %u given: restore with the "
-			"same disk set",
-			disk, p->ndisks);
-	if (vsock && !p->vsock_uds)
-		return machine_restore_fail(x, -EINVAL,
-					    "the snapshot has a vsock device: give its host socket "
-					    "(--vsock-uds / \"vsock_uds\")");
-	if (!vsock && p->vsock_uds)
-		return machine_restore_fail(x, -EINVAL,
-					    "the snapshot has no vsock device, but a vsock socket "
-					    "was given");
+	/* Every kind: as many given as the snapshot has (host-backed), or none. */
+	for (unsigned int k = 0; (ops = virtio_device_at(k)); k++) {
+		unsigned int saved = machine_count_kind(x->plan, x->nplan, ops);
+		unsigned int given = machine_count_kind(p->devices, p->ndevices, ops);
+
+		if (!ops->host_backed && given)
+			return machine_restore_fail(
+				x, -EINVAL, "the snapshot's %s come from the snapshot: give none",
+				ops->noun);
+		if (!ops->host_backed || saved == given)
+			continue;
+		if (saved == 0)
+			return machine_restore_fail(x, -EINVAL,
+						    "the snapshot has no %s, but %u given",
+						    ops->noun, given);
+		return machine_restore_fail(x, -EINVAL, "the snapshot has %u %s(s), %u given: %s",
+					    saved, ops->noun, given, ops->restore_hint);
+	}
+	/* The i-th given device of a kind is the snapshot's i-th of that kind. */
+	for (unsigned int i = 0; i < x->nplan; i++) {
+		struct virtio_host *h = &x->plan[i];
+		const struct snap_section *sec;
+		unsigned int nth = machine_count_kind(x->plan, i, h->ops) + 1;
+
+		if (h->ops->host_backed) {
+			for (unsigned int j = 0, seen = 0; j < p->ndevices; j++)
+				if (p->devices[j].ops == h->ops && ++seen == nth)
+					*h = p->devices[j];
+		}
+		h->nth = nth;
+		if (machine_restore_device_section(x, i, &s, &sec) < 0)
+			return x->ret;
+		if (h->ops->check && h->ops->check(sec, h, sub, sizeof(sub)) < 0)
+			return machine_restore_fail(x, -EINVAL, "%s", sub);
+	}
 	return 0;
 }
 
@@ -954,16 +916,12 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 	struct machine *m = x->m;
 	const struct snap_file *f = &x->img->file;
 	struct snap_section s;
-	unsigned int disk = 0;
-	char sub[384];
+	char sub[384] = "";
 	int ret;
 
 	(void)events;
-	for (unsigned int i = 0; i < x->nids; i++) {
-		if (x->ids[i] == VIRTIO_ID_BLOCK)
-			ret = machine_add_blk(m, &x->p->disks[disk++]);
-		else
-			ret = machine_add_vsock(m, x->p->vsock_uds, x->vsock_cid);
+	for (unsigned int i = 0; i < x->nplan; i++) {
+		ret = machine_add_virtio(m, &x->plan[i]);
 		if (ret < 0) {
 			machine_restore_fail(x, ret, "cannot attach virtio device %u (see the log)",
 					     i);
@@ -972,24 +930,17 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 	}
 	for (unsigned int i = 0; i < m->nvirtio; i++) {
 		struct machine_virtio *d = &m->virtio[i];
-		if (d->device_id == VIRTIO_ID_BLOCK) {
-			if (!snap_find(f, SNAP_SEC_VIRTIO_BLK, (uint16_t)i, &s)) {
-				machine_restore_fail(x, -EINVAL,
-						     "the snapshot has no disk state for virtio "
-						     "device %u",
-						     i);
-				return;
-			}
-			if (virtio_blk_restore(d->dev, &s, sub, sizeof(sub)) < 0) {
-				machine_restore_fail(x, -EINVAL, "virtio device %u: %s", i, sub);
-				return;
-			}
+		const struct snap_section *sec;
+
+		if (machine_restore_device_section(x, i, &s, &sec) < 0)
+			return;
+		if (sec && d->ops->restore && d->ops->restore(d->dev, sec, sub, sizeof(sub)) < 0) {
+			machine_restore_fail(x, -EINVAL, "virtio device %u: %s", i, sub);
+			return;
 		}
 		if (!snap_find(f, SNAP_SEC_VIRTIO_MMIO, (uint16_t)i, &s)) {
 			machine_restore_fail(x, -EINVAL,
-					     "the snapshot has no state for virtio "
-					     "device %u",
-					     i);
+					     "the snapshot has no state for virtio device %u", i);
 			return;
 		}
 		if (virtio_mmio_restore(d->transport, &s, sub, sizeof(sub)) < 0) {
@@ -1029,15 +980,16 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 		machine_restore_fail(x, ret, "%s", sub);
 		return;
 	}
-	/* The guest learns that its vsock connections are gone (an RST each,
-	 * docs/vsock.md), then every live queue is served once in case a
-	 * notification was in flight when the snapshot was taken. */
+	/* Each device ends what its host side could not keep (the guest's
+	 * vsock connections: an RST each, docs/vsock.md), then every live
+	 * queue is served once in case a notification was in flight when the
+	 * snapshot was taken. */
 	for (unsigned int i = 0; i < m->nvirtio; i++) {
-		if (m->virtio[i].device_id != VIRTIO_ID_VSOCK)
-			continue;
-		if (!snap_find(f, SNAP_SEC_VIRTIO_VSOCK, (uint16_t)i, &s) ||
-		    virtio_vsock_restore(m->virtio[i].dev, &s) < 0) {
-			machine_restore_fail(x, -EINVAL, "malformed vsock device in the snapshot");
+		struct machine_virtio *d = &m->virtio[i];
+
+		ret = d->ops->reset_after_restore ? d->ops->reset_after_restore(d->dev) : 0;
+		if (ret < 0) {
+			machine_restore_fail(x, ret, "virtio device %u: %s", i, strerror(-ret));
 			return;
 		}
 	}
@@ -1131,8 +1083,8 @@ int machine_restore(struct machine *m, const struct machine_restore_params *p,
 
 /* ---- the control socket's requests ---- */
 
-/* Fills p->disks from a JSON array of "PATH[,ro|rw]" strings; the paths are
- * copied into `store`. */
+/* Adds the disks of a JSON array of "PATH[,ro|rw]" strings to p->devices;
+ * the paths are copied into `store`. */
 static json_t *machine_parse_disks(json_t *disks, struct machine_restore_params *p,
 				   char store[][PATH_MAX])
 {
@@ -1143,33 +1095,25 @@ static json_t *machine_parse_disks(json_t *disks, struct machine_restore_params 
 		return NULL;
 	if (!json_is_array(disks))
 		return api_error("\"disks\" must be an array of \"PATH[,ro|rw]\" strings");
-	if (json_array_size(disks) > MACHINE_MAX_DISKS)
-		return api_error("at most %d disks", MACHINE_MAX_DISKS);
+	if (json_array_size(disks) > VIRTIO_BLK_MAX_DISKS)
+		return api_error("at most %d disks", VIRTIO_BLK_MAX_DISKS);
 	json_array_foreach(disks, i, d)
 	{
 		const char *s = json_string_value(d);
-		size_t len;
-		char *comma;
 
-		if (!s || !*s || strlen(s) >= PATH_MAX)
+		if (!s || strlen(s) >= PATH_MAX)
 			return api_error("\"disks\" must be an array of \"PATH[,ro|rw]\" strings");
-		len = strlen(s);
-		memcpy(store[i], s, len + 1);
-		p->disks[i].read_only = true;
-		comma = strrchr(store[i], ',');
-		if (comma && (strcmp(comma, ",ro") == 0 || strcmp(comma, ",rw") == 0)) {
-			p->disks[i].read_only = comma[2] == 'o';
-			*comma = '\0';
-		}
-		p->disks[i].path = store[i];
-		p->ndisks++;
+		memcpy(store[i], s, strlen(s) + 1);
+		if (virtio_blk_parse_spec(store[i], &p->devices[p->ndevices]) < 0)
+			return api_error("\"disks\" must be an array of \"PATH[,ro|rw]\" strings");
+		p->ndevices++;
 	}
 	return NULL;
 }
 
 static json_t *machine_op_restore(struct machine *m, json_t *req)
 {
-	char store[MACHINE_MAX_DISKS][PATH_MAX];
+	char store[VIRTIO_BLK_MAX_DISKS][PATH_MAX];
 	struct machine_restore_params p = {0};
 	struct machine_restore_times t = {0};
 	json_t *dir = json_object_get(req, "dir"), *err;
@@ -1181,11 +1125,13 @@ static json_t *machine_op_restore(struct machine *m, json_t *req)
 	if ((uds && !json_is_string(uds)) || (console && !json_is_string(console)))
 		return api_error("\"vsock_uds\" and \"console\" must be strings");
 	p.dir = json_string_value(dir);
-	p.vsock_uds = uds ? json_string_value(uds) : NULL;
 	p.console = console ? json_string_value(console) : NULL;
 	err = machine_parse_disks(json_object_get(req, "disks"), &p, store);
 	if (err)
 		return err;
+	if (uds)
+		p.devices[p.ndevices++] = (struct virtio_host){.ops = &virtio_vsock_device,
+							       .path = json_string_value(uds)};
 	if (machine_restore(m, &p, &t, why, sizeof(why)) < 0)
 		return api_error("restore failed: %s", why);
 	return json_pack("{s:b, s:s, s:f, s:f, s:f}", "ok", 1, "state", "running", "load_ms",
@@ -1387,7 +1333,7 @@ void machine_destroy(struct machine *m)
 	 * transport can take their fds off it, then it stops. */
 	api_destroy(m->api);
 	for (unsigned int i = m->nvirtio; i-- > 0;)
-		m->virtio[i].destroy(m->virtio[i].dev);
+		m->virtio[i].ops->destroy(m->virtio[i].dev);
 	evloop_destroy(m->loop);
 	serial_destroy(m->serial);
 	i8042_destroy(m->i8042);

@@ -7,14 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MACHINE_MAX_DISKS 4
+#include "vmm/virtio/device.h"
 
-/* A raw disk image the guest sees as a virtio-blk device (/dev/vda, vdb...
- * in the order given). */
-struct machine_disk {
-	const char *path;
-	bool read_only; /* opened O_RDONLY and offered with VIRTIO_BLK_F_RO */
-};
+/* virtio-mmio windows: slot i is at LAYOUT_VIRTIO_BASE + i * STRIDE with
+ * GSI LAYOUT_VIRTIO_IRQ_BASE + i (ISA IRQs 5..15 are free). */
+#define MACHINE_MAX_VIRTIO 8
 
 struct machine_config {
 	const char *kernel;  /* the kernel to boot; NULL: no guest yet, the
@@ -25,23 +22,24 @@ struct machine_config {
 	unsigned int vcpus;  /* 1..BOOT_MAX_VCPUS */
 	const char *console; /* "stdio" or a file path that receives the output */
 	bool compat;	     /* add the nested-KVM compatibility arguments when needed */
-	struct machine_disk disks[MACHINE_MAX_DISKS];
-	unsigned int ndisks;
-	const char *vsock_uds; /* host unix socket of a virtio-vsock device; NULL: none */
-	uint64_t vsock_cid;    /* its guest CID (0: VSOCK_DEFAULT_GUEST_CID) */
-	const char *api_sock;  /* control socket path (api.h); NULL: none */
-	uint64_t max_mem_mib;  /* largest snapshot a restore accepts; 0: host RAM */
+	/* The virtio devices, in slot order (disks are /dev/vda, vdb... in
+	 * the order given); at most each kind's max_count. */
+	struct virtio_host devices[MACHINE_MAX_VIRTIO];
+	unsigned int ndevices;
+	const char *api_sock; /* control socket path (api.h); NULL: none */
+	uint64_t max_mem_mib; /* largest snapshot a restore accepts; 0: host RAM */
 };
 
 /* The host side of a restored VM: the snapshot records no host paths, so
- * they are given again at restore time. The disks must match the
- * snapshot's (same count, same sizes, same read-only settings) and a vsock
- * socket is needed exactly when the snapshot has a vsock device. */
+ * they are given again at restore time, one entry for each of the
+ * snapshot's host-backed devices (disks, vsock), in order within each kind.
+ * They must match the snapshot's (same count of each kind; a disk of the
+ * same size and read-only setting). Devices that need nothing of the host
+ * (rng) come from the snapshot alone. */
 struct machine_restore_params {
 	const char *dir; /* the snapshot directory */
-	struct machine_disk disks[MACHINE_MAX_DISKS];
-	unsigned int ndisks;
-	const char *vsock_uds;
+	struct virtio_host devices[MACHINE_MAX_VIRTIO];
+	unsigned int ndevices;
 	const char *console; /* NULL: keep the machine's console */
 };
 

@@ -4,6 +4,7 @@
 #include "vmm/boot/boot.h"
 #include "vmm/machine.h"
 #include "vmm/snapshot/snapshot.h"
+#include "vmm/virtio/blk.h"
 #include "vmm/virtio/vsock.h"
 
 #include <errno.h>
@@ -62,7 +63,7 @@ static void vmm_usage(FILE *out)
 		"Exit status: the guest's own (kiln-init reports its command's status),\n"
 		"0 when the guest resets itself, 1 when the guest crashes or kiln-vmm\n"
 		"fails, 2 for a usage error, 128+N when stopped by signal N.\n",
-		VMM_DEFAULT_MEM_MIB, BOOT_MAX_VCPUS, MACHINE_MAX_DISKS, VSOCK_DEFAULT_GUEST_CID);
+		VMM_DEFAULT_MEM_MIB, BOOT_MAX_VCPUS, VIRTIO_BLK_MAX_DISKS, VSOCK_DEFAULT_GUEST_CID);
 }
 
 static int vmm_parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -84,29 +85,14 @@ out_bad:
 	return -EINVAL;
 }
 
-/* Parses "PATH[,ro|rw]" into cfg's next disk. PATH may itself hold commas;
- * only a final ",ro" or ",rw" is an option. */
-static int vmm_parse_disk(struct machine_config *cfg, char *arg)
+/* Appends the virtio device `host` to cfg. */
+static int vmm_add_device(struct machine_config *cfg, const struct virtio_host *host)
 {
-	struct machine_disk *d;
-	char *comma = strrchr(arg, ',');
-
-	if (cfg->ndisks >= MACHINE_MAX_DISKS) {
-		log_error("--disk: at most %d disks", MACHINE_MAX_DISKS);
+	if (cfg->ndevices >= MACHINE_MAX_VIRTIO) {
+		log_error("at most %d virtio devices", MACHINE_MAX_VIRTIO);
 		return -EINVAL;
 	}
-	d = &cfg->disks[cfg->ndisks];
-	d->read_only = true;
-	if (comma && (strcmp(comma, ",ro") == 0 || strcmp(comma, ",rw") == 0)) {
-		d->read_only = comma[2] == 'o';
-		*comma = '\0';
-	}
-	if (!*arg) {
-		log_error("--disk needs a path");
-		return -EINVAL;
-	}
-	d->path = arg;
-	cfg->ndisks++;
+	cfg->devices[cfg->ndevices++] = *host;
 	return 0;
 }
 
@@ -239,8 +225,7 @@ static int vmm_restore(struct machine_config *cfg, const char *dir, struct machi
 {
 	struct machine_restore_params p = {
 		.dir = dir,
-		.ndisks = cfg->ndisks,
-		.vsock_uds = cfg->vsock_uds,
+		.ndevices = cfg->ndevices,
 	};
 	struct machine_restore_times t;
 	struct snap_image img;
@@ -260,10 +245,9 @@ static int vmm_restore(struct machine_config *cfg, const char *dir, struct machi
 	cfg->mem_mib = img.meta.mem_size >> 20;
 	cfg->vcpus = img.meta.vcpus;
 	snap_image_release(&img);
-	memcpy(p.disks, cfg->disks, sizeof(p.disks));
+	memcpy(p.devices, cfg->devices, sizeof(p.devices));
 	/* The snapshot's devices are attached by the restore, not by create. */
-	cfg->ndisks = 0;
-	cfg->vsock_uds = NULL;
+	cfg->ndevices = 0;
 	cfg->kernel = NULL;
 	m = machine_create(cfg);
 	if (!m)
@@ -324,6 +308,10 @@ int main(int argc, char **argv)
 		.console = "stdio",
 		.compat = true,
 	};
+	struct virtio_host disks[VIRTIO_BLK_MAX_DISKS];
+	unsigned int ndisks = 0;
+	const char *vsock_uds = NULL;
+	uint64_t vsock_cid = 0;
 	struct machine *m;
 	const char *restore = NULL;
 	bool prestart = false, mem_given = false, vcpus_given = false;
@@ -365,20 +353,27 @@ int main(int argc, char **argv)
 			cfg.compat = false;
 			break;
 		case OPT_DISK:
-			if (vmm_parse_disk(&cfg, optarg) < 0)
+			if (ndisks >= VIRTIO_BLK_MAX_DISKS) {
+				log_error("--disk: at most %d disks", VIRTIO_BLK_MAX_DISKS);
 				goto out_usage;
+			}
+			if (virtio_blk_parse_spec(optarg, &disks[ndisks]) < 0) {
+				log_error("--disk needs a path");
+				goto out_usage;
+			}
+			ndisks++;
 			break;
 		case OPT_VSOCK_UDS:
 			if (!*optarg) {
 				log_error("--vsock-uds needs a path");
 				goto out_usage;
 			}
-			cfg.vsock_uds = optarg;
+			vsock_uds = optarg;
 			break;
 		case OPT_VSOCK_CID:
 			if (vmm_parse_u64("--vsock-cid", optarg, 3, 0xfffffffeULL, &v) < 0)
 				goto out_usage;
-			cfg.vsock_cid = v;
+			vsock_cid = v;
 			break;
 		case OPT_API_SOCK:
 			if (!*optarg) {
@@ -432,12 +427,12 @@ int main(int argc, char **argv)
 		log_error("--restore and --prestart exclude each other");
 		goto out_usage;
 	}
-	if (restore && (mem_given || vcpus_given || cfg.vsock_cid)) {
+	if (restore && (mem_given || vcpus_given || vsock_cid)) {
 		log_error("--restore takes the memory size, vCPU count and vsock CID from the "
 			  "snapshot: drop --mem, --vcpus and --vsock-cid");
 		goto out_usage;
 	}
-	if (prestart && (cfg.ndisks || cfg.vsock_uds)) {
+	if (prestart && (ndisks || vsock_uds)) {
 		log_error("--prestart: the disks and vsock socket come with the restore request");
 		goto out_usage;
 	}
@@ -449,10 +444,18 @@ int main(int argc, char **argv)
 		log_error("--kernel is required");
 		goto out_usage;
 	}
-	if (cfg.vsock_cid && !cfg.vsock_uds && !restore) {
+	if (vsock_cid && !vsock_uds && !restore) {
 		log_error("--vsock-cid needs --vsock-uds");
 		goto out_usage;
 	}
+	/* Slot order: the disks, vsock, the rest. */
+	for (unsigned int i = 0; i < ndisks; i++)
+		if (vmm_add_device(&cfg, &disks[i]) < 0)
+			goto out_usage;
+	if (vsock_uds && vmm_add_device(&cfg, &(struct virtio_host){.ops = &virtio_vsock_device,
+								    .path = vsock_uds,
+								    .cid = vsock_cid}) < 0)
+		goto out_usage;
 	if (verbosity < 0)
 		log_set_level(LOG_WARN);
 	else if (verbosity > 0)

@@ -11,6 +11,7 @@
 
 #include "common/le.h"
 #include "common/log.h"
+#include "common/reason.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -283,16 +284,10 @@ struct virtio_blk *virtio_blk_create(const char *path, bool read_only, struct vm
 	le_put(b->config + 12, VIRTQ_MAX_CHAIN - 2, 4); /* seg_max */
 	le_put(b->config + 20, VIRTIO_BLK_SECTOR, 4);	/* blk_size */
 
-	b->ops = (struct virtio_device_ops){
-		.device_id = VIRTIO_ID_BLOCK,
-		.features = VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH |
-			    (read_only ? VIRTIO_BLK_F_RO : 0),
-		.num_queues = 1,
-		.queue_max = VIRTIO_BLK_QUEUE_MAX,
-		.config_read = virtio_blk_config_read,
-		.queue_notify = virtio_blk_queue_notify,
-		.reset = virtio_blk_reset,
-	};
+	/* The table's ops, offering VIRTIO_BLK_F_RO for a read-only disk. */
+	b->ops = virtio_blk_device;
+	if (read_only)
+		b->ops.features |= VIRTIO_BLK_F_RO;
 	b->t = virtio_mmio_create(vm, bus, loop, base, irq, &b->ops, b);
 	if (!b->t)
 		goto out_close_fd;
@@ -329,8 +324,44 @@ uint64_t virtio_blk_capacity(const struct virtio_blk *b)
 	return b->capacity;
 }
 
-void virtio_blk_save(struct virtio_blk *b, struct snap_writer *w, uint16_t slot)
+/* ---- the device's life (virtio_blk_device) ----------------------------------- */
+
+int virtio_blk_parse_spec(char *spec, struct virtio_host *host)
 {
+	char *comma = strrchr(spec, ',');
+
+	*host = (struct virtio_host){.ops = &virtio_blk_device, .read_only = true};
+	if (comma && (strcmp(comma, ",ro") == 0 || strcmp(comma, ",rw") == 0)) {
+		host->read_only = comma[2] == 'o';
+		*comma = '\0';
+	}
+	if (!*spec)
+		return -EINVAL;
+	host->path = spec;
+	return 0;
+}
+
+static void *virtio_blk_dev_create(const struct virtio_slot *slot, const struct virtio_host *host,
+				   struct virtio_mmio **t)
+{
+	struct virtio_blk *b = virtio_blk_create(host->path, host->read_only, slot->vm, slot->bus,
+						 slot->loop, slot->base, slot->irq);
+
+	if (b)
+		*t = b->t;
+	return b;
+}
+
+static void virtio_blk_dev_destroy(void *dev)
+{
+	virtio_blk_destroy(dev);
+}
+
+/* SNAP_SEC_VIRTIO_BLK: u64 capacity (sectors), u8 read-only, 20 bytes serial. */
+static void virtio_blk_save(void *dev, struct snap_writer *w, uint16_t slot)
+{
+	struct virtio_blk *b = dev;
+
 	snap_begin(w, SNAP_SEC_VIRTIO_BLK, slot);
 	snap_put_u64(w, b->capacity);
 	snap_put_u8(w, b->read_only);
@@ -338,33 +369,101 @@ void virtio_blk_save(struct virtio_blk *b, struct snap_writer *w, uint16_t slot)
 	snap_end(w);
 }
 
-int virtio_blk_restore(struct virtio_blk *b, const struct snap_section *sec, char *why,
-		       size_t why_len)
-{
-	char serial[VIRTIO_BLK_ID_BYTES];
+/* A parsed SNAP_SEC_VIRTIO_BLK section. */
+struct virtio_blk_saved {
 	uint64_t capacity;
 	bool read_only;
+	char serial[VIRTIO_BLK_ID_BYTES];
+};
+
+static int virtio_blk_saved_parse(const struct snap_section *sec, struct virtio_blk_saved *sv,
+				  char *why, size_t why_len)
+{
 	struct snap_rd r;
 
 	snap_rd_init(&r, sec);
-	capacity = snap_get_u64(&r);
-	read_only = snap_get_u8(&r);
-	snap_get_bytes(&r, serial, sizeof(serial));
-	if (!snap_rd_done(&r)) {
-		snprintf(why, why_len, "malformed virtio-blk section");
-		return -EINVAL;
-	}
-	if (capacity != b->capacity) {
-		snprintf(why, why_len,
-			 "disk %s has %llu sectors; the snapshot's disk in this slot had %llu",
-			 b->path, (unsigned long long)b->capacity, (unsigned long long)capacity);
-		return -EINVAL;
-	}
-	if (read_only != b->read_only) {
-		snprintf(why, why_len, "disk %s must be %s, as it was in the snapshot", b->path,
-			 read_only ? "read-only" : "read-write (,rw)");
-		return -EINVAL;
-	}
-	memcpy(b->serial, serial, sizeof(serial));
+	sv->capacity = snap_get_u64(&r);
+	sv->read_only = snap_get_u8(&r);
+	snap_get_bytes(&r, sv->serial, sizeof(sv->serial));
+	if (!snap_rd_done(&r))
+		return reason_fail(why, why_len, -EINVAL, "malformed virtio-blk section");
 	return 0;
 }
+
+static const char *virtio_blk_mode(bool read_only)
+{
+	return read_only ? "read-only" : "read-write (,rw)";
+}
+
+/* The disk image given for a restore must be the snapshot's: same size in
+ * sectors (regular files; a block device is taken as it is) and mode. */
+static int virtio_blk_check(const struct snap_section *sec, struct virtio_host *host, char *why,
+			    size_t why_len)
+{
+	struct virtio_blk_saved sv;
+	struct stat st;
+	int ret = virtio_blk_saved_parse(sec, &sv, why, why_len);
+
+	if (ret < 0)
+		return ret;
+	if (stat(host->path, &st) < 0)
+		return reason_fail(why, why_len, -errno, "disk %s: %s", host->path,
+				   strerror(errno));
+	if (S_ISREG(st.st_mode) && (uint64_t)st.st_size / VIRTIO_BLK_SECTOR != sv.capacity)
+		return reason_fail(why, why_len, -EINVAL,
+				   "disk %s has %llu sectors; the snapshot's disk %u had %llu: "
+				   "restore with the same disk images",
+				   host->path,
+				   (unsigned long long)((uint64_t)st.st_size / VIRTIO_BLK_SECTOR),
+				   host->nth, (unsigned long long)sv.capacity);
+	if (sv.read_only != host->read_only)
+		return reason_fail(why, why_len, -EINVAL,
+				   "disk %s must be %s, as it was in the snapshot", host->path,
+				   virtio_blk_mode(sv.read_only));
+	return 0;
+}
+
+/* Checks the section against the opened disk (it may have changed since
+ * virtio_blk_check) and takes its serial. */
+static int virtio_blk_restore(void *dev, const struct snap_section *sec, char *why, size_t why_len)
+{
+	struct virtio_blk *b = dev;
+	struct virtio_blk_saved sv;
+	int ret = virtio_blk_saved_parse(sec, &sv, why, why_len);
+
+	if (ret < 0)
+		return ret;
+	if (sv.capacity != b->capacity)
+		return reason_fail(why, why_len, -EINVAL,
+				   "disk %s has %llu sectors; the snapshot's disk in this slot had "
+				   "%llu",
+				   b->path, (unsigned long long)b->capacity,
+				   (unsigned long long)sv.capacity);
+	if (sv.read_only != b->read_only)
+		return reason_fail(why, why_len, -EINVAL,
+				   "disk %s must be %s, as it was in the snapshot", b->path,
+				   virtio_blk_mode(sv.read_only));
+	memcpy(b->serial, sv.serial, sizeof(sv.serial));
+	return 0;
+}
+
+const struct virtio_device_ops virtio_blk_device = {
+	.name = "virtio-blk",
+	.noun = "disk",
+	.device_id = VIRTIO_ID_BLOCK,
+	.max_count = VIRTIO_BLK_MAX_DISKS,
+	.host_backed = true,
+	.restore_hint = "restore with the same disk set (--disk / \"disks\")",
+	.snap_section = SNAP_SEC_VIRTIO_BLK,
+	.features = VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH,
+	.num_queues = 1,
+	.queue_max = VIRTIO_BLK_QUEUE_MAX,
+	.config_read = virtio_blk_config_read,
+	.queue_notify = virtio_blk_queue_notify,
+	.reset = virtio_blk_reset,
+	.create = virtio_blk_dev_create,
+	.destroy = virtio_blk_dev_destroy,
+	.save = virtio_blk_save,
+	.check = virtio_blk_check,
+	.restore = virtio_blk_restore,
+};

@@ -6,6 +6,8 @@
  * Supported: VIRTIO_BLK_T_IN, T_OUT, T_FLUSH, T_GET_ID; anything else gets
  * VIRTIO_BLK_S_UNSUPP. Data moves with preadv/pwritev straight between the
  * image and guest memory. Requests are served on the I/O event loop thread.
+ * The machine drives it through virtio_blk_device (virtio/device.h); the
+ * functions below are for tests.
  */
 #ifndef KILN_VMM_VIRTIO_BLK_H
 #define KILN_VMM_VIRTIO_BLK_H
@@ -35,6 +37,7 @@
 #define VIRTIO_BLK_SECTOR    512
 #define VIRTIO_BLK_ID_BYTES  20
 #define VIRTIO_BLK_QUEUE_MAX 256
+#define VIRTIO_BLK_MAX_DISKS 4 /* per machine */
 
 struct virtio_blk;
 
@@ -59,15 +62,10 @@ struct virtio_mmio *virtio_blk_transport(struct virtio_blk *b);
 /* Returns the capacity in 512-byte sectors (the image size rounded down). */
 uint64_t virtio_blk_capacity(const struct virtio_blk *b);
 
-/* Appends the disk's identity (capacity, read-only, serial) as
- * SNAP_SEC_VIRTIO_BLK, instance `slot`; the transport saves itself
- * (virtio_mmio_save). Loop thread. */
-void virtio_blk_save(struct virtio_blk *b, struct snap_writer *w, uint16_t slot);
-
-/* Checks a SNAP_SEC_VIRTIO_BLK section against this disk (same capacity,
- * same read-only setting) and takes its serial. Returns 0 or -EINVAL with a
- * reason in `why`. */
-int virtio_blk_restore(struct virtio_blk *b, const struct snap_section *sec, char *why,
-		       size_t why_len);
+/* Parses a disk's host side, "PATH[,ro|rw]" (read-only unless ",rw"; PATH
+ * may itself hold commas: only a final ",ro" or ",rw" is an option), into
+ * *host, cutting the option off `spec` in place (host->path points into
+ * it). Returns 0, or -EINVAL when PATH is empty. */
+int virtio_blk_parse_spec(char *spec, struct virtio_host *host);
 
 #endif

@@ -1,8 +1,9 @@
 /* mmio.h - the virtio-mmio transport (virtio 1.x, "modern", version 2).
  *
- * A device back end (blk, vsock, net) fills a struct virtio_device_ops and
- * gets a transport that owns the register window, feature negotiation, status
- * handling, the queues' addresses, interrupts and notifications:
+ * A device back end (blk, vsock, rng) fills a struct virtio_device_ops
+ * (virtio/device.h) and gets a transport that owns the register window,
+ * feature negotiation, status handling, the queues' addresses, interrupts
+ * and notifications:
  *   - interrupts go through an irqfd (KVM_IRQFD) when KVM offers it, else
  *     through KVM_IRQ_LINE pulses;
  *   - the guest's QueueNotify writes are caught by an ioeventfd per queue
@@ -23,37 +24,15 @@
 #include "vmm/iobus.h"
 #include "vmm/memory.h"
 #include "vmm/snapshot/format.h"
+#include "vmm/virtio/device.h"
 #include "vmm/virtio/queue.h"
 #include "vmm/vm.h"
 
 #define VIRTIO_MAX_QUEUES 8
 
-#define VIRTIO_ID_NET	1
-#define VIRTIO_ID_BLOCK 2
-#define VIRTIO_ID_VSOCK 19
-
 #define VIRTIO_F_INDIRECT_DESC (1ULL << 28)
 #define VIRTIO_F_EVENT_IDX     (1ULL << 29)
 #define VIRTIO_F_VERSION_1     (1ULL << 32)
-
-struct virtio_mmio;
-
-struct virtio_device_ops {
-	uint32_t device_id;
-	uint64_t features;	 /* device features; the transport adds VERSION_1,
-				   * INDIRECT_DESC and EVENT_IDX */
-	unsigned int num_queues; /* 1..VIRTIO_MAX_QUEUES */
-	uint16_t queue_max;	 /* power of two <= VIRTQ_MAX_SIZE */
-	/* Device config space (offset 0x100 on): fill `data` / consume it. */
-	void (*config_read)(void *dev, uint64_t offset, uint8_t *data, uint32_t len);
-	void (*config_write)(void *dev, uint64_t offset, const uint8_t *data, uint32_t len);
-	/* The driver set DRIVER_OK: queues are live. Called on the loop thread. */
-	void (*activate)(void *dev);
-	/* The guest notified queue `q` (on the loop thread). */
-	void (*queue_notify)(void *dev, unsigned int q);
-	/* The driver reset the device: drop in-flight work (on the loop thread). */
-	void (*reset)(void *dev);
-};
 
 /* Creates the transport for device `dev` (not owned) at MMIO `base` with
  * interrupt `irq`, registering its window on `bus` and its eventfds with KVM

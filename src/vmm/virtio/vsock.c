@@ -26,6 +26,7 @@
 #include "common/clock.h"
 #include "common/le.h"
 #include "common/log.h"
+#include "common/reason.h"
 #include "common/unixsock.h"
 #include "vmm/virtio/vsock_conn.h"
 
@@ -97,6 +98,9 @@ struct virtio_vsock {
 
 	struct virtq_chain rx_chain; /* popped rx buffer not used yet */
 	bool rx_held;
+	/* A restore loaded a section without the connection list: the
+	 * transport is reset once the restore is complete. */
+	bool reset_on_restore;
 	struct virtq_chain tx_chain;
 	struct virtq_chain ev_chain;
 	struct iovec iov[VIRTQ_MAX_CHAIN]; /* scratch slice of a chain */
@@ -1047,21 +1051,9 @@ static void vsock_reset(void *dev)
 	v->reset_wait = false;
 }
 
-static const struct virtio_device_ops vsock_ops = {
-	.device_id = VIRTIO_ID_VSOCK,
-	.features = 0,
-	.num_queues = VSOCK_NUM_QUEUES,
-	.queue_max = VSOCK_QUEUE_MAX,
-	.config_read = vsock_config_read,
-	.config_write = vsock_config_write,
-	.activate = vsock_activate,
-	.queue_notify = vsock_queue_notify,
-	.reset = vsock_reset,
-};
-
 const struct virtio_device_ops *virtio_vsock_ops(void)
 {
-	return &vsock_ops;
+	return &virtio_vsock_device;
 }
 
 int virtio_vsock_transport_reset(struct virtio_vsock *v)
@@ -1190,7 +1182,7 @@ int virtio_vsock_attach(struct virtio_vsock *v, struct vm *vm, struct iobus *bus
 		.set_broken = vsock_mmio_broken,
 	};
 
-	v->mmio = virtio_mmio_create(vm, bus, v->loop, base, irq, &vsock_ops, v);
+	v->mmio = virtio_mmio_create(vm, bus, v->loop, base, irq, &virtio_vsock_device, v);
 	if (!v->mmio)
 		return -EIO;
 	for (unsigned int i = 0; i < VSOCK_NUM_QUEUES; i++)
@@ -1262,8 +1254,9 @@ static uint32_t vsock_guest_known(const struct virtio_vsock *v)
 	return n;
 }
 
-void virtio_vsock_save(struct virtio_vsock *v, struct snap_writer *w, uint16_t slot)
+static void vsock_save(void *dev, struct snap_writer *w, uint16_t slot)
 {
+	struct virtio_vsock *v = dev;
 	struct virtq *q = vsock_queue(v, VSOCK_QUEUE_RX);
 	uint32_t n = vsock_guest_known(v);
 
@@ -1342,24 +1335,33 @@ int virtio_vsock_saved_cid(const struct snap_section *sec, uint64_t *cid)
 	return ret;
 }
 
-int virtio_vsock_restore(struct virtio_vsock *v, const struct snap_section *sec)
+/* A restore takes the guest CID from the snapshot. */
+static int vsock_check(const struct snap_section *sec, struct virtio_host *host, char *why,
+		       size_t why_len)
 {
-	struct vsock_saved s;
-	int ret = vsock_saved_parse(sec, &s);
+	if (virtio_vsock_saved_cid(sec, &host->cid) < 0)
+		return reason_fail(why, why_len, -EINVAL, "malformed vsock device in the snapshot");
+	return 0;
+}
 
-	if (ret < 0)
-		return ret;
-	if (s.cid != v->guest_cid)
-		return -EINVAL;
+/* Loads the section into a fresh device: the next host port, and an RST
+ * owed for every connection the guest may still hold (or, without the
+ * list, a transport reset); vsock_reset_after_restore delivers them. */
+static int vsock_restore(void *dev, const struct snap_section *sec, char *why, size_t why_len)
+{
+	struct virtio_vsock *v = dev;
+	struct vsock_saved s;
+
+	if (vsock_saved_parse(sec, &s) < 0 || s.cid != v->guest_cid)
+		return reason_fail(why, why_len, -EINVAL, "malformed vsock device in the snapshot");
 	vsock_drop_all(v);
 	/* New connections never reuse a (guest port, host port) pair of a
 	 * socket the guest may still hold until its owner closes it: Linux
 	 * answers a REQUEST for such a pair with RST. */
 	v->next_host_port = s.next_host_port;
-	if (s.n == VSOCK_SAVED_ALL) {
-		log_debug("virtio-vsock: restored; resetting the transport");
-		return virtio_vsock_transport_reset(v);
-	}
+	v->reset_on_restore = s.n == VSOCK_SAVED_ALL;
+	if (v->reset_on_restore)
+		return 0;
 	/* The rx queue delivers in order, RSTs first: the guest has dropped
 	 * these before it sees any REQUEST we send later. */
 	for (uint32_t i = 0; i < s.n; i++) {
@@ -1367,7 +1369,82 @@ int virtio_vsock_restore(struct virtio_vsock *v, const struct snap_section *sec)
 
 		vsock_queue_rst(v, guest_port, snap_get_u32(&s.r));
 	}
-	log_debug("virtio-vsock: restored; %u RST(s) for connections of the snapshot", s.n);
+	return 0;
+}
+
+/* With the guest's queues and RAM back: tells the guest that its
+ * connections are gone. */
+static int vsock_reset_after_restore(void *dev)
+{
+	struct virtio_vsock *v = dev;
+
+	if (v->reset_on_restore) {
+		v->reset_on_restore = false;
+		log_debug("virtio-vsock: restored; resetting the transport");
+		return virtio_vsock_transport_reset(v);
+	}
+	log_debug("virtio-vsock: restored; %u RST(s) for connections of the snapshot",
+		  v->rst_count);
 	vsock_process_rx(v);
 	return 0;
 }
+
+void virtio_vsock_save(struct virtio_vsock *v, struct snap_writer *w, uint16_t slot)
+{
+	vsock_save(v, w, slot);
+}
+
+int virtio_vsock_restore(struct virtio_vsock *v, const struct snap_section *sec)
+{
+	int ret = vsock_restore(v, sec, NULL, 0);
+
+	return ret < 0 ? ret : vsock_reset_after_restore(v);
+}
+
+static void *vsock_create(const struct virtio_slot *slot, const struct virtio_host *host,
+			  struct virtio_mmio **t)
+{
+	struct virtio_vsock_config cfg = {
+		.guest_cid = host->cid ? host->cid : VSOCK_DEFAULT_GUEST_CID,
+		.uds_path = host->path,
+	};
+	struct virtio_vsock *v = virtio_vsock_create(slot->loop, &cfg);
+
+	if (!v)
+		return NULL;
+	if (virtio_vsock_attach(v, slot->vm, slot->bus, slot->base, slot->irq) < 0) {
+		virtio_vsock_destroy(v);
+		return NULL;
+	}
+	*t = v->mmio;
+	return v;
+}
+
+static void vsock_destroy(void *dev)
+{
+	virtio_vsock_destroy(dev);
+}
+
+const struct virtio_device_ops virtio_vsock_device = {
+	.name = "virtio-vsock",
+	.noun = "vsock device",
+	.device_id = VIRTIO_ID_VSOCK,
+	.max_count = 1,
+	.host_backed = true,
+	.restore_hint = "give its host socket (--vsock-uds / \"vsock_uds\")",
+	.snap_section = SNAP_SEC_VIRTIO_VSOCK,
+	.features = 0,
+	.num_queues = VSOCK_NUM_QUEUES,
+	.queue_max = VSOCK_QUEUE_MAX,
+	.config_read = vsock_config_read,
+	.config_write = vsock_config_write,
+	.activate = vsock_activate,
+	.queue_notify = vsock_queue_notify,
+	.reset = vsock_reset,
+	.create = vsock_create,
+	.destroy = vsock_destroy,
+	.save = vsock_save,
+	.check = vsock_check,
+	.restore = vsock_restore,
+	.reset_after_restore = vsock_reset_after_restore,
+};
