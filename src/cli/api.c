@@ -2,11 +2,13 @@
 #include "cli/api.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/output.h"
+#include "cli/token.h"
 
 const char *cli_gateway(const struct cli_ctx *ctx, const char *fallback)
 {
@@ -17,6 +19,52 @@ const char *cli_gateway(const struct cli_ctx *ctx, const char *fallback)
 	if (fallback && *fallback)
 		return fallback;
 	return KILN_DEFAULT_GATEWAY;
+}
+
+/* Gives c the token and TLS settings of ctx and the environment. Returns
+ * an exit code. */
+static int connect_options(const struct cli_ctx *ctx, struct http_client *c)
+{
+	const char *file = ctx->token_file ? ctx->token_file : getenv("KILN_TOKEN_FILE");
+	const char *env = getenv("KILN_TOKEN");
+	const char *cacert = ctx->cacert ? ctx->cacert : getenv("KILN_CACERT");
+	char err[PATH_MAX + 128], *token = NULL;
+	int rc;
+
+	if (file && *file) {
+		rc = token_read_file(file, &token, err, sizeof(err));
+		if (rc == -ENOMEM) {
+			out_error("out of memory");
+			return KILN_EXIT_SERVER;
+		}
+		if (rc) {
+			out_error("%s", err);
+			return KILN_EXIT_USAGE;
+		}
+	} else if (env && *env) {
+		if (token_check(env)) {
+			out_error("KILN_TOKEN: the token must be printable ASCII without spaces, "
+				  "at most 4096 bytes");
+			return KILN_EXIT_USAGE;
+		}
+		token = strdup(env);
+		if (!token) {
+			out_error("out of memory");
+			return KILN_EXIT_SERVER;
+		}
+	}
+	rc = http_client_set_token(c, token);
+	if (token) {
+		memset(token, 0, strlen(token));
+		free(token);
+	}
+	if (!rc)
+		rc = http_client_set_tls(c, cacert && *cacert ? cacert : NULL, ctx->insecure);
+	if (rc) {
+		out_error("out of memory");
+		return KILN_EXIT_SERVER;
+	}
+	return KILN_EXIT_OK;
 }
 
 int api_connect(const struct cli_ctx *ctx, const char *fallback, struct http_client **out)
@@ -32,7 +80,12 @@ int api_connect(const struct cli_ctx *ctx, const char *fallback, struct http_cli
 		out_error("out of memory");
 		return KILN_EXIT_SERVER;
 	}
-	return KILN_EXIT_OK;
+	rc = connect_options(ctx, *out);
+	if (rc) {
+		http_client_destroy(*out);
+		*out = NULL;
+	}
+	return rc;
 }
 
 int api_request(struct http_client *c, const char *method, const char *path, const json_t *body,
@@ -111,6 +164,17 @@ int api_fail(const struct http_response *resp, const char *what)
 {
 	const char *msg = api_error_text(resp);
 
+	if (resp->status == 401) {
+		out_error("%s: the gateway refused the request: %s (HTTP 401); give kilnd's token "
+			  "with --token-file FILE or $KILN_TOKEN",
+			  what, msg ? msg : "a token is needed");
+		return api_exit_for_status(resp->status);
+	}
+	if (resp->status == 403) {
+		out_error("%s: the gateway refused the request: %s (HTTP 403)", what,
+			  msg ? msg : "the token may not do this");
+		return api_exit_for_status(resp->status);
+	}
 	if (msg)
 		out_error("%s: %s (HTTP %ld)", what, msg, resp->status);
 	else

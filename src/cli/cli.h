@@ -23,6 +23,9 @@ struct cli_ctx {
 	const char *gateway;	 /* --gateway, else NULL */
 	const char *gateway_env; /* $KILN_GATEWAY, else NULL */
 	int verbose;		 /* -v count */
+	const char *token_file;	 /* --token-file, else NULL ($KILN_TOKEN_FILE, $KILN_TOKEN) */
+	const char *cacert;	 /* --cacert, else NULL ($KILN_CACERT) */
+	bool insecure;		 /* -k, --insecure */
 	bool stdout_tty;	 /* isatty(1) */
 };
 

@@ -132,6 +132,7 @@ int cmd_deploy(struct cli_ctx *ctx, int argc, char **argv)
 		{"quiet", no_argument, NULL, 'q'},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"gateway", required_argument, NULL, 'g'},
+		OPTS_CONN_LONGOPTS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -145,7 +146,7 @@ int cmd_deploy(struct cli_ctx *ctx, int argc, char **argv)
 
 	fn_spec_init(&s);
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, ":r:c:e:m:t:qg:vh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":r:c:e:m:t:qg:vkh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			fputs(deploy_usage, stdout);
@@ -239,6 +240,7 @@ int cmd_up(struct cli_ctx *ctx, int argc, char **argv)
 		{"filter", required_argument, NULL, OPT_FILTER},
 		{"quiet", no_argument, NULL, 'q'},
 		{"gateway", required_argument, NULL, 'g'},
+		OPTS_CONN_LONGOPTS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -257,7 +259,7 @@ int cmd_up(struct cli_ctx *ctx, int argc, char **argv)
 		return KILN_EXIT_SERVER;
 	}
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, ":f:qg:vh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":f:qg:vkh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			fputs(up_usage, stdout);

@@ -34,6 +34,7 @@ static int common_opts(struct cli_ctx *ctx, const char *cmd, const char *usage, 
 	static const struct option longopts[] = {
 		{"json", no_argument, NULL, OPT_JSON},
 		{"gateway", required_argument, NULL, 'g'},
+		OPTS_CONN_LONGOPTS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -42,7 +43,7 @@ static int common_opts(struct cli_ctx *ctx, const char *cmd, const char *usage, 
 
 	*help = false;
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, ":g:vh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":g:vkh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			fputs(usage, stdout);

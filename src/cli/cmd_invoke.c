@@ -129,6 +129,7 @@ int cmd_invoke(struct cli_ctx *ctx, int argc, char **argv)
 		{"async", no_argument, NULL, OPT_ASYNC},
 		{"callback", required_argument, NULL, OPT_CALLBACK},
 		{"gateway", required_argument, NULL, 'g'},
+		OPTS_CONN_LONGOPTS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -147,7 +148,7 @@ int cmd_invoke(struct cli_ctx *ctx, int argc, char **argv)
 		return KILN_EXIT_SERVER;
 	}
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, ":d:H:X:g:vh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":d:H:X:g:vkh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			fputs(invoke_usage, stdout);
@@ -352,9 +353,13 @@ static int print_call(json_t *j)
 int cmd_calls(struct cli_ctx *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"wait", no_argument, NULL, 'w'},	   {"json", no_argument, NULL, OPT_JSON},
-		{"gateway", required_argument, NULL, 'g'}, {"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},	   {NULL, 0, NULL, 0},
+		{"wait", no_argument, NULL, 'w'},
+		{"json", no_argument, NULL, OPT_JSON},
+		{"gateway", required_argument, NULL, 'g'},
+		OPTS_CONN_LONGOPTS,
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	struct http_client *c = NULL;
 	bool json = false, wait = false;
@@ -362,7 +367,7 @@ int cmd_calls(struct cli_ctx *ctx, int argc, char **argv)
 	int opt, rc;
 
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, ":wg:vh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":wg:vkh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			fputs(calls_usage, stdout);

@@ -146,6 +146,7 @@ int cmd_logs(struct cli_ctx *ctx, int argc, char **argv)
 		{"tail", required_argument, NULL, 'n'},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"gateway", required_argument, NULL, 'g'},
+		OPTS_CONN_LONGOPTS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -161,7 +162,7 @@ int cmd_logs(struct cli_ctx *ctx, int argc, char **argv)
 	int opt, rc;
 
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, ":fn:g:vh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":fn:g:vkh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			fputs(logs_usage, stdout);

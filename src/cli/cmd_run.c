@@ -126,6 +126,7 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 		{"timeout", required_argument, NULL, 't'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"gateway", required_argument, NULL, 'g'},
+		OPTS_CONN_LONGOPTS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -145,7 +146,7 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 
 	fn_spec_init(&s);
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, ":c:t:qg:vh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":c:t:qg:vkh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			fputs(run_usage, stdout);

@@ -46,6 +46,20 @@ int http_client_create(const char *gateway, struct http_client **out, char *err,
 /* Frees the client. Accepts NULL. */
 void http_client_destroy(struct http_client *c);
 
+/* Sends "Authorization: Bearer token" with every request (NULL: none);
+ * token is copied and must be printable ASCII without spaces. Returns 0 or
+ * -ENOMEM. */
+int http_client_set_token(struct http_client *c, const char *token);
+
+/* For https gateways: the CA certificates to check kilnd's certificate
+ * against (a PEM file, curl's --cacert; NULL: the system's), or no check at
+ * all (insecure, curl's --insecure). cacert is copied. Returns 0 or
+ * -ENOMEM. */
+int http_client_set_tls(struct http_client *c, const char *cacert, bool insecure);
+
+/* True when c sends a token. */
+bool http_client_has_token(const struct http_client *c);
+
 /* The gateway as given. */
 const char *http_client_gateway(const struct http_client *c);
 

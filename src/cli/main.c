@@ -44,9 +44,17 @@ static void usage(FILE *f)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	fputs("\n"
 	      "Global options:\n"
-	      "  -g, --gateway URL   kilnd's address: http://HOST:PORT or unix:/path.sock\n"
+	      "  -g, --gateway URL   kilnd's address: http://HOST:PORT, https://HOST:PORT or\n"
+	      "                      unix:/path.sock\n"
 	      "                      (default $KILN_GATEWAY, else " KILN_DEFAULT_GATEWAY ")\n"
 	      "  -v, --verbose       more detail (kiln invoke: call id, cold/warm, VM)\n"
+	      "      --token-file FILE\n"
+	      "                      send the token in FILE to kilnd (its first line; default\n"
+	      "                      $KILN_TOKEN_FILE, else the token in $KILN_TOKEN)\n"
+	      "      --cacert FILE   check an https gateway's certificate against the CA\n"
+	      "                      certificates in FILE (default $KILN_CACERT, else the\n"
+	      "                      system's)\n"
+	      "  -k, --insecure      https without checking the gateway's certificate\n"
 	      "  -h, --help          this help; kiln COMMAND --help for a command's\n"
 	      "      --version       the version\n"
 	      "\n"
@@ -94,6 +102,18 @@ int main(int argc, char **argv)
 			ctx.gateway = argv[++i];
 		} else if (!strncmp(a, "--gateway=", 10)) {
 			ctx.gateway = a + 10;
+		} else if (!strcmp(a, "--token-file") || !strcmp(a, "--cacert")) {
+			if (i + 1 >= argc) {
+				out_error("option '%s' needs a value (see 'kiln --help')", a);
+				return KILN_EXIT_USAGE;
+			}
+			*(a[2] == 't' ? &ctx.token_file : &ctx.cacert) = argv[++i];
+		} else if (!strncmp(a, "--token-file=", 13)) {
+			ctx.token_file = a + 13;
+		} else if (!strncmp(a, "--cacert=", 9)) {
+			ctx.cacert = a + 9;
+		} else if (!strcmp(a, "-k") || !strcmp(a, "--insecure")) {
+			ctx.insecure = true;
 		} else {
 			out_error("unknown option '%s' (see 'kiln --help')", a);
 			return KILN_EXIT_USAGE;

@@ -40,6 +40,15 @@ bool opts_global(struct cli_ctx *ctx, int c)
 	case 'v':
 		ctx->verbose++;
 		return true;
+	case OPTS_TOKEN_FILE:
+		ctx->token_file = optarg;
+		return true;
+	case OPTS_CACERT:
+		ctx->cacert = optarg;
+		return true;
+	case 'k':
+		ctx->insecure = true;
+		return true;
 	default:
 		return false;
 	}

@@ -9,6 +9,22 @@
 
 struct cli_ctx;
 
+/* getopt_long values of the connection options every command that talks
+ * to kilnd takes (opts_global handles them; --insecure is 'k', which goes in
+ * the command's optstring). */
+enum {
+	OPTS_TOKEN_FILE = 2000,
+	OPTS_CACERT,
+};
+
+/* Their struct option entries, for a command's longopts array. */
+/* clang-format off */
+#define OPTS_CONN_LONGOPTS                                        \
+	{"token-file", required_argument, NULL, OPTS_TOKEN_FILE}, \
+	{"cacert", required_argument, NULL, OPTS_CACERT},         \
+	{"insecure", no_argument, NULL, 'k'}
+/* clang-format on */
+
 /* Reports getopt_long's '?' (unknown option) or ':' (missing value) for
  * command cmd as one error line. Returns KILN_EXIT_USAGE. */
 int opts_fail(const char *cmd, int c, char **argv);
@@ -17,8 +33,9 @@ int opts_fail(const char *cmd, int c, char **argv);
  * KILN_EXIT_USAGE. */
 int opts_bad_value(const char *cmd, const char *opt, const char *value, const char *expected);
 
-/* Handles the options every command takes (-g/--gateway URL, -v): true
- * when c was one of them (ctx updated from optarg). */
+/* Handles the options every command takes (-g/--gateway URL, -v,
+ * --token-file FILE, --cacert FILE, --insecure): true when c was one of them
+ * (ctx updated from optarg). */
 bool opts_global(struct cli_ctx *ctx, int c);
 
 /* Reports a function NAME that is not [a-z0-9][a-z0-9_-]{0,62} for cmd.
