@@ -867,7 +867,7 @@ static int machine_restore_check(struct machine_restore_ctx *x)
 
 		if (!ops->host_backed && given)
 			return machine_restore_fail(
-				x, -EINVAL, "the snapshot's %s come from the snapshot: give none",
+				x, -EINVAL, "the %s comes from the snapshot: do not give it again",
 				ops->noun);
 		if (!ops->host_backed || saved == given)
 			continue;

@@ -44,6 +44,8 @@ static void vmm_usage(FILE *out)
 		"                       reach a guest port; the guest's connections to host\n"
 		"                       port P go to the socket PATH_P (docs/vsock.md)\n"
 		"  --vsock-cid N        the guest's vsock CID, 3 to 4294967294 (default %d)\n"
+		"  --rng                a virtio-rng device: the guest's entropy comes from\n"
+		"                       the host's getrandom\n"
 		"  --console PATH|stdio where guest console output goes (default stdio;\n"
 		"                       with stdio, standard input is the guest's console input)\n"
 		"  --no-compat          never add the nested-KVM compatibility arguments\n"
@@ -277,6 +279,7 @@ int main(int argc, char **argv)
 		OPT_DISK,
 		OPT_VSOCK_UDS,
 		OPT_VSOCK_CID,
+		OPT_RNG,
 		OPT_API_SOCK,
 		OPT_RESTORE,
 		OPT_PRESTART,
@@ -293,6 +296,7 @@ int main(int argc, char **argv)
 		{"disk", required_argument, NULL, OPT_DISK},
 		{"vsock-uds", required_argument, NULL, OPT_VSOCK_UDS},
 		{"vsock-cid", required_argument, NULL, OPT_VSOCK_CID},
+		{"rng", no_argument, NULL, OPT_RNG},
 		{"api-sock", required_argument, NULL, OPT_API_SOCK},
 		{"restore", required_argument, NULL, OPT_RESTORE},
 		{"prestart", no_argument, NULL, OPT_PRESTART},
@@ -314,7 +318,7 @@ int main(int argc, char **argv)
 	uint64_t vsock_cid = 0;
 	struct machine *m;
 	const char *restore = NULL;
-	bool prestart = false, mem_given = false, vcpus_given = false;
+	bool prestart = false, mem_given = false, vcpus_given = false, rng = false;
 	uint64_t v;
 	int opt, status, verbosity = 0;
 
@@ -375,6 +379,9 @@ int main(int argc, char **argv)
 				goto out_usage;
 			vsock_cid = v;
 			break;
+		case OPT_RNG:
+			rng = true;
+			break;
 		case OPT_API_SOCK:
 			if (!*optarg) {
 				log_error("--api-sock needs a path");
@@ -434,6 +441,10 @@ int main(int argc, char **argv)
 	}
 	if (prestart && (ndisks || vsock_uds)) {
 		log_error("--prestart: the disks and vsock socket come with the restore request");
+		goto out_usage;
+	}
+	if ((restore || prestart) && rng) {
+		log_error("--rng: a restored VM has the snapshot's devices");
 		goto out_usage;
 	}
 	if (prestart && !cfg.api_sock) {

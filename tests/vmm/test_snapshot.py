@@ -498,6 +498,24 @@ def test_vsock_device_snapshot_and_restore(vmm, tmp_path):
     assert_continuous(before, again.text())
 
 
+def test_rng_device_snapshot_and_restore(vmm, tmp_path):
+    """A virtio-rng device comes back from the snapshot alone: the restore
+    needs (and takes) no --rng, and its slot and state are the snapshot's."""
+    run = Run(vmm, tmp_path, "orig", "--kernel", vmm.guest("snap_count"), "--rng")
+    run.wait_ticks(3)
+    run.api.ok(op="pause")
+    run.api.ok(op="snapshot", dir=str(tmp_path / "rs"))
+    before = run.text()
+    run.finish()
+    r = vmm.run("--restore", tmp_path / "rs", "--rng", "--console", tmp_path / "x.console")
+    assert r.returncode == 2 and any("--rng" in l for l in r.error_lines()), r.describe()
+    again = Run(vmm, tmp_path, "again", "--restore", tmp_path / "rs")
+    again.wait_ticks(5)
+    res = again.finish()
+    assert res.returncode == 0, res.describe()
+    assert_continuous(before, again.text())
+
+
 # ---- the control socket -------------------------------------------------------------------
 
 def test_control_protocol_errors(vmm, tmp_path):
