@@ -20,6 +20,8 @@
 
 #define MAX_PARAMS HTTP_MAX_PARAMS
 #define URL_MAX	   HTTP_URL_MAX
+/* GnuTLS's defaults without TLS 1.0 and 1.1. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 struct http {
 	struct MHD_Daemon *tcp, *unix_d;
@@ -542,6 +544,7 @@ static struct MHD_Daemon *start_daemon(struct http *h, int listen_fd, const stru
 		flags |= MHD_USE_TLS;
 		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)h->cfg.tls_cert_pem);
 		OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)h->cfg.tls_key_pem);
+		OPT(MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES);
 	}
 	OPT(MHD_OPTION_END, 0, NULL);
 #undef OPT
