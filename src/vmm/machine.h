@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 
 #include "vmm/virtio/device.h"
@@ -67,6 +68,51 @@ struct machine *machine_create(const struct machine_config *cfg);
  * while loading leaves it unusable. Control thread only. */
 int machine_restore(struct machine *m, const struct machine_restore_params *p,
 		    struct machine_restore_times *t, char *why, size_t why_len);
+
+/* Pauses a running machine (its vCPUs parked; nothing else changes).
+ * Returns 0 (also when already paused), or -EBUSY (not running) or -errno
+ * (the vCPUs did not park) with a reason in `why`. Control thread only. */
+int machine_pause(struct machine *m, char *why, size_t why_len);
+
+/* Resumes a paused machine. Returns 0 (also when running) or -EBUSY with a
+ * reason in `why` (waiting for a restore, broken). Control thread only. */
+int machine_resume(struct machine *m, char *why, size_t why_len);
+
+/* Asks the machine to stop with status 0 (machine_run returns). */
+void machine_request_stop(struct machine *m);
+
+/* What a snapshot wrote and how long it took (milliseconds). */
+struct machine_snapshot_result {
+	char dir[PATH_MAX]; /* the snapshot directory, resolved */
+	uint32_t crc;	    /* the state file's checksum */
+	double pause_ms, state_ms, memory_ms, write_ms, total_ms;
+	uint64_t memory_pages, memory_bytes, memory_extents;
+	size_t state_bytes;
+};
+
+/* Writes a snapshot of a running or paused machine into directory `dir`
+ * (created or emptied): full, or with `diff` only what changed since the
+ * snapshot guest RAM comes from. A running machine is paused meanwhile.
+ * Returns 0 and fills `res`, or -errno with a reason in `why`. Control
+ * thread only. */
+int machine_snapshot(struct machine *m, const char *dir, bool diff,
+		     struct machine_snapshot_result *res, char *why, size_t why_len);
+
+/* The machine as the control socket's "state" shows it. Strings point into
+ * the machine (or are static) and live as long as it does, unchanged until
+ * the next snapshot or restore. */
+struct machine_info {
+	const char *state; /* "waiting", "running", "paused", "broken" */
+	unsigned int vcpus;
+	uint64_t memory_mib;
+	uint64_t uptime_ms;
+	bool file_backed;	   /* guest RAM is a snapshot's memory file, copied on write */
+	const char *parent;	   /* that snapshot's directory, or NULL */
+	const char *restored_from; /* the snapshot restored, or NULL */
+};
+
+/* Fills `info`. Control thread only. */
+void machine_get_info(const struct machine *m, struct machine_info *info);
 
 /* Runs the guest until it stops, forwarding stdin to the UART when the
  * console is stdio. Returns the exit status for the VMM: the guest's own

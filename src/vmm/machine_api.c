@@ -1,0 +1,161 @@
+/* machine_api.c - the machine's control socket: JSON requests (pause,
+ * resume, state, snapshot, restore, stop; docs/control-api.md) turned into
+ * calls of machine.h, and their answers. jansson stays in this file and
+ * api.c; the rest of the machine knows nothing of JSON.
+ */
+#include "vmm/machine_internal.h"
+
+#include "vmm/api.h"
+#include "vmm/virtio/blk.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+static json_t *machine_op_snapshot(struct machine *m, json_t *req)
+{
+	json_t *dir = json_object_get(req, "dir"), *diff = json_object_get(req, "diff");
+	struct machine_snapshot_result res;
+	char why[1024], crc[9];
+
+	if (!json_is_string(dir) || !*json_string_value(dir))
+		return api_error("snapshot needs \"dir\": the snapshot directory");
+	if (diff && !json_is_boolean(diff))
+		return api_error("\"diff\" must be true or false");
+	if (machine_snapshot(m, json_string_value(dir), diff && json_is_true(diff), &res, why,
+			     sizeof(why)) < 0)
+		return api_error("%s", why);
+	snprintf(crc, sizeof(crc), "%08x", res.crc);
+	return json_pack("{s:b, s:s, s:b, s:s, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I}", "ok",
+			 1, "dir", res.dir, "diff", diff && json_is_true(diff), "checksum", crc,
+			 "pause_ms", res.pause_ms, "state_ms", res.state_ms, "memory_ms",
+			 res.memory_ms, "write_ms", res.write_ms, "total_ms", res.total_ms,
+			 "memory_pages", (json_int_t)res.memory_pages, "memory_bytes",
+			 (json_int_t)res.memory_bytes, "memory_extents",
+			 (json_int_t)res.memory_extents, "state_bytes",
+			 (json_int_t)res.state_bytes);
+}
+
+/* Adds the disks of a JSON array of "PATH[,ro|rw]" strings to p->devices;
+ * the paths are copied into `store`. */
+static json_t *machine_parse_disks(json_t *disks, struct machine_restore_params *p,
+				   char store[][PATH_MAX])
+{
+	size_t i;
+	json_t *d;
+
+	if (!disks)
+		return NULL;
+	if (!json_is_array(disks))
+		return api_error("\"disks\" must be an array of \"PATH[,ro|rw]\" strings");
+	if (json_array_size(disks) > VIRTIO_BLK_MAX_DISKS)
+		return api_error("at most %d disks", VIRTIO_BLK_MAX_DISKS);
+	json_array_foreach(disks, i, d)
+	{
+		const char *s = json_string_value(d);
+
+		if (!s || strlen(s) >= PATH_MAX)
+			return api_error("\"disks\" must be an array of \"PATH[,ro|rw]\" strings");
+		memcpy(store[i], s, strlen(s) + 1);
+		if (virtio_blk_parse_spec(store[i], &p->devices[p->ndevices]) < 0)
+			return api_error("\"disks\" must be an array of \"PATH[,ro|rw]\" strings");
+		p->ndevices++;
+	}
+	return NULL;
+}
+
+static json_t *machine_op_restore(struct machine *m, json_t *req)
+{
+	char store[VIRTIO_BLK_MAX_DISKS][PATH_MAX];
+	struct machine_restore_params p = {0};
+	struct machine_restore_times t = {0};
+	json_t *dir = json_object_get(req, "dir"), *err;
+	json_t *uds = json_object_get(req, "vsock_uds"), *console = json_object_get(req, "console");
+	char why[1024];
+
+	if (!json_is_string(dir) || !*json_string_value(dir))
+		return api_error("restore needs \"dir\": the snapshot directory");
+	if ((uds && !json_is_string(uds)) || (console && !json_is_string(console)))
+		return api_error("\"vsock_uds\" and \"console\" must be strings");
+	p.dir = json_string_value(dir);
+	p.console = console ? json_string_value(console) : NULL;
+	err = machine_parse_disks(json_object_get(req, "disks"), &p, store);
+	if (err)
+		return err;
+	if (uds)
+		p.devices[p.ndevices++] = (struct virtio_host){.ops = &virtio_vsock_device,
+							       .path = json_string_value(uds)};
+	if (machine_restore(m, &p, &t, why, sizeof(why)) < 0)
+		return api_error("restore failed: %s", why);
+	return json_pack("{s:b, s:s, s:f, s:f, s:f}", "ok", 1, "state", "running", "load_ms",
+			 t.load_ms, "apply_ms", t.apply_ms, "total_ms", t.total_ms);
+}
+
+static json_t *machine_op_state(struct machine *m)
+{
+	struct machine_info info;
+	json_t *r;
+
+	machine_get_info(m, &info);
+	r = json_pack("{s:b, s:s, s:i, s:I, s:f, s:b}", "ok", 1, "state", info.state, "vcpus",
+		      (int)info.vcpus, "memory_mib", (json_int_t)info.memory_mib, "uptime_ms",
+		      (double)info.uptime_ms, "file_backed", info.file_backed);
+	if (r && info.restored_from)
+		json_object_set_new(r, "restored_from", json_string(info.restored_from));
+	if (r && info.parent)
+		json_object_set_new(r, "parent", json_string(info.parent));
+	return r;
+}
+
+static json_t *machine_api_handle(void *opaque, json_t *req)
+{
+	struct machine *m = opaque;
+	const char *op = json_string_value(json_object_get(req, "op"));
+	char why[256];
+
+	if (atomic_load(&m->stopping))
+		return api_error("the VM is stopping");
+	if (strcmp(op, "state") == 0)
+		return machine_op_state(m);
+	if (strcmp(op, "pause") == 0) {
+		if (machine_pause(m, why, sizeof(why)) < 0)
+			return api_error("%s", why);
+		return json_pack("{s:b, s:s}", "ok", 1, "state", "paused");
+	}
+	if (strcmp(op, "resume") == 0) {
+		if (machine_resume(m, why, sizeof(why)) < 0)
+			return api_error("%s", why);
+		return json_pack("{s:b, s:s}", "ok", 1, "state", "running");
+	}
+	if (strcmp(op, "snapshot") == 0)
+		return machine_op_snapshot(m, req);
+	if (strcmp(op, "restore") == 0)
+		return machine_op_restore(m, req);
+	if (strcmp(op, "stop") == 0) {
+		machine_request_stop(m);
+		return json_pack("{s:b, s:s}", "ok", 1, "state", "stopping");
+	}
+	return api_error("unknown op '%s' (pause, resume, state, snapshot, restore, stop)", op);
+}
+
+int machine_api_open(struct machine *m, const char *path)
+{
+	m->api = api_create(path, m->loop);
+	return m->api ? 0 : -1;
+}
+
+int machine_api_fd(const struct machine *m)
+{
+	return m->api ? api_wakeup_fd(m->api) : -1;
+}
+
+void machine_api_serve(struct machine *m)
+{
+	api_dispatch(m->api, machine_api_handle, m);
+}
+
+void machine_api_close(struct machine *m)
+{
+	api_destroy(m->api);
+	m->api = NULL;
+}
