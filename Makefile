@@ -101,6 +101,12 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBDAEMON) $(LIBCLI) $(LIBVMM) $(LIBCOMM
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBDAEMON) $(LIBCLI) $(LIBVMM) $(LIBCOMMON) -lcmocka \
 		$(DAEMON_LIBS) $(CLI_LIBS) $(LDLIBS)
 
+# Unit tests of kiln-init's pieces link its sources (all but main.c).
+AGENT_TEST_SRCS := $(filter-out src/agent/main.c,$(AGENT_SRCS))
+$(BUILD)/tests/unit/test_function: tests/unit/test_function.c $(AGENT_TEST_SRCS) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(AGENT_TEST_SRCS) $(LIBCOMMON) -lcmocka $(LDLIBS)
+
 # Tiny hand-written guests: 64-bit code linked at 1 MiB into an ELF.
 $(BUILD)/tests/vmm/guests/%.elf: tests/vmm/guests/%.S tests/vmm/guests/guest.ld tests/vmm/guests/guest.h
 	@mkdir -p $(dir $@)
@@ -149,8 +155,13 @@ asan: setup
 	@$(MAKE) --no-print-directory ASAN=1 all
 	@$(MAKE) --no-print-directory ASAN=1 unit-test vmm-test
 
+# The kilnd group's lower bound: kilnd's HTTP server before a host process.
+FLOOR_BIN := $(BUILD)/bench/kiln-floor
+$(FLOOR_BIN): $(BUILD)/bench/floor.o $(LIBDAEMON) $(LIBCOMMON)
+	$(CC) $(LDFLAGS) -o $@ $^ $(DAEMON_LIBS) $(LDLIBS)
+
 bench: setup
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(FLOOR_BIN)
 	@bench/run $(BUILD)
 
 format:
@@ -158,5 +169,64 @@ format:
 
 clean:
 	rm -rf build build-asan
+
+# ---- fuzzing (tests/fuzz/README.md) -------------------------------------------
+# make fuzz: each tests/fuzz/fuzz_NAME.c built with clang and libFuzzer +
+# ASan + UBSan into build-fuzz/, run FUZZ_SECONDS from its seed corpus
+# (new inputs go to build-fuzz/corpus/NAME, crashes to build-fuzz/crash-*).
+# make unit-test replays every seed (the crash regressions) with the
+# normal build: $(BUILD)/tests/fuzz/replay_NAME.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build-fuzz
+FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES   := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=%)
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Isrc -Itests/fuzz -g -O1 -fno-omit-frame-pointer \
+	-fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_OBJS    := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(COMMON_SRCS) $(DAEMON_SRCS) $(CLI_SRCS))
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+REPLAY_BINS  := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/replay_%)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/libfuzzsrc.a: $(FUZZ_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_BUILD)/libfuzzsrc.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libfuzzsrc.a \
+		$(DAEMON_LIBS) $(CLI_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h \
+		$(LIBDAEMON) $(LIBCLI) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/fuzz $(LDFLAGS) -o $@ $< tests/fuzz/replay.c $(LIBDAEMON) $(LIBCLI) \
+		$(LIBCOMMON) $(DAEMON_LIBS) $(CLI_LIBS) $(LDLIBS)
+
+.PHONY: fuzz fuzz-build fuzz-replay
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: setup
+	@$(MAKE) --no-print-directory fuzz-build
+	@for n in $(FUZZ_NAMES); do \
+		mkdir -p $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n && \
+		echo "fuzz: $$n for $(FUZZ_SECONDS) s" && \
+		$(FUZZ_BUILD)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			-artifact_prefix=$(FUZZ_BUILD)/crash-$$n- \
+			$(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n 2>$(FUZZ_BUILD)/$$n.log || \
+			{ tail -40 $(FUZZ_BUILD)/$$n.log; exit 1; }; \
+		grep -E "stat::number_of_executed_units|stat::peak_rss" $(FUZZ_BUILD)/$$n.log; \
+	done
+
+fuzz-replay: $(REPLAY_BINS)
+	@for n in $(FUZZ_NAMES); do \
+		$(BUILD)/tests/fuzz/replay_$$n tests/fuzz/corpus/$$n >/dev/null || \
+			{ echo "FAILED: fuzz replay of $$n"; exit 1; }; \
+	done; echo "fuzz-replay: $(words $(FUZZ_NAMES)) targets, every seed replayed"
+
+unit-test: fuzz-replay
+
+-include $(shell find $(FUZZ_BUILD) -name '*.d' 2>/dev/null)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

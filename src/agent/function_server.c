@@ -1,0 +1,251 @@
+/* function_server.c - server mode: a long-lived runtime (python
+ * bootstrap.py) fed INVOKEs over a private channel (fd 3) with kiln's
+ * framing; its READY answers the LOAD, its RESULTs the invocations; a
+ * crash fails the running invocation and restarts it. */
+#include "agent/function_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+void fn_chan_flush(struct fn *f)
+{
+	struct fn_proc *p = &f->proc;
+
+	while (p->chan >= 0 && bytebuf_used(&p->chan_out) > 0) {
+		ssize_t n = write(p->chan, p->chan_out.data + p->chan_out.off,
+				  bytebuf_used(&p->chan_out));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n < 0) {
+			/* The runtime is going away: its reaping handles it. */
+			bytebuf_reset(&p->chan_out, 0);
+			return;
+		}
+		bytebuf_consume(&p->chan_out, (size_t)n);
+	}
+	if (bytebuf_used(&p->chan_out) == 0)
+		bytebuf_reset(&p->chan_out, 64 * 1024);
+}
+
+void fn_runtime_kill(struct fn *f, const char *reason)
+{
+	f->kill_reason = reason;
+	if (f->proc.pid > 0)
+		kill(-f->proc.pid, SIGKILL);
+	if (f->proc.chan >= 0) {
+		close(f->proc.chan);
+		f->proc.chan = -1;
+	}
+}
+
+/* The function could not be started: answer the LOAD and the queue. */
+static void fn_set_failed(struct fn *f, const char *msg)
+{
+	snprintf(f->failure, sizeof(f->failure), "%s", msg);
+	f->state = PROTO_FN_FAILED;
+	fn_line_flush(f, &f->proc.out, true);
+	fn_line_flush(f, &f->proc.err, true);
+	if (f->load_pending)
+		fn_send_error(f, f->load_conn, f->load_id, PROTO_ERR_LOAD_FAILED, "%s", msg);
+	f->load_pending = false;
+	fn_fail_jobs(f, true, PROTO_ERR_LOAD_FAILED, msg);
+	fn_proc_close(f);
+}
+
+static void fn_runtime_ready(struct fn *f)
+{
+	uint32_t init_us = (uint32_t)((clock_mono_ms() - f->start_ms) * 1000);
+
+	fn_drain(f);
+	f->state = PROTO_FN_READY;
+	if (f->load_pending) {
+		size_t max = PROTO_HEADER_SIZE + 8;
+		uint8_t *p = f->sink.reserve(f->sink.opaque, f->load_conn, max);
+		ssize_t n = p ? proto_encode_load_ok(p, max, f->load_id, f->generation, init_us)
+			      : -ENOMEM;
+
+		if (n > 0)
+			f->sink.commit(f->sink.opaque, f->load_conn, (size_t)n);
+		f->load_pending = false;
+	}
+	fn_run_next(f);
+}
+
+static void fn_runtime_result(struct fn *f, const struct proto_header *h, const uint8_t *payload)
+{
+	struct proto_result r;
+
+	if (!f->cur || h->id != f->cur->id || proto_decode_result(payload, h->length, &r) < 0) {
+		fn_runtime_kill(f, "Runtime.ProtocolError: unexpected or malformed RESULT");
+		return;
+	}
+	/* Output written before the result is already in the pipes. */
+	fn_drain(f);
+	r.duration_us = (uint32_t)(clock_mono_us() - f->cur_start_ms * 1000);
+	fn_send_result(f, f->cur->conn, f->cur->id, &r);
+	fn_job_done(f);
+	fn_run_next(f);
+}
+
+/* Frames from the runtime: LOAD_OK or ERROR while loading, then RESULTs. */
+static void fn_chan_frames(struct fn *f)
+{
+	struct bytebuf *b = &f->proc.chan_in;
+
+	while (f->proc.chan >= 0 && bytebuf_used(b) > 0) {
+		struct proto_header h;
+		const uint8_t *payload;
+		ssize_t n = proto_parse_frame(b->data + b->off, bytebuf_used(b), &h, &payload);
+
+		if (n == -EAGAIN)
+			return;
+		if (n < 0) {
+			fn_runtime_kill(f,
+					"Runtime.ProtocolError: bad frame on the runtime channel");
+			return;
+		}
+		if (h.type == PROTO_LOAD_OK && f->state == PROTO_FN_LOADING) {
+			fn_runtime_ready(f);
+		} else if (h.type == PROTO_ERROR && f->state == PROTO_FN_LOADING) {
+			struct proto_errmsg e;
+			char msg[FN_MSG_MAX];
+
+			if (proto_decode_error(payload, h.length, &e) < 0)
+				snprintf(msg, sizeof(msg), "runtime sent a malformed error");
+			else
+				snprintf(msg, sizeof(msg), "%.*s", (int)e.message.len,
+					 (const char *)e.message.ptr);
+			fn_set_failed(f, msg);
+			return; /* the channel is closed now */
+		} else if (h.type == PROTO_RESULT && f->state == PROTO_FN_READY) {
+			fn_runtime_result(f, &h, payload);
+		} else {
+			fn_runtime_kill(f,
+					"Runtime.ProtocolError: unexpected frame from the runtime");
+			return;
+		}
+		if (f->proc.chan >= 0)
+			bytebuf_consume(b, (size_t)n);
+	}
+}
+
+void fn_chan_read(struct fn *f)
+{
+	struct fn_proc *p = &f->proc;
+	bool eof = false;
+
+	while (p->chan >= 0) {
+		uint8_t *room = bytebuf_reserve(&p->chan_in, FN_READ_CHUNK);
+		ssize_t n;
+
+		if (!room) {
+			fn_runtime_kill(f, "Runtime.InternalError: out of memory");
+			return;
+		}
+		n = read(p->chan, room, FN_READ_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n <= 0) {
+			eof = true;
+			break;
+		}
+		bytebuf_commit(&p->chan_in, (size_t)n);
+		if ((size_t)n < FN_READ_CHUNK)
+			break;
+	}
+	fn_chan_frames(f);
+	/* Closed its end: dying, or misbehaving. Reaping answers. */
+	if (eof && p->chan >= 0)
+		fn_runtime_kill(f, f->kill_reason);
+}
+
+void fn_runtime_exited(struct fn *f, int wstatus)
+{
+	char how[64], last[FN_MSG_MAX / 2], msg[FN_MSG_MAX];
+
+	if (f->proc.chan >= 0)
+		fn_chan_read(f); /* a RESULT or LOAD_OK written just before the end */
+	if (f->proc.pid <= 0)
+		return; /* the frames ended it (failed load) */
+	fn_drain(f);
+	if (WIFSIGNALED(wstatus))
+		snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(wstatus));
+	else
+		snprintf(how, sizeof(how), "exit status %d", WEXITSTATUS(wstatus));
+	fn_tail_message(&f->tail, false, last, sizeof(last));
+	if (f->state == PROTO_FN_LOADING) {
+		if (f->kill_reason)
+			snprintf(msg, sizeof(msg), "%s", f->kill_reason);
+		else
+			snprintf(msg, sizeof(msg), "runtime exited during init (%s)%s%s", how,
+				 last[0] ? ": " : "", last);
+		fn_set_failed(f, msg);
+		return;
+	}
+	if (f->cur) {
+		if (f->kill_reason && strncmp(f->kill_reason, "Runtime.", 8) == 0)
+			snprintf(msg, sizeof(msg), "%s (%s)", f->kill_reason, how);
+		else
+			snprintf(msg, sizeof(msg), "runtime %s%s%s", how, last[0] ? ": " : "",
+				 last);
+		fn_send_failure(f, f->cur, PROTO_STATUS_UNHANDLED, "Runtime.ExitError", msg);
+		fn_job_done(f);
+	}
+	fn_proc_close(f);
+	log_info("function %" PRIu32 ": runtime %s; restarting it", f->generation, how);
+	fn_start_runtime(f, true);
+}
+
+void fn_start_runtime(struct fn *f, bool restart)
+{
+	static char py_u[] = "-u";
+	char boot[PATH_MAX];
+	char *argv[6];
+	const char *file;
+	int err;
+
+	f->state = PROTO_FN_LOADING;
+	f->kill_reason = NULL;
+	f->start_ms = clock_mono_ms();
+	if (strcmp(f->runtime, FN_PYTHON_RUNTIME) == 0) {
+		snprintf(boot, sizeof(boot), "%s/python/bootstrap.py", f->runtime_dir);
+		file = f->python;
+		argv[0] = f->python;
+		argv[1] = py_u;
+		argv[2] = boot;
+		argv[3] = f->dir;
+		argv[4] = f->handler;
+		argv[5] = NULL;
+	} else {
+		snprintf(boot, sizeof(boot), "%s/%s/bootstrap", f->runtime_dir, f->runtime);
+		file = boot;
+		argv[0] = boot;
+		argv[1] = f->dir;
+		argv[2] = f->handler;
+		argv[3] = NULL;
+	}
+	if (!restart)
+		fn_begin_output(f);
+	else
+		f->tail.len = 0;
+	err = fn_spawn(f, file, argv, NULL);
+	if (err) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "cannot start the runtime: %s", strerror(-err));
+		fn_set_failed(f, msg);
+	}
+}
