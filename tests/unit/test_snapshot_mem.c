@@ -21,6 +21,7 @@
 #include "vmm/devices/i8042.h"
 #include "vmm/devices/serial.h"
 #include "vmm/iobus.h"
+#include "vmm/layout.h"
 #include "vmm/memory.h"
 #include "vmm/snapshot/snapshot.h"
 
@@ -274,33 +275,73 @@ static void test_serial_round_trip(void **state)
 	iobus_destroy(bus_b);
 }
 
+static void count_reset(void *opaque)
+{
+	(*(int *)opaque)++;
+}
+
+static void count_exit(void *opaque, int status)
+{
+	(void)status;
+	(*(int *)opaque)++;
+}
+
+/* Non-default state into fresh objects, checked through their registers:
+ * an i8042 with a half-written "write output port" command resets the CPU
+ * on the data byte that follows; a control page whose exit register was
+ * written ignores a second exit. Malformed sections are refused with a
+ * reason. */
 static void test_i8042_and_ctl_round_trip(void **state)
 {
-	struct i8042 *k = i8042_create(NULL, NULL);
-	struct ctl *c = ctl_create(NULL, NULL, NULL);
+	int resets = 0, exits = 0;
+	struct i8042 *k = i8042_create(NULL, NULL), *k2 = i8042_create(count_reset, &resets);
+	struct ctl *c = ctl_create(NULL, NULL, NULL), *c2 = ctl_create(count_exit, NULL, &exits);
+	struct iobus *bus = iobus_create(), *bus2 = iobus_create();
 	struct snap_writer w;
 	struct snap_file f;
 	struct snap_section s;
 	char why[128];
-	uint8_t bad[2] = {2, 0};
+	uint8_t bad[2] = {2, 0}, v;
+	uint8_t reg[4] = {3, 0, 0, 0};
 	struct snap_section badsec = {.type = SNAP_SEC_CTL, .len = 1, .data = bad};
 
 	(void)state;
+	assert_int_equal(i8042_attach(k, bus), 0);
+	assert_int_equal(ctl_attach(c, bus), 0);
+	assert_int_equal(i8042_attach(k2, bus2), 0);
+	assert_int_equal(ctl_attach(c2, bus2), 0);
+	v = 0xd1; /* write output port: the data byte follows */
+	iobus_dispatch(bus, IOBUS_PIO, 0x64, &v, 1, true);
+	iobus_dispatch(bus, IOBUS_MMIO, LAYOUT_CTL_BASE + CTL_REG_EXIT, reg, 4, true);
+
 	assert_int_equal(snap_writer_init(&w), 0);
 	i8042_save(k, &w);
 	ctl_save(c, &w);
 	assert_int_equal(snap_writer_seal(&w, NULL), 0);
 	assert_int_equal(snap_parse(w.buf, w.len, &f, why, sizeof(why)), 0);
 	assert_true(snap_find(&f, SNAP_SEC_I8042, 0, &s));
-	assert_int_equal(i8042_restore(k, &s, NULL, 0), 0);
+	assert_int_equal(i8042_restore(k2, &s, why, sizeof(why)), 0);
 	assert_true(snap_find(&f, SNAP_SEC_CTL, 0, &s));
-	assert_int_equal(ctl_restore(c, &s, NULL, 0), 0);
-	assert_int_equal(ctl_restore(c, &badsec, NULL, 0), -EINVAL);
+	assert_int_equal(ctl_restore(c2, &s, why, sizeof(why)), 0);
+
+	v = 0xfe; /* output port with bit 0 clear: reset */
+	iobus_dispatch(bus2, IOBUS_PIO, 0x60, &v, 1, true);
+	assert_int_equal(resets, 1);
+	iobus_dispatch(bus2, IOBUS_MMIO, LAYOUT_CTL_BASE + CTL_REG_EXIT, reg, 4, true);
+	assert_int_equal(exits, 0); /* the snapshot's guest had exited already */
+
+	assert_int_equal(ctl_restore(c2, &badsec, why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "malformed control page state");
 	badsec.len = 2;
-	assert_int_equal(i8042_restore(k, &badsec, NULL, 0), -EINVAL);
+	assert_int_equal(i8042_restore(k2, &badsec, why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "malformed i8042 state");
 	snap_writer_release(&w);
+	iobus_destroy(bus);
+	iobus_destroy(bus2);
 	i8042_destroy(k);
+	i8042_destroy(k2);
 	ctl_destroy(c);
+	ctl_destroy(c2);
 }
 
 int main(void)

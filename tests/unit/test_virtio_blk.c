@@ -14,10 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vmm/evloop.h"
 #include "vmm/iobus.h"
+#include "vmm/snapshot/format.h"
 #include "vmm/virtio/blk.h"
 #include "vmm/vm.h"
 
@@ -373,6 +375,102 @@ static void test_get_id(void **state)
 	assert_int_equal(*gpa(f, DATA + 20), 0xff); /* nothing past the buffer */
 }
 
+/* Reads the disk's serial (GET_ID) into id. */
+static void get_id(struct fx *f, char id[VIRTIO_BLK_ID_BYTES])
+{
+	header(f, VIRTIO_BLK_T_GET_ID, 0);
+	add_desc(f, HDR, 16, false);
+	add_desc(f, DATA, VIRTIO_BLK_ID_BYTES, true);
+	add_desc(f, STATUS, 1, true);
+	assert_int_equal(run(f), VIRTIO_BLK_ID_BYTES + 1);
+	memcpy(id, gpa(f, DATA), VIRTIO_BLK_ID_BYTES);
+}
+
+/* Makes a temporary image of `sectors` sectors; returns its fd, name in path. */
+static int make_image(char path[64], unsigned int sectors)
+{
+	int fd;
+
+	strcpy(path, "/tmp/kiln-test-blk-XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)sectors * 512), 0);
+	return fd;
+}
+
+/* The disk's identity (its serial) and the transport's queue come back into
+ * a fresh device on another image of the same size: GET_ID answers the
+ * snapshot's serial and requests go on at the saved used index. A disk of
+ * another size or mode is refused, by the host-side check and by restore. */
+static void test_save_restore_round_trip(void **state)
+{
+	struct fx *f = *state, g = {0};
+	char id_a[VIRTIO_BLK_ID_BYTES], id_b[VIRTIO_BLK_ID_BYTES], why[256] = "", other[64];
+	struct virtio_host host = {.ops = &virtio_blk_device, .nth = 1};
+	struct snap_writer w;
+	struct snap_file file;
+	struct snap_section sb, sm;
+	char own[VIRTIO_BLK_ID_BYTES + 8];
+	struct stat st;
+	int other_fd;
+
+	get_id(f, id_a);
+	assert_int_equal(used_idx(f), 1);
+	assert_int_equal(snap_writer_init(&w), 0);
+	virtio_blk_device.save(f->blk, &w, 2);
+	virtio_mmio_save(virtio_blk_transport(f->blk), &w, 2);
+	assert_int_equal(snap_writer_seal(&w, NULL), 0);
+	assert_int_equal(snap_parse(w.buf, w.len, &file, why, sizeof(why)), 0);
+	assert_true(snap_find(&file, SNAP_SEC_VIRTIO_BLK, 2, &sb));
+	assert_true(snap_find(&file, SNAP_SEC_VIRTIO_MMIO, 2, &sm));
+
+	/* Host-side checks, before anything is created. */
+	other_fd = make_image(other, SECTORS * 2);
+	host.path = other;
+	host.read_only = false;
+	assert_int_equal(virtio_blk_device.check(&sb, &host, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "sectors; the snapshot's disk 1 had 64"));
+	assert_int_equal(ftruncate(other_fd, SECTORS * 512), 0);
+	host.read_only = true;
+	assert_int_equal(virtio_blk_device.check(&sb, &host, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "must be read-write"));
+	host.read_only = false;
+	assert_int_equal(virtio_blk_device.check(&sb, &host, why, sizeof(why)), 0);
+
+	/* A fresh device on the other image, in the same window. */
+	g.vm = f->vm;
+	g.bus = iobus_create();
+	assert_non_null(g.bus);
+	g.blk = virtio_blk_create(other, false, &g.vm, g.bus, NULL, BASE, 5);
+	assert_non_null(g.blk);
+	assert_int_equal(virtio_blk_device.restore(g.blk, &sb, why, sizeof(why)), 0);
+	assert_int_equal(virtio_mmio_restore(virtio_blk_transport(g.blk), &sm, why, sizeof(why)),
+			 0);
+	assert_int_equal(rd32(&g, 0x070), 0xf);
+	get_id(&g, id_b);
+	assert_memory_equal(id_a, id_b, VIRTIO_BLK_ID_BYTES);
+	/* ... not the serial of its own image (kiln-<inode>). */
+	assert_int_equal(fstat(other_fd, &st), 0);
+	snprintf(own, sizeof(own), "kiln-%llx", (unsigned long long)st.st_ino & 0xfffffffffffffULL);
+	assert_memory_not_equal(own, id_b, strlen(own));
+	assert_int_equal(used_idx(&g), 2);
+	virtio_blk_destroy(g.blk);
+	iobus_destroy(g.bus);
+
+	/* restore itself refuses a disk that changed since the check. */
+	g.bus = iobus_create();
+	assert_int_equal(ftruncate(other_fd, SECTORS * 1024), 0);
+	g.blk = virtio_blk_create(other, false, &g.vm, g.bus, NULL, BASE, 5);
+	assert_non_null(g.blk);
+	assert_int_equal(virtio_blk_device.restore(g.blk, &sb, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "in this slot had 64"));
+	virtio_blk_destroy(g.blk);
+	iobus_destroy(g.bus);
+	close(other_fd);
+	unlink(other);
+	snap_writer_release(&w);
+}
+
 static void expect_status(struct fx *f, uint32_t type, uint64_t sector, uint32_t len, bool writable,
 			  uint8_t status)
 {
@@ -481,6 +579,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_status_byte_breaks, setup_rw, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_descriptor_breaks, setup_loop, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_image, setup_ro, teardown),
+		cmocka_unit_test_setup_teardown(test_save_restore_round_trip, setup_rw, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

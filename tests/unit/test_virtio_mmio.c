@@ -595,6 +595,100 @@ static void test_create_rejects_bad_ops(void **state)
 	virtio_mmio_destroy(NULL);
 }
 
+/* Everything the transport holds comes back into a fresh transport: status,
+ * negotiated features, the selected queue, each queue's registers and ring
+ * positions, the pending interrupt; the fresh one serves on at the saved
+ * used index. Checked through the registers. */
+static void test_save_restore_round_trip(void **state)
+{
+	struct fx *f = *state;
+	struct fake_dev dev2 = {0};
+	struct iobus *bus2 = iobus_create(), *bus1 = f->bus;
+	struct virtio_mmio *t2;
+	struct snap_writer w;
+	struct snap_file file;
+	struct snap_section s;
+	char why[256] = "";
+	uint64_t features = VIRTIO_F_VERSION_1 | VIRTIO_F_EVENT_IDX | DEV_FEATURE;
+
+	driver_features(f, features);
+	setup_queue(f, 0, QSIZE, DESC);
+	setup_queue(f, 1, 8, 0x40000);
+	wr32(f, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+	submit(f, 0, BUF, 64, VIRTQ_DESC_F_WRITE, 0);
+	wr32(f, R_QUEUE_NOTIFY, 0);
+	wait_notifies(f, 1);
+	assert_int_equal(used_idx(f), 1);
+	assert_int_equal(rd32(f, R_INT_STATUS), 1); /* left pending */
+	wr32(f, R_QUEUE_SEL, 1);
+
+	assert_int_equal(snap_writer_init(&w), 0);
+	virtio_mmio_save(f->t, &w, 3);
+	assert_int_equal(snap_writer_seal(&w, NULL), 0);
+	assert_int_equal(snap_parse(w.buf, w.len, &file, why, sizeof(why)), 0);
+	assert_true(snap_find(&file, SNAP_SEC_VIRTIO_MMIO, 3, &s));
+
+	assert_non_null(bus2);
+	t2 = virtio_mmio_create(&f->vm, bus2, NULL, BASE, IRQ, &f->ops, &dev2);
+	assert_non_null(t2);
+	dev2.t = t2;
+	f->bus = bus2; /* rd32/wr32 now reach the fresh transport */
+	assert_int_equal(rd32(f, R_STATUS), 0);
+	assert_int_equal(virtio_mmio_restore(t2, &s, why, sizeof(why)), 0);
+	assert_int_equal(rd32(f, R_STATUS), S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+	assert_int_equal(virtio_mmio_driver_features(t2), features);
+	assert_int_equal(rd32(f, R_INT_STATUS), 1);
+	/* Queue 1 is still the selected one. */
+	assert_int_equal(rd32(f, R_QUEUE_NUM), 8);
+	assert_int_equal(rd32(f, R_QUEUE_READY), 1);
+	assert_int_equal(rd32(f, R_DESC_LO), 0x40000);
+	assert_int_equal(rd32(f, R_DRIVER_LO), 0x41000);
+	assert_int_equal(rd32(f, R_DEVICE_LO), 0x42000);
+	wr32(f, R_QUEUE_SEL, 0);
+	assert_int_equal(rd32(f, R_QUEUE_NUM), QSIZE);
+	assert_int_equal(rd32(f, R_DESC_LO), (uint32_t)DESC);
+	assert_true(virtio_mmio_queue(t2, 0)->event_idx);
+	assert_int_equal(virtio_mmio_queue(t2, 0)->last_avail, 1);
+	assert_int_equal(virtio_mmio_queue(t2, 0)->used_idx, 1);
+	/* The fresh transport serves the next request after the saved ones. */
+	submit(f, 1, BUF, 32, VIRTQ_DESC_F_WRITE, 0);
+	wr32(f, R_QUEUE_NOTIFY, 0);
+	assert_int_equal(atomic_load(&dev2.notifies), 1);
+	assert_int_equal(used_idx(f), 2);
+	assert_int_equal(atomic_load(&f->dev.notifies), 1);
+	f->bus = bus1;
+	virtio_mmio_destroy(t2);
+	iobus_destroy(bus2);
+	snap_writer_release(&w);
+}
+
+static void test_restore_refuses_other_device(void **state)
+{
+	struct fx *f = *state;
+	struct virtio_device_ops other = f->ops;
+	struct iobus *bus2 = iobus_create();
+	struct virtio_mmio *t2;
+	struct snap_writer w;
+	struct snap_file file;
+	struct snap_section s;
+	char why[256] = "";
+
+	full_init(f, VIRTIO_F_VERSION_1 | DEV_FEATURE);
+	assert_int_equal(snap_writer_init(&w), 0);
+	virtio_mmio_save(f->t, &w, 0);
+	assert_int_equal(snap_writer_seal(&w, NULL), 0);
+	assert_int_equal(snap_parse(w.buf, w.len, &file, why, sizeof(why)), 0);
+	assert_true(snap_find(&file, SNAP_SEC_VIRTIO_MMIO, 0, &s));
+	other.device_id = VIRTIO_ID_VSOCK;
+	t2 = virtio_mmio_create(&f->vm, bus2, NULL, BASE, IRQ, &other, NULL);
+	assert_non_null(t2);
+	assert_int_equal(virtio_mmio_restore(t2, &s, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "another kind of virtio device"));
+	virtio_mmio_destroy(t2);
+	iobus_destroy(bus2);
+	snap_writer_release(&w);
+}
+
 #define BOTH(fn)                                                                                   \
 	cmocka_unit_test_setup_teardown(fn, setup_inline, teardown),                               \
 		cmocka_unit_test_setup_teardown(fn, setup_loop, teardown)
@@ -615,6 +709,10 @@ int main(void)
 		BOTH(test_config_notification),
 		BOTH(test_cmdline_arg),
 		BOTH(test_create_rejects_bad_ops),
+		cmocka_unit_test_setup_teardown(test_save_restore_round_trip, setup_inline,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_restore_refuses_other_device, setup_inline,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
