@@ -19,6 +19,7 @@ from pathlib import Path
 
 from conftest import BUILD, GuestVM, check_stderr, terminate  # noqa: I100 - conftest puts tests/ on sys.path
 import kilnclient as kc
+from kilnvmm import ControlClient
 
 BOOT_TIMEOUT = 1200
 CALL_TIMEOUT = 300.0
@@ -45,20 +46,10 @@ def sha256_file(path):
 
 
 def api(sock, request, timeout=120.0):
-    """One request on kiln-vmm's control socket (docs/control-api.md)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(sock))
-        s.sendall(json.dumps(request).encode() + b"\n")
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            line += chunk
-    reply = json.loads(line)
-    assert reply.get("ok"), f"{request} -> {reply}"
-    return reply
+    """One request on kiln-vmm's control socket (docs/control-api.md); its
+    reply must say ok."""
+    with ControlClient(sock, timeout=timeout, connect_timeout=0) as c:
+        return c.ok(**request)
 
 
 def connect_agent(uds, timeout=120.0, prepare=None):

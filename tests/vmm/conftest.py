@@ -14,14 +14,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from kilnvmm import SANITIZER_MARKERS
+
 
 ERROR_PREFIX = "kiln-vmm: error: "
-CRASH_MARKERS = (
-    "ERROR: AddressSanitizer",
-    "ERROR: LeakSanitizer",
-    "runtime error:",  # UBSan
-    "Traceback (most recent call last)",
-)
+CRASH_MARKERS = SANITIZER_MARKERS + ("Traceback (most recent call last)",)
 DEFAULT_TIMEOUT = 60
 
 

@@ -23,6 +23,7 @@ import time
 import pytest
 
 from conftest import check_no_crash, VmmResult
+from kilnvmm import ControlClient
 
 pytestmark = pytest.mark.kvm
 
@@ -32,51 +33,20 @@ TICK = re.compile(r"tick (\d+)")
 
 # ---- helpers ------------------------------------------------------------------
 
-class Api:
-    """A control-socket client: one JSON object per line each way."""
+class Api(ControlClient):
+    """The shared control-socket client (tests/kilnvmm.py), failing the test
+    when kiln-vmm exits before it serves the socket."""
 
     def __init__(self, path, timeout=15, proc=None):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.settimeout(timeout)
-                self.sock.connect(str(path))
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                self.sock.close()
-                if proc is not None and proc.poll() is not None:
-                    out, err = proc.communicate()
-                    pytest.fail(f"kiln-vmm exited with {proc.returncode} before serving "
-                                f"{path}:\n{err.decode(errors='replace')}")
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        self.buf = b""
-
-    def send_raw(self, data):
-        self.sock.sendall(data)
-
-    def recv(self):
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("kiln-vmm closed the control connection")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def call(self, **req):
-        self.send_raw(json.dumps(req).encode() + b"\n")
-        return self.recv()
-
-    def ok(self, **req):
-        r = self.call(**req)
-        assert r.get("ok") is True, f"{req} -> {r}"
-        return r
-
-    def close(self):
-        self.sock.close()
+        try:
+            super().__init__(path, timeout=timeout,
+                             alive=None if proc is None else lambda: proc.poll() is None)
+        except (FileNotFoundError, ConnectionRefusedError):
+            if proc is not None and proc.poll() is not None:
+                out, err = proc.communicate()
+                pytest.fail(f"kiln-vmm exited with {proc.returncode} before serving "
+                            f"{path}:\n{err.decode(errors='replace')}")
+            raise
 
 
 class Run:
