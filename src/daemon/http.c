@@ -409,7 +409,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 		*upload_data_size = 0;
-		if (r->bad_route || r->too_big || !r->route)
+		if (r->bad_route || r->too_big || !r->route || r->denied)
 			return MHD_YES;
 		if (r->body_len + n > r->route->body_limit) {
 			r->too_big = true;
