@@ -334,6 +334,14 @@ static int check_file(const char *what, const char *path)
 	return 0;
 }
 
+/* True when addr is an IPv4 or IPv6 address. */
+static bool is_address(const char *addr)
+{
+	struct in6_addr a;
+
+	return inet_pton(AF_INET, addr, &a) == 1 || inet_pton(AF_INET6, addr, &a) == 1;
+}
+
 /* True when addr (an IPv4 or IPv6 address) is a loopback address:
  * 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. */
 static bool is_loopback(const char *addr)
@@ -439,6 +447,11 @@ static int load_security(const struct options *o, struct auth **auth, char **cer
 	if (o->invoke_token_file[0] &&
 	    auth_load_file(*auth, AUTH_SCOPE_INVOKE, o->invoke_token_file, err, sizeof(err))) {
 		fprintf(stderr, "kilnd: error: --invoke-token-file %s\n", err);
+		return 2;
+	}
+	if (o->port && !is_address(o->listen)) {
+		fprintf(stderr, "kilnd: error: --listen %s: not an IPv4 or IPv6 address\n",
+			o->listen);
 		return 2;
 	}
 	if (o->port && !is_loopback(o->listen) && !auth_enabled(*auth)) {
