@@ -140,8 +140,8 @@ static void reply_call(struct invoke_state *st)
 {
 	struct call *c = st->call;
 	struct http_req *r = st->r;
-	char dur[32], ver[24], *tail_b64 = NULL;
-	const char *hdrs[24];
+	char dur[32], ver[24], timing[96], *tail_b64 = NULL;
+	const char *hdrs[26];
 	unsigned h = 0;
 	bool fn_error = c->proto_status == PROTO_STATUS_HANDLED ||
 			c->proto_status == PROTO_STATUS_UNHANDLED;
@@ -170,6 +170,16 @@ static void reply_call(struct invoke_state *st)
 	if (c->proto_status >= 0) {
 		hdrs[h++] = "X-Duration-Seconds";
 		hdrs[h++] = dur;
+	}
+	if (c->sent_ns && c->answered_ns >= c->sent_ns) {
+		/* W3C Server-Timing, in ms: "vm" from INVOKE written to RESULT
+		 * read, "kilnd" the rest of request in to response out. */
+		int64_t all = util_mono_ns() - c->start_ns, vm = c->answered_ns - c->sent_ns;
+
+		snprintf(timing, sizeof(timing), "kilnd;dur=%.3f, vm;dur=%.3f",
+			 (double)(all - vm) / 1e6, (double)vm / 1e6);
+		hdrs[h++] = "Server-Timing";
+		hdrs[h++] = timing;
 	}
 	if (st->style == STYLE_LAMBDA && st->tail && c->proto_status >= 0) {
 		char *text = NULL;

@@ -416,8 +416,10 @@ static int send_invoke(struct sched *s, struct svm *vm, struct call *c)
 	r = n < 0 ? (int)n : agentconn_send(vm->ac, buf, (size_t)n);
 	free(buf);
 	free(kv);
-	if (!r)
+	if (!r) {
 		agentconn_io(vm->ac);
+		c->sent_ns = util_mono_ns();
+	}
 	agent_watch(s, vm);
 	return r;
 }
@@ -653,6 +655,7 @@ static void on_result(struct sched *s, struct svm *vm, const uint8_t *p, size_t 
 		vm_kill(s, vm, 502, "malformed result from the microVM");
 		return;
 	}
+	c->answered_ns = util_mono_ns();
 	vm->call = NULL;
 	vm->fn->inflight--;
 	c->proto_status = res.status;

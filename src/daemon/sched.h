@@ -54,6 +54,7 @@ struct call {
 	char vm_id[32];
 	int64_t version;
 	int64_t start_ns, end_ns; /* monotonic: submitted, completed */
+	int64_t sent_ns, answered_ns; /* monotonic: INVOKE written, RESULT read; 0: not */
 
 	void (*done)(struct call *c);
 	void *opaque; /* the submitter's */
