@@ -244,7 +244,7 @@ static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 	if ((r = get_num(obj, "queue_timeout", 0, 900, false, &out->queue_timeout_s, err, esz)))
 		return r;
 	d = out->min_instances;
-	if ((r = get_num(obj, "min_instances", 0, 100, true, &d, err, esz)))
+	if ((r = get_num(obj, "min_instances", 0, 1000, true, &d, err, esz)))
 		return r;
 	out->min_instances = (unsigned)d;
 	d = out->max_instances;
