@@ -81,19 +81,19 @@ static void machine_snapshot_cb(void *opaque, uint32_t events)
 
 	(void)events;
 	if (x->diff && !m->backing.file_backed) {
-		x->ret = -EINVAL;
-		snprintf(x->why, sizeof(x->why),
-			 "a diff snapshot needs a parent: restore this VM from a snapshot, or take "
-			 "a full snapshot first");
+		x->ret = reason_fail(
+			x->why, sizeof(x->why), -EINVAL,
+			"a diff snapshot needs a parent: restore this VM from a snapshot, or take "
+			"a full snapshot first");
 		return;
 	}
 	/* Checked before anything in the directory is removed. */
 	if (x->diff && realpath(x->dir, x->real) && strcmp(x->real, m->backing.parent_dir) == 0) {
-		x->ret = -EINVAL;
-		snprintf(x->why, sizeof(x->why),
-			 "%.400s is this diff snapshot's parent; write the diff to another "
-			 "directory",
-			 x->real);
+		x->ret = reason_fail(
+			x->why, sizeof(x->why), -EINVAL,
+			"%.400s is this diff snapshot's parent; write the diff to another "
+			"directory",
+			x->real);
 		return;
 	}
 	ret = snap_dir_prepare(x->dir, x->why, sizeof(x->why));
@@ -102,14 +102,13 @@ static void machine_snapshot_cb(void *opaque, uint32_t events)
 		return;
 	}
 	if (!realpath(x->dir, x->real)) {
-		x->ret = -errno;
-		snprintf(x->why, sizeof(x->why), "%s: %s", x->dir, strerror(errno));
+		x->ret = reason_fail(x->why, sizeof(x->why), -errno, "%s: %s", x->dir,
+				     strerror(errno));
 		return;
 	}
 	ret = snap_writer_init(&w);
 	if (ret < 0) {
-		x->ret = ret;
-		snprintf(x->why, sizeof(x->why), "out of memory");
+		x->ret = reason_fail(x->why, sizeof(x->why), ret, "out of memory");
 		return;
 	}
 	snap_put_meta(&w, mem->size, m->ncpus, x->diff);
@@ -237,20 +236,6 @@ struct machine_restore_ctx {
 	char why[512];
 };
 
-static int machine_restore_fail(struct machine_restore_ctx *x, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int machine_restore_fail(struct machine_restore_ctx *x, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(x->why, sizeof(x->why), fmt, ap);
-	va_end(ap);
-	x->ret = err;
-	return err;
-}
-
 /* Finds the device section of the snapshot's virtio device `slot`, when its
  * kind has one. Returns 0 (*sec NULL for a kind without one), or -EINVAL
  * with the reason in x->why. */
@@ -263,9 +248,9 @@ static int machine_restore_device_section(struct machine_restore_ctx *x, unsigne
 	if (!ops->snap_section)
 		return 0;
 	if (!snap_find(&x->img->file, ops->snap_section, (uint16_t)slot, s))
-		return machine_restore_fail(x, -EINVAL,
-					    "the snapshot has no %s state for virtio device %u",
-					    ops->noun, slot);
+		return reason_fail(x->why, sizeof(x->why), -EINVAL,
+				   "the snapshot has no %s state for virtio device %u", ops->noun,
+				   slot);
 	*sec = s;
 	return 0;
 }
@@ -281,21 +266,24 @@ static int machine_restore_check(struct machine_restore_ctx *x)
 	struct snap_section s;
 	struct snap_rd r;
 	char sub[384] = "";
+	int ret;
 
 	if (!snap_find(&x->img->file, SNAP_SEC_DEVICES, 0, &s))
-		return machine_restore_fail(x, -EINVAL, "the snapshot has no device table");
+		return reason_fail(x->why, sizeof(x->why), -EINVAL,
+				   "the snapshot has no device table");
 	snap_rd_init(&r, &s);
 	x->nplan = snap_get_u32(&r);
 	if (r.err || x->nplan > MACHINE_MAX_VIRTIO || (uint64_t)x->nplan * 4 != r.len - r.off)
-		return machine_restore_fail(x, -EINVAL, "malformed device table in the snapshot");
+		return reason_fail(x->why, sizeof(x->why), -EINVAL,
+				   "malformed device table in the snapshot");
 	for (unsigned int i = 0; i < x->nplan; i++) {
 		uint32_t id = snap_get_u32(&r);
 
 		ops = virtio_device_find(id);
 		if (!ops)
-			return machine_restore_fail(
-				x, -EINVAL, "the snapshot has a virtio device of unknown kind %u",
-				id);
+			return reason_fail(x->why, sizeof(x->why), -EINVAL,
+					   "the snapshot has a virtio device of unknown kind %u",
+					   id);
 		x->plan[i] = (struct virtio_host){.ops = ops};
 	}
 	/* Every kind: as many given as the snapshot has (host-backed), or none. */
@@ -304,17 +292,18 @@ static int machine_restore_check(struct machine_restore_ctx *x)
 		unsigned int given = machine_count_kind(p->devices, p->ndevices, ops);
 
 		if (!ops->host_backed && given)
-			return machine_restore_fail(
-				x, -EINVAL, "the %s comes from the snapshot: do not give it again",
-				ops->noun);
+			return reason_fail(x->why, sizeof(x->why), -EINVAL,
+					   "the %s comes from the snapshot: do not give it again",
+					   ops->noun);
 		if (!ops->host_backed || saved == given)
 			continue;
 		if (saved == 0)
-			return machine_restore_fail(x, -EINVAL,
-						    "the snapshot has no %s, but %u given",
-						    ops->noun, given);
-		return machine_restore_fail(x, -EINVAL, "the snapshot has %u %s(s), %u given: %s",
-					    saved, ops->noun, given, ops->restore_hint);
+			return reason_fail(x->why, sizeof(x->why), -EINVAL,
+					   "the snapshot has no %s, but %u given", ops->noun,
+					   given);
+		return reason_fail(x->why, sizeof(x->why), -EINVAL,
+				   "the snapshot has %u %s(s), %u given: %s", saved, ops->noun,
+				   given, ops->restore_hint);
 	}
 	/* The i-th given device of a kind is the snapshot's i-th of that kind. */
 	for (unsigned int i = 0; i < x->nplan; i++) {
@@ -328,10 +317,11 @@ static int machine_restore_check(struct machine_restore_ctx *x)
 					*h = p->devices[j];
 		}
 		h->nth = nth;
-		if (machine_restore_device_section(x, i, &s, &sec) < 0)
-			return x->ret;
+		ret = machine_restore_device_section(x, i, &s, &sec);
+		if (ret < 0)
+			return ret;
 		if (h->ops->check && h->ops->check(sec, h, sub, sizeof(sub)) < 0)
-			return machine_restore_fail(x, -EINVAL, "%s", sub);
+			return reason_fail(x->why, sizeof(x->why), -EINVAL, "%s", sub);
 	}
 	return 0;
 }
@@ -342,7 +332,8 @@ static int machine_restore_find(struct machine_restore_ctx *x, uint16_t type, co
 				struct snap_section *s)
 {
 	if (!snap_find(&x->img->file, type, 0, s))
-		return machine_restore_fail(x, -EINVAL, "the snapshot has no %s state", what);
+		return reason_fail(x->why, sizeof(x->why), -EINVAL, "the snapshot has no %s state",
+				   what);
 	return 0;
 }
 
@@ -361,8 +352,8 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 	for (unsigned int i = 0; i < x->nplan; i++) {
 		ret = machine_add_virtio(m, &x->plan[i]);
 		if (ret < 0) {
-			machine_restore_fail(x, ret, "cannot attach virtio device %u (see the log)",
-					     i);
+			x->ret = reason_fail(x->why, sizeof(x->why), ret,
+					     "cannot attach virtio device %u (see the log)", i);
 			return;
 		}
 	}
@@ -370,19 +361,22 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 		struct machine_virtio *d = &m->virtio[i];
 		const struct snap_section *sec;
 
-		if (machine_restore_device_section(x, i, &s, &sec) < 0)
+		x->ret = machine_restore_device_section(x, i, &s, &sec);
+		if (x->ret < 0)
 			return;
 		if (sec && d->ops->restore && d->ops->restore(d->dev, sec, sub, sizeof(sub)) < 0) {
-			machine_restore_fail(x, -EINVAL, "virtio device %u: %s", i, sub);
+			x->ret = reason_fail(x->why, sizeof(x->why), -EINVAL,
+					     "virtio device %u: %s", i, sub);
 			return;
 		}
 		if (!snap_find(f, SNAP_SEC_VIRTIO_MMIO, (uint16_t)i, &s)) {
-			machine_restore_fail(x, -EINVAL,
+			x->ret = reason_fail(x->why, sizeof(x->why), -EINVAL,
 					     "the snapshot has no state for virtio device %u", i);
 			return;
 		}
 		if (virtio_mmio_restore(d->transport, &s, sub, sizeof(sub)) < 0) {
-			machine_restore_fail(x, -EINVAL, "virtio device %u: %s", i, sub);
+			x->ret = reason_fail(x->why, sizeof(x->why), -EINVAL,
+					     "virtio device %u: %s", i, sub);
 			return;
 		}
 	}
@@ -395,27 +389,32 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 	for (unsigned int i = 0; i < m->ncpus && !ret; i++)
 		ret = kvm_state_load_vcpu(m->cpus[i].vcpu, f, sub, sizeof(sub));
 	if (ret < 0) {
-		machine_restore_fail(x, ret, "%s", sub);
+		x->ret = reason_fail(x->why, sizeof(x->why), ret, "%s", sub);
 		return;
 	}
-	if (machine_restore_find(x, SNAP_SEC_SERIAL, "serial port", &s) < 0)
+	x->ret = machine_restore_find(x, SNAP_SEC_SERIAL, "serial port", &s);
+	if (x->ret < 0)
 		return;
 	ret = serial_restore(m->serial, &s, sub, sizeof(sub));
-	if (!ret && machine_restore_find(x, SNAP_SEC_I8042, "i8042", &s) < 0)
-		return;
-	if (!ret)
+	if (!ret) {
+		x->ret = machine_restore_find(x, SNAP_SEC_I8042, "i8042", &s);
+		if (x->ret < 0)
+			return;
 		ret = i8042_restore(m->i8042, &s, sub, sizeof(sub));
-	if (!ret && machine_restore_find(x, SNAP_SEC_CTL, "control page", &s) < 0)
-		return;
-	if (!ret)
+	}
+	if (!ret) {
+		x->ret = machine_restore_find(x, SNAP_SEC_CTL, "control page", &s);
+		if (x->ret < 0)
+			return;
 		ret = ctl_restore(m->ctl, &s, sub, sizeof(sub));
+	}
 	if (ret < 0) {
-		machine_restore_fail(x, ret, "the snapshot's %s", sub);
+		x->ret = reason_fail(x->why, sizeof(x->why), ret, "the snapshot's %s", sub);
 		return;
 	}
 	ret = kvm_state_load_clock(m->vm, f, sub, sizeof(sub));
 	if (ret < 0) {
-		machine_restore_fail(x, ret, "%s", sub);
+		x->ret = reason_fail(x->why, sizeof(x->why), ret, "%s", sub);
 		return;
 	}
 	/* Each device ends what its host side could not keep (the guest's
@@ -427,7 +426,8 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 
 		ret = d->ops->reset_after_restore ? d->ops->reset_after_restore(d->dev) : 0;
 		if (ret < 0) {
-			machine_restore_fail(x, ret, "virtio device %u: %s", i, strerror(-ret));
+			x->ret = reason_fail(x->why, sizeof(x->why), ret, "virtio device %u: %s", i,
+					     strerror(-ret));
 			return;
 		}
 	}
@@ -443,6 +443,7 @@ static int machine_restore_image(struct machine *m, struct snap_image *img,
 {
 	struct machine_restore_ctx x = {.m = m, .img = img, .p = p};
 	uint64_t t1 = clock_mono_ns();
+	int ret;
 
 	if (img->meta.mem_size != m->vm->mem.size || img->meta.vcpus != m->ncpus) {
 		snprintf(why, why_len,
@@ -452,10 +453,9 @@ static int machine_restore_image(struct machine *m, struct snap_image *img,
 			 (unsigned long long)(m->vm->mem.size >> 20), m->ncpus);
 		return -EINVAL;
 	}
-	if (machine_restore_check(&x) < 0) {
-		snprintf(why, why_len, "%s", x.why);
-		return x.ret;
-	}
+	ret = machine_restore_check(&x);
+	if (ret < 0)
+		return reason_fail(why, why_len, ret, "%s", x.why);
 	if (p->console && machine_switch_console(m, p->console, why, why_len) < 0)
 		return -EINVAL;
 	evloop_run_paused(m->loop, machine_restore_cb, &x);
