@@ -171,6 +171,7 @@ struct sched {
 	unsigned vm_seq;
 	uint64_t committed_mb;
 	int64_t last_tick_ms;
+	unsigned warmup_max; /* min_instances restores connecting at once */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -820,6 +821,8 @@ static void tick(struct sched *s)
 			continue;
 		}
 		if (vm->state == VM_CONNECTING && !vm->call && now > vm->connect_deadline_ms) {
+			log_warn("vm %s (%s): its agent did not answer within %d s of the restore",
+				 vm->proc->id, vm->fn->name, CONNECT_TIMEOUT_MS / 1000);
 			vm_kill(s, vm, 0, NULL);
 			continue;
 		}
@@ -844,6 +847,14 @@ static void tick(struct sched *s)
 			vm_pause(s, vm);
 	}
 
+	/* Warm-ups for min_instances connecting now: a restored guest needs the
+	 * CPU for its first moments, so a function asking for hundreds of VMs
+	 * gets them a few at a time instead of starving them all past
+	 * CONNECT_TIMEOUT_MS. Calls are never held back by this. */
+	unsigned warming = 0;
+	for (vm = s->vms; vm; vm = vm->next)
+		warming += vm->state == VM_CONNECTING && !vm->call;
+
 	for (struct sfn *f = s->fns; f; f = f->next) {
 		struct call **pp = &f->queue, *c;
 		unsigned total, current;
@@ -865,11 +876,13 @@ static void tick(struct sched *s)
 		fn_pump(s, f);
 		/* min_instances */
 		fn_counts(s, f, &total, &current);
-		while (current < f->spec.min_instances && total < f->spec.max_instances) {
+		while (current < f->spec.min_instances && total < f->spec.max_instances &&
+		       warming < s->warmup_max) {
 			if (cold_start(s, f, NULL))
 				break;
 			current++;
 			total++;
+			warming++;
 		}
 	}
 	/* Forget removed functions nothing refers to. */
@@ -1177,6 +1190,9 @@ int sched_create(const struct sched_config *cfg, struct sched **out)
 	if (!s)
 		return -ENOMEM;
 	s->cfg = *cfg;
+	s->warmup_max =
+		2 *
+		(unsigned)(sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1);
 	pthread_mutex_init(&s->lock, NULL);
 	s->epfd = epoll_create1(EPOLL_CLOEXEC);
 	s->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
