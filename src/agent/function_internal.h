@@ -199,6 +199,16 @@ void fn_runtime_exited(struct fn *f, int wstatus);
 /* Starts the runtime (server mode); a restart answers no LOAD. */
 void fn_start_runtime(struct fn *f, bool restart);
 
+/* A runtime run by an interpreter: `interp [opt] runtime_dir/boot DIR
+ * HANDLER`; interp NULL: the configured python3. */
+struct fn_interp {
+	const char *name, *interp, *opt, *boot;
+};
+
+/* The interpreted runtime named by the len bytes at name, or NULL (then the
+ * runtime is runtime_dir/NAME/bootstrap, an executable). */
+const struct fn_interp *fn_interp_find(const char *name, size_t len);
+
 /* ---- function_load.c: LOAD ---- */
 
 /* Stops the current function and forgets it (state NONE). */

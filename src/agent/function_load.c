@@ -168,9 +168,14 @@ void fn_load(struct fn *f, uint64_t conn, uint32_t id, const struct proto_load *
 		}
 	}
 	if (server) {
-		if (proto_bytes_eq(m->runtime, FN_PYTHON_RUNTIME)) {
-			snprintf(boot, sizeof(boot), "%s/python/bootstrap.py", f->runtime_dir);
-			err = access(f->python, X_OK) < 0 || access(boot, R_OK) < 0 ? -errno : 0;
+		const struct fn_interp *rt =
+			fn_interp_find((const char *)m->runtime.ptr, m->runtime.len);
+		const char *interp;
+
+		if (rt) {
+			snprintf(boot, sizeof(boot), "%s/%s", f->runtime_dir, rt->boot);
+			interp = rt->interp ? rt->interp : f->python;
+			err = access(interp, X_OK) < 0 || access(boot, R_OK) < 0 ? -errno : 0;
 		} else {
 			snprintf(boot, sizeof(boot), "%s/%.*s/bootstrap", f->runtime_dir,
 				 (int)m->runtime.len, (const char *)m->runtime.ptr);

@@ -1,6 +1,6 @@
 /* function_server.c - server mode: a long-lived runtime (python
- * bootstrap.py) fed INVOKEs over a private channel (fd 3) with kiln's
- * framing; its READY answers the LOAD, its RESULTs the invocations; a
+ * bootstrap.py, node bootstrap.js) fed INVOKEs over a private channel (fd 3)
+ * with kiln's framing; its READY answers the LOAD, its RESULTs the invocations; a
  * crash fails the running invocation and restarts it. */
 #include "agent/function_internal.h"
 
@@ -209,34 +209,44 @@ void fn_runtime_exited(struct fn *f, int wstatus)
 	fn_start_runtime(f, true);
 }
 
+static const struct fn_interp fn_interps[] = {
+	{FN_PYTHON_RUNTIME, NULL, "-u", "python/bootstrap.py"},
+	{"node", "/usr/bin/node", NULL, "node/bootstrap.js"},
+};
+
+const struct fn_interp *fn_interp_find(const char *name, size_t len)
+{
+	for (size_t i = 0; i < sizeof(fn_interps) / sizeof(fn_interps[0]); i++)
+		if (strlen(fn_interps[i].name) == len && !memcmp(fn_interps[i].name, name, len))
+			return &fn_interps[i];
+	return NULL;
+}
+
 void fn_start_runtime(struct fn *f, bool restart)
 {
-	static char py_u[] = "-u";
+	const struct fn_interp *rt = fn_interp_find(f->runtime, strlen(f->runtime));
 	char boot[PATH_MAX];
 	char *argv[6];
 	const char *file;
-	int err;
+	int err, n = 0;
 
 	f->state = PROTO_FN_LOADING;
 	f->kill_reason = NULL;
 	f->start_ms = clock_mono_ms();
-	if (strcmp(f->runtime, FN_PYTHON_RUNTIME) == 0) {
-		snprintf(boot, sizeof(boot), "%s/python/bootstrap.py", f->runtime_dir);
-		file = f->python;
-		argv[0] = f->python;
-		argv[1] = py_u;
-		argv[2] = boot;
-		argv[3] = f->dir;
-		argv[4] = f->handler;
-		argv[5] = NULL;
+	if (rt) {
+		snprintf(boot, sizeof(boot), "%s/%s", f->runtime_dir, rt->boot);
+		file = rt->interp ? rt->interp : f->python;
+		argv[n++] = (char *)file;
+		if (rt->opt)
+			argv[n++] = (char *)rt->opt;
 	} else {
 		snprintf(boot, sizeof(boot), "%s/%s/bootstrap", f->runtime_dir, f->runtime);
 		file = boot;
-		argv[0] = boot;
-		argv[1] = f->dir;
-		argv[2] = f->handler;
-		argv[3] = NULL;
 	}
+	argv[n++] = boot;
+	argv[n++] = f->dir;
+	argv[n++] = f->handler;
+	argv[n] = NULL;
 	if (!restart)
 		fn_begin_output(f);
 	else
