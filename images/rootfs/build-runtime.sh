@@ -1,7 +1,7 @@
 #!/bin/sh
 # images/rootfs/build-runtime.sh BUILD_DIR RUNTIME - a runtime's root file system.
 #
-# RUNTIME is `python` (add others as a packages + stage function pair, see
+# RUNTIME is `python` or `node` (add others as a packages + stage function pair, see
 # "Runtimes" below). Builds BUILD_DIR/rootfs-RUNTIME.ext4, a read-only ext4
 # root for the guest holding:
 #   - everything in BUILD_DIR/rootfs/ (busybox, kiln-init as /init,
@@ -48,7 +48,7 @@ note() {
 	echo "build-runtime.sh: $*" >&2
 }
 
-[ $# -eq 2 ] || die "usage: $0 BUILD_DIR RUNTIME (python)"
+[ $# -eq 2 ] || die "usage: $0 BUILD_DIR RUNTIME (python, node)"
 build=$1
 runtime=$2
 [ -d "$build" ] || die "$build: no such directory"
@@ -109,6 +109,30 @@ python_stage() { # STAGE
 		die "compileall failed"
 }
 
+# Node.js 18 from bookworm: nodejs is only the launcher, libnode108 is
+# node itself; the libraries it links (ICU is most of the size: V8 needs it
+# for Intl), and the JavaScript packages Debian unbundled from node that it
+# loads at run time: cjs-module-lexer (an ES module importing CommonJS),
+# acorn (+ xtend) and undici (+ busboy: fetch()). npm is not in: functions
+# bring their node_modules/ in their archive.
+node_packages="nodejs libnode108 libc6 libgcc-s1 libstdc++6 libicu72 libuv1
+libc-ares2 libbrotli1 libnghttp2-14 libssl3 zlib1g node-acorn node-xtend
+node-cjs-module-lexer node-undici node-busboy ca-certificates"
+
+node_stage() { # STAGE
+	[ -x "$1/usr/bin/node" ] || die "node missing from the .debs"
+	# The headers are for native add-ons built against this node (node-gyp
+	# is not here to build them); acorn's command line, gdb's and libstdc++'s
+	# pretty printers, systemtap probes and shell completion serve no function.
+	rm -rf "$1/usr/include" "$1/usr/bin/acorn" "$1/usr/share/nodejs/acorn/bin" \
+		"$1/usr/share/gdb" "$1/usr/share/gcc" "$1/usr/share/systemtap" \
+		"$1/usr/share/bash-completion" "$1/usr/lib/$multiarch/pkgconfig"
+	find "$1/usr/share/nodejs" "$1/usr/lib/nodejs" -depth \( -name '*.md' \
+		-o -name '*.markdown' -o -name '*.d.ts' -o -name '*.map' -o -name test \
+		-o -name tests -o -name LICENSE -o -name 'CHANGELOG*' \) -exec rm -rf {} + \
+		2>/dev/null || true
+}
+
 # One line per runtime: its packages, its image's label and fixed UUID.
 case $runtime in
 python)
@@ -116,12 +140,17 @@ python)
 	fs_label=kiln-python
 	fs_uuid=6b696c6e-726f-6f74-6673-000000000011
 	;;
-*) die "unknown runtime '$runtime' (known: python)" ;;
+node)
+	packages=$node_packages
+	fs_label=kiln-node
+	fs_uuid=6b696c6e-726f-6f74-6673-000000000012
+	;;
+*) die "unknown runtime '$runtime' (known: python, node)" ;;
 esac
 image_name=rootfs-$runtime.ext4
 image=$build/$image_name
 
-for tool in apt-get apt-cache dpkg-deb mkfs.ext4 e2fsck readelf sha256sum tar; do
+for tool in apt-get apt-cache dpkg-deb mkfs.ext4 debugfs e2fsck readelf sha256sum tar; do
 	command -v $tool >/dev/null 2>&1 || die "$tool not found"
 done
 
@@ -152,10 +181,14 @@ tree_hash() {
 # ---- which .debs ---------------------------------------------------------------
 # One line per package: name version arch sha256 file. apt-cache takes about
 # a second here (no pkgcache.bin), so its answer is kept for as long as the
-# apt lists it read stay the same.
+# apt lists it read stay the same. dpkg's status is hidden from apt-cache:
+# the versions are the archive's candidates whatever the host has installed
+# (a host's own nodejs from elsewhere has no .deb to download, or a newer
+# one than Debian's).
 apt_resolve() {
 	# shellcheck disable=SC2086 # word splitting of the package list is meant
-	apt-cache show --no-all-versions $packages 2>/dev/null | awk '
+	apt-cache -o Dir::State::status=/dev/null show --no-all-versions $packages 2>/dev/null |
+		awk '
 		/^Package: /      { p = $2 }
 		/^Version: /      { v = $2 }
 		/^Architecture: / { a = $2 }
@@ -321,6 +354,7 @@ fi
 
 case $runtime in
 python) python_stage "$stage" ;;
+node) node_stage "$stage" ;;
 esac
 
 # Every shared library an ELF file in the image needs must be in the image.
@@ -355,9 +389,20 @@ inodes=$(((files * 6 / 5 + 255) / 256 * 256))
 out=$tmp/entry
 mkdir "$out"
 truncate -s "${size_mib}M" "$out/$image_name"
-mkfs.ext4 -q -F -d "$stage" -E root_owner=0:0,hash_seed=$fs_uuid -U $fs_uuid -I 256 \
+# mkfs.ext4 stamps the superblock and every inode's ctime with the clock:
+# E2FSPROGS_FAKE_TIME makes it the epoch (0 means "unset" to it, hence 1),
+# so the same inputs give a byte-identical image.
+E2FSPROGS_FAKE_TIME=$((epoch > 0 ? epoch : 1)) mkfs.ext4 -q -F -d "$stage" -E root_owner=0:0,hash_seed=$fs_uuid -U $fs_uuid -I 256 \
 	-N $inodes -m 0 -O ^has_journal -b 4096 -L $fs_label "$out/$image_name" ||
 	die "mkfs.ext4 failed"
+# It copies each file's ctime and atime from the staging tree, where they are
+# the time of this build: set them to the epoch too (inodes 2 and 11 on).
+stamp=$(date -u -d "@$epoch" +%Y%m%d%H%M%S)
+awk -v n="$files" -v t="$stamp" 'BEGIN { for (i = 2; i <= n + 10; i += (i == 2 ? 9 : 1))
+	printf "sif <%d> atime %s\nsif <%d> ctime %s\nsif <%d> atime_extra 0\nsif <%d> ctime_extra 0\n",
+		i, t, i, t, i, i }' >"$tmp/times.debugfs"
+E2FSPROGS_FAKE_TIME=$((epoch > 0 ? epoch : 1)) debugfs -w -f "$tmp/times.debugfs" \
+	"$out/$image_name" >"$tmp/debugfs.log" 2>&1 || die "debugfs failed: $(tail -n3 "$tmp/debugfs.log")"
 e2fsck -f -n "$out/$image_name" >"$tmp/fsck.log" 2>&1 ||
 	die "e2fsck found problems in the new image: $(tail -n3 "$tmp/fsck.log")"
 chmod 0444 "$out/$image_name"
