@@ -27,6 +27,7 @@
 #include "daemon/vmproc.h"
 
 #define CONNECT_TIMEOUT_MS 10000 /* a restored VM's agent answers within this */
+#define AGENT_CONNECTS_MAX 3	 /* agent connections per restore, at most */
 #define CALL_GRACE_MS	   5000	 /* past a call's timeout before kilnd gives up */
 #define QUEUE_MAX	   10000 /* calls waiting per function */
 #define TICK_MS		   50
@@ -128,6 +129,7 @@ struct svm {
 	int64_t connect_deadline_ms;
 	int64_t restore_ns; /* when the restore was asked for */
 	uint32_t acks_wanted;
+	unsigned connects; /* agent connections tried since the restore */
 	bool dying;
 	struct svm *next;
 };
@@ -489,6 +491,7 @@ static int cold_start(struct sched *s, struct sfn *f, struct call *c)
 	s->committed_mb += vm->mem_mb;
 	vm->state = VM_CONNECTING;
 	vm->connect_deadline_ms = util_now_ms() + CONNECT_TIMEOUT_MS;
+	vm->connects = 1;
 	r = agent_open(s, vm);
 	if (!r)
 		r = agentconn_send_reseed(vm->ac, ++vm->next_id);
@@ -745,6 +748,36 @@ static void on_frame(struct sched *s, struct svm *vm, const struct proto_header 
 	}
 }
 
+/* A restored VM's agent connection closed before the agent's handshake:
+ * kiln-vmm gives the guest 5 s to answer a CONNECT, and a guest starved of
+ * CPU by other busy guests can miss that. Connects again, resending the
+ * reseed and the call's INVOKE, a few times within the connect deadline.
+ * Returns 0, or -errno (the caller kills the VM). */
+static int agent_reconnect(struct sched *s, struct svm *vm)
+{
+	int r;
+
+	if (vm->connects >= AGENT_CONNECTS_MAX || util_now_ms() >= vm->connect_deadline_ms)
+		return -ETIMEDOUT;
+	log_info("vm %s (%s): the agent connection closed before its handshake; connecting "
+		 "again",
+		 vm->proc->id, vm->fn->name);
+	agent_close(s, vm);
+	vm->connects++;
+	r = agent_open(s, vm);
+	if (!r)
+		r = agentconn_send_reseed(vm->ac, ++vm->next_id);
+	vm->next_id++;
+	vm->acks_wanted = 2;
+	if (!r && vm->call)
+		return send_invoke(s, vm, vm->call);
+	if (!r) {
+		agentconn_io(vm->ac);
+		agent_watch(s, vm);
+	}
+	return r;
+}
+
 static void on_agent_event(struct sched *s, struct svm *vm)
 {
 	struct proto_header h;
@@ -763,6 +796,9 @@ static void on_agent_event(struct sched *s, struct svm *vm)
 	if (!vm->ac)
 		return;
 	if (vm->ac->state == AGENTCONN_CLOSED) {
+		if (vm->state == VM_CONNECTING && !vm->ac->handshake_seen &&
+		    agent_reconnect(s, vm) == 0)
+			return;
 		vm_kill(s, vm, 502, "the connection to the function's microVM was lost");
 		return;
 	}
