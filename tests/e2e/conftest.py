@@ -67,6 +67,16 @@ def rootfs_python():
     return path
 
 
+@pytest.fixture(scope="session")
+def rootfs_node():
+    """build/rootfs-node.ext4 (Node.js 18), built or taken from KILN_CACHE."""
+    out = subprocess.run([str(ROOT / "images/rootfs/build-runtime.sh"), str(BUILD), "node"],
+                         stdout=subprocess.PIPE, text=True, check=True, timeout=1800)
+    path = Path(out.stdout.strip().splitlines()[-1])
+    assert path.is_file(), f"build-runtime.sh printed {path}, which is not a file"
+    return path
+
+
 def terminate(proc, timeout=30):
     """SIGTERM, then SIGKILL when proc has not exited after timeout seconds.
     Returns its exit status."""
