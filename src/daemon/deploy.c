@@ -56,8 +56,12 @@ struct deployer {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned running;
-	struct job *jobs;    /* the latest job per function name */
-	char inputs_key[65]; /* hash of kernel, rootfs, kiln-vmm; "" until computed */
+	struct job *jobs; /* the latest job per function name */
+	/* hash of kernel, root image, kiln-vmm per image; "" until computed */
+	struct {
+		const char *image;
+		char key[65];
+	} inputs[4];
 };
 
 static void set_stage(struct job *j, const char *stage)
@@ -100,38 +104,56 @@ static int sha256_file(const char *path, EVP_MD_CTX *ctx)
 }
 
 /* The part of the base snapshot's key that does not depend on the shape:
- * the kernel, the root image and kiln-vmm, hashed once. */
-static int inputs_key(struct deployer *d, char out[65])
+ * the kernel, the root image and kiln-vmm, hashed once per image. */
+static int inputs_key(struct deployer *d, const char *image, char out[65])
 {
 	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
+	const size_t n = sizeof(d->inputs) / sizeof(d->inputs[0]);
 	uint8_t md[32];
 	unsigned mdlen = 0;
 	EVP_MD_CTX *ctx;
+	size_t i;
 	int r = 0;
 
 	pthread_mutex_lock(&once);
-	if (!d->inputs_key[0]) {
+	for (i = 0; i < n && d->inputs[i].image; i++)
+		if (strcmp(d->inputs[i].image, image) == 0)
+			break;
+	if (i == n) {
+		r = -ENOSPC;
+		goto out_unlock;
+	}
+	if (!d->inputs[i].image) {
 		ctx = EVP_MD_CTX_new();
 		if (!ctx) {
 			r = -ENOMEM;
 			goto out_unlock;
 		}
 		EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-		if ((r = sha256_file(d->cfg.kernel, ctx)) ||
-		    (r = sha256_file(d->cfg.rootfs, ctx)) || (r = sha256_file(d->cfg.vmm, ctx))) {
+		if ((r = sha256_file(d->cfg.kernel, ctx)) || (r = sha256_file(image, ctx)) ||
+		    (r = sha256_file(d->cfg.vmm, ctx))) {
 			EVP_MD_CTX_free(ctx);
 			goto out_unlock;
 		}
 		EVP_DigestUpdate(ctx, BASE_CMDLINE, strlen(BASE_CMDLINE));
 		EVP_DigestFinal_ex(ctx, md, &mdlen);
 		EVP_MD_CTX_free(ctx);
-		for (unsigned i = 0; i < 32; i++)
-			snprintf(d->inputs_key + 2 * i, 3, "%02x", md[i]);
+		for (unsigned b = 0; b < 32; b++)
+			snprintf(d->inputs[i].key + 2 * b, 3, "%02x", md[b]);
+		d->inputs[i].image = image;
 	}
-	memcpy(out, d->inputs_key, 65);
+	memcpy(out, d->inputs[i].key, 65);
 out_unlock:
 	pthread_mutex_unlock(&once);
 	return r;
+}
+
+/* The root image of the job's runtime (checked by the spec's parser). */
+static const char *job_image(const struct job *j)
+{
+	const char *image = spec_runtime_image(j->spec.runtime);
+
+	return image ? image : j->d->cfg.rootfs;
 }
 
 /* Waits until kiln-init says it is ready on the console. */
@@ -208,7 +230,7 @@ static int build_base(struct job *j, const char *dir, char *err, size_t esz)
 	struct vmproc_args a = {.vmm = d->cfg.vmm,
 				.kernel = d->cfg.kernel,
 				.cmdline = BASE_CMDLINE,
-				.disk = d->cfg.rootfs,
+				.disk = job_image(j),
 				.mem_mb = j->spec.memory_mb,
 				.vcpus = j->spec.vcpus};
 	struct agentconn *c = NULL;
@@ -265,7 +287,7 @@ static int ensure_base(struct job *j, char *dir, size_t size, char *err, size_t 
 	struct stat st;
 	int fd, r;
 
-	r = inputs_key(j->d, key);
+	r = inputs_key(j->d, job_image(j), key);
 	if (r) {
 		util_fmt(err, esz, "cannot read the kernel, root image or kiln-vmm: %s",
 			 strerror(-r));
@@ -352,7 +374,7 @@ static int encode_load(const struct job *j, uint8_t **out, size_t *len)
 static int build_function(struct job *j, const char *base, const char *id, char *err, size_t esz)
 {
 	struct deployer *d = j->d;
-	struct vmproc_args a = {.vmm = d->cfg.vmm, .restore = base, .disk = d->cfg.rootfs};
+	struct vmproc_args a = {.vmm = d->cfg.vmm, .restore = base, .disk = job_image(j)};
 	struct agentconn *c = NULL;
 	struct vmproc *vm;
 	uint8_t first[AGENTCONN_RESEED_MAX], *load = NULL;

@@ -27,6 +27,7 @@
 #include "daemon/metrics.h"
 #include "daemon/registry.h"
 #include "daemon/sched.h"
+#include "daemon/spec.h"
 #include "daemon/store.h"
 #include "daemon/util.h"
 #include "daemon/vmproc.h"
@@ -40,6 +41,7 @@ struct options {
 	char sock[108];
 	char kernel[PATH_MAX];
 	char rootfs[PATH_MAX];
+	char rootfs_node[PATH_MAX];
 	char vmm[PATH_MAX];
 	uint64_t mem_budget_mb;
 	unsigned pool;
@@ -70,7 +72,10 @@ static void usage(FILE *f)
 	      "  --config FILE        a TOML file with any of these options as keys\n"
 	      "                       (state-dir = \"...\", port = 8080, ...); flags win\n"
 	      "  --kernel PATH        guest kernel (default: $KILN_KERNEL)\n"
-	      "  --rootfs PATH        runtime root image (default: $KILN_ROOTFS)\n"
+	      "  --rootfs PATH        root image of python and sh functions\n"
+	      "                       (default: $KILN_ROOTFS)\n"
+	      "  --rootfs-node PATH   root image of node functions (default:\n"
+	      "                       $KILN_ROOTFS_NODE; none: node is not offered)\n"
 	      "  --vmm PATH           kiln-vmm (default: next to kilnd)\n"
 	      "  --mem-budget MiB     guest memory of running VMs, at most\n"
 	      "                       (default: half of the host's RAM)\n"
@@ -118,6 +123,7 @@ static int set_opt(struct options *o, const char *key, const char *val, char *er
 	STR("socket", sock)
 	STR("kernel", kernel)
 	STR("rootfs", rootfs)
+	STR("rootfs-node", rootfs_node)
 	STR("vmm", vmm)
 	STR("token-file", token_file)
 	STR("invoke-token-file", invoke_token_file)
@@ -231,6 +237,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"config", required_argument, NULL, 0},
 		{"kernel", required_argument, NULL, 0},
 		{"rootfs", required_argument, NULL, 0},
+		{"rootfs-node", required_argument, NULL, 0},
 		{"vmm", required_argument, NULL, 0},
 		{"mem-budget", required_argument, NULL, 0},
 		{"pool", required_argument, NULL, 0},
@@ -505,6 +512,8 @@ int main(int argc, char **argv)
 		snprintf(o.kernel, sizeof(o.kernel), "%s", getenv("KILN_KERNEL"));
 	if (getenv("KILN_ROOTFS"))
 		snprintf(o.rootfs, sizeof(o.rootfs), "%s", getenv("KILN_ROOTFS"));
+	if (getenv("KILN_ROOTFS_NODE"))
+		snprintf(o.rootfs_node, sizeof(o.rootfs_node), "%s", getenv("KILN_ROOTFS_NODE"));
 	{
 		char self[PATH_MAX];
 		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -519,8 +528,10 @@ int main(int argc, char **argv)
 	if (o.verbose)
 		log_set_level(LOG_DEBUG);
 	if (check_file("--kernel", o.kernel) || check_file("--rootfs", o.rootfs) ||
-	    check_file("--vmm", o.vmm))
+	    check_file("--vmm", o.vmm) ||
+	    (o.rootfs_node[0] && check_file("--rootfs-node", o.rootfs_node)))
 		return 2;
+	spec_set_images(o.rootfs, o.rootfs_node);
 	if (!o.port && !o.sock[0]) {
 		fprintf(stderr, "kilnd: error: --port 0 needs --socket\n");
 		return 2;

@@ -241,6 +241,18 @@ void route_metrics(void *app, struct http_req *r)
 	free(text);
 }
 
+/* The runtimes this kilnd has a root image for, in kiln's order. */
+static json_t *runtimes_json(void)
+{
+	static const char *const all[] = {"python", "sh", "node"};
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < sizeof(all) / sizeof(all[0]); i++)
+		if (spec_runtime_known(all[i]))
+			json_array_append_new(a, json_string(all[i]));
+	return a;
+}
+
 void route_info(void *app, struct http_req *r)
 {
 	struct kilnd *k = app;
@@ -260,14 +272,13 @@ void route_info(void *app, struct http_req *r)
 	uname(&u);
 	util_rfc3339(k->started_wall_ns, started);
 	o = json_pack("{s:{s:s, s:s, s:{s:s}}, s:s, s:s, s:s, s:I, s:I, s:{s:i, s:i, s:i, s:i, "
-			  "s:i}, s:i, s:[s, s]}",
-			  "provider", "provider", "kiln", "orchestration", "kvm", "version",
-			  "release", KILN_VERSION, "arch", u.machine, "state_dir", k->state_dir,
-			  "started_at", started, "memory_budget_mib", (json_int_t)st.budget_mb,
-			  "memory_committed_mib", (json_int_t)st.committed_mb, "vms", "pool",
-			  st.pool, "starting", st.starting, "busy", st.busy, "idle", st.idle,
-			  "paused", st.paused, "functions", (int)functions, "runtimes", "python",
-			  "sh");
+		      "s:i}, s:i, s:o}",
+		      "provider", "provider", "kiln", "orchestration", "kvm", "version", "release",
+		      KILN_VERSION, "arch", u.machine, "state_dir", k->state_dir, "started_at",
+		      started, "memory_budget_mib", (json_int_t)st.budget_mb,
+		      "memory_committed_mib", (json_int_t)st.committed_mb, "vms", "pool", st.pool,
+		      "starting", st.starting, "busy", st.busy, "idle", st.idle, "paused",
+		      st.paused, "functions", (int)functions, "runtimes", runtimes_json());
 	if (o)
 		json_object_set_new(o, "run_dir", json_string(k->run_dir));
 	http_reply_json(r, 200, o, NULL);

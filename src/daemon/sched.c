@@ -453,12 +453,15 @@ static void start_call_on(struct sched *s, struct svm *vm, struct call *c, bool 
  * the memory budget is full, or -errno when the restore failed. */
 static int cold_start(struct sched *s, struct sfn *f, struct call *c)
 {
+	const char *disk = spec_runtime_image(f->spec.runtime); /* the runtime's own image */
 	bool starting;
 	struct svm *vm;
 	json_t *req, *rep = NULL;
 	char err[512];
 	int r;
 
+	if (!disk)
+		return -ENOENT; /* kilnd was restarted without this runtime's image */
 	if (!budget_make_room(s, f->spec.memory_mb))
 		return -EAGAIN;
 	vm = pool_take(s, f->spec.memory_mb, f->spec.vcpus, &starting);
@@ -468,7 +471,7 @@ static int cold_start(struct sched *s, struct sfn *f, struct call *c)
 		return -EAGAIN;
 	}
 	req = json_pack("{s:s, s:s, s:[s], s:s, s:s}", "op", "restore", "dir", f->snapshot, "disks",
-			s->cfg.rootfs, "vsock_uds", vm->proc->vsock, "console", vm->proc->console);
+			disk, "vsock_uds", vm->proc->vsock, "console", vm->proc->console);
 	if (!req)
 		return -ENOMEM;
 	vm->restore_ns = util_mono_ns();

@@ -79,7 +79,7 @@ void call_ref(struct call *c);
 struct sched_config {
 	const char *vmm;	 /* kiln-vmm binary */
 	const char *run_dir;	 /* VM directories (short path: unix sockets) */
-	const char *rootfs;	 /* disk of every runtime (python, sh) */
+	const char *rootfs;	 /* unused: spec_runtime_image() names each disk */
 	unsigned pool_size;	 /* pre-started VMs kept per shape in use */
 	uint64_t mem_budget_mb;	 /* guest memory of function VMs, at most */
 	unsigned pause_after_ms; /* idle VMs are paused after this */

@@ -22,9 +22,50 @@ bool spec_name_ok(const char *name)
 	return true;
 }
 
+/* Every runtime kiln knows, and the image option that serves it. */
+static const struct {
+	const char *name;
+	bool node_image; /* --rootfs-node; else --rootfs */
+} runtimes[] = {{"python", false}, {"sh", false}, {"node", true}};
+static const char *image_base, *image_node;
+static char runtimes_have[64] = "python, sh, node"; /* until spec_set_images */
+static bool images_set;
+
+void spec_set_images(const char *rootfs, const char *rootfs_node)
+{
+	size_t len = 0;
+
+	image_base = rootfs && rootfs[0] ? rootfs : NULL;
+	image_node = rootfs_node && rootfs_node[0] ? rootfs_node : NULL;
+	images_set = true;
+	runtimes_have[0] = 0;
+	for (size_t i = 0; i < sizeof(runtimes) / sizeof(runtimes[0]); i++)
+		if (spec_runtime_image(runtimes[i].name))
+			len += (size_t)snprintf(runtimes_have + len, sizeof(runtimes_have) - len,
+						"%s%s", len ? ", " : "", runtimes[i].name);
+}
+
+const char *spec_runtime_image(const char *runtime)
+{
+	for (size_t i = 0; i < sizeof(runtimes) / sizeof(runtimes[0]); i++)
+		if (strcmp(runtime, runtimes[i].name) == 0)
+			return runtimes[i].node_image ? image_node : image_base;
+	return NULL;
+}
+
+const char *spec_runtimes_list(void)
+{
+	return runtimes_have;
+}
+
 bool spec_runtime_known(const char *runtime)
 {
-	return strcmp(runtime, "python") == 0 || strcmp(runtime, "sh") == 0;
+	if (images_set)
+		return spec_runtime_image(runtime) != NULL;
+	for (size_t i = 0; i < sizeof(runtimes) / sizeof(runtimes[0]); i++)
+		if (strcmp(runtime, runtimes[i].name) == 0)
+			return true;
+	return false;
 }
 
 static bool env_name_ok(const char *k)
@@ -202,11 +243,19 @@ static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 	if ((r = get_str(obj, "runtime", out->runtime, sizeof(out->runtime), err, esz)))
 		return r;
 	if (!out->runtime[0]) {
-		snprintf(err, esz, "runtime: required (python, sh)");
+		snprintf(err, esz, "runtime: required (%s)", spec_runtimes_list());
+		return -EINVAL;
+	}
+	if (strcmp(out->runtime, "node") == 0 && !spec_runtime_known(out->runtime)) {
+		snprintf(err, esz,
+			 "runtime: 'node' has no root image in this kilnd (start it with "
+			 "--rootfs-node; available: %s)",
+			 spec_runtimes_list());
 		return -EINVAL;
 	}
 	if (!spec_runtime_known(out->runtime)) {
-		snprintf(err, esz, "runtime: '%.32s' is not available (python, sh)", out->runtime);
+		snprintf(err, esz, "runtime: '%.32s' is not available (%s)", out->runtime,
+			 spec_runtimes_list());
 		return -EINVAL;
 	}
 	strcpy(out->mode, strcmp(out->runtime, "sh") == 0 ? "exec" : "server");
@@ -220,7 +269,9 @@ static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 		snprintf(err, esz, "mode: the sh runtime runs in exec mode only");
 		return -EINVAL;
 	}
-	strcpy(out->handler, strcmp(out->mode, "exec") == 0 ? "sh handler.sh" : "handler.handle");
+	strcpy(out->handler, strcmp(out->mode, "exec") == 0	 ? "sh handler.sh"
+			     : strcmp(out->runtime, "node") == 0 ? "index.handler"
+								 : "handler.handle");
 	if ((r = get_str(obj, "handler", out->handler, sizeof(out->handler), err, esz)))
 		return r;
 	if (!out->handler[0]) {

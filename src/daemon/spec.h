@@ -38,8 +38,21 @@ struct fn_spec {
 /* True when name is a valid function name: [a-z0-9][a-z0-9_-]{0,62}. */
 bool spec_name_ok(const char *name);
 
-/* True when the runtime is one kiln serves (python, sh). */
+/* True when the runtime is one kiln serves (python, sh, node) and this
+ * kilnd has a root image for it (any of them before spec_set_images). */
 bool spec_runtime_known(const char *runtime);
+
+/* Sets each runtime's root image (at start, before any other spec_ call):
+ * rootfs serves python and sh, rootfs_node node; NULL or "": none. The
+ * strings are borrowed for the life of the process. */
+void spec_set_images(const char *rootfs, const char *rootfs_node);
+
+/* The root image a runtime's microVMs boot and restore with; NULL when kilnd
+ * has none for it (or the runtime is unknown). */
+const char *spec_runtime_image(const char *runtime);
+
+/* The runtimes that have an image, as "python, sh, node" (a static string). */
+const char *spec_runtimes_list(void);
 
 /* Parses a deploy body. Fills *out (free with spec_clear) from obj with the
  * defaults for what is missing; the code (base64 "code" or "code_path") is
