@@ -44,6 +44,8 @@ static const char deploy_usage[] =
 	"      --json                print the function's description as JSON\n"
 	"  -g, --gateway URL         kilnd's address (default $KILN_GATEWAY or\n"
 	"                            " KILN_DEFAULT_GATEWAY ")\n"
+	"      --token-file FILE, --cacert FILE, -k\n"
+	"                            kilnd's token and TLS (see kiln --help)\n"
 	"  -h, --help                this help\n";
 
 enum {
@@ -220,6 +222,8 @@ static const char up_usage[] =
 	"      --filter NAME   deploy only this function (repeatable)\n"
 	"  -q, --quiet         no progress, only the URLs\n"
 	"  -g, --gateway URL   kilnd's address\n"
+	"      --token-file FILE, --cacert FILE, -k\n"
+	"                      kilnd's token and TLS (see kiln --help)\n"
 	"  -h, --help          this help\n";
 
 static bool selected(const char *name, char **filters, size_t n)

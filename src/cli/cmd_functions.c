@@ -25,6 +25,8 @@ static const char list_usage[] =
 	"Options:\n"
 	"      --json          print kilnd's JSON\n"
 	"  -g, --gateway URL   kilnd's address\n"
+	"      --token-file FILE, --cacert FILE, -k\n"
+	"                      kilnd's token and TLS (see kiln --help)\n"
 	"  -h, --help          this help\n";
 
 /* Parses the options shared by list/describe/remove: --json, -g, -v, -h. */
@@ -182,6 +184,8 @@ static const char describe_usage[] =
 	"Options:\n"
 	"      --json          print kilnd's JSON\n"
 	"  -g, --gateway URL   kilnd's address\n"
+	"      --token-file FILE, --cacert FILE, -k\n"
+	"                      kilnd's token and TLS (see kiln --help)\n"
 	"  -h, --help          this help\n";
 
 static void field(const char *key, const char *value)
@@ -362,6 +366,8 @@ static const char remove_usage[] =
 	"\n"
 	"Options:\n"
 	"  -g, --gateway URL   kilnd's address\n"
+	"      --token-file FILE, --cacert FILE, -k\n"
+	"                      kilnd's token and TLS (see kiln --help)\n"
 	"  -h, --help          this help\n";
 
 int cmd_remove(struct cli_ctx *ctx, int argc, char **argv)

@@ -39,6 +39,8 @@ static const char invoke_usage[] =
 	"                          VM and version on standard error, and a function\n"
 	"                          error's stack trace\n"
 	"  -g, --gateway URL       kilnd's address\n"
+	"      --token-file FILE, --cacert FILE, -k\n"
+	"                          kilnd's token and TLS (see kiln --help)\n"
 	"  -h, --help              this help\n";
 
 enum {
@@ -283,6 +285,8 @@ static const char calls_usage[] =
 	"  -w, --wait          poll until the call is done\n"
 	"      --json          print kilnd's JSON\n"
 	"  -g, --gateway URL   kilnd's address\n"
+	"      --token-file FILE, --cacert FILE, -k\n"
+	"                      kilnd's token and TLS (see kiln --help)\n"
 	"  -h, --help          this help\n";
 
 static void kv(const char *key, const char *value)

@@ -30,6 +30,8 @@ static const char logs_usage[] =
 	"  -n, --tail N        only the last N lines\n"
 	"      --json          print kilnd's NDJSON lines as they are\n"
 	"  -g, --gateway URL   kilnd's address\n"
+	"      --token-file FILE, --cacert FILE, -k\n"
+	"                      kilnd's token and TLS (see kiln --help)\n"
 	"  -h, --help          this help\n";
 
 enum {

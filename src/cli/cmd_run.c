@@ -41,6 +41,8 @@ static const char run_usage[] =
 	"      --rm                remove the function afterwards\n"
 	"  -q, --quiet             no stages, only the program's output\n"
 	"  -g, --gateway URL       kilnd's address\n"
+	"      --token-file FILE, --cacert FILE, -k\n"
+	"                          kilnd's token and TLS (see kiln --help)\n"
 	"  -h, --help              this help\n";
 
 enum {
