@@ -23,8 +23,9 @@ static const char deploy_usage[] =
 	"with the function's URL.\n"
 	"\n"
 	"Options:\n"
-	"  -r, --runtime RUNTIME     python or sh\n"
+	"  -r, --runtime RUNTIME     python, node or sh\n"
 	"      --handler HANDLER     python: MODULE.FUNCTION (default handler.handle);\n"
+	"                            node: FILE.EXPORT (default index.handler);\n"
 	"                            sh: the command to run (default sh handler.sh)\n"
 	"      --mode MODE           server or exec (kilnd's default for the runtime)\n"
 	"  -c, --code DIR|FILE       the code: a directory (packed as a tar here), an\n"
@@ -183,7 +184,7 @@ int cmd_deploy(struct cli_ctx *ctx, int argc, char **argv)
 		goto clear_spec;
 	}
 	if (!s.runtime) {
-		out_error("deploy: --runtime is required (python or sh)");
+		out_error("deploy: --runtime is required (python, node or sh)");
 		rc = KILN_EXIT_USAGE;
 		goto clear_spec;
 	}

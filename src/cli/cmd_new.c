@@ -16,15 +16,15 @@
 #include "cli/stack.h"
 
 static const char new_usage[] =
-	"Usage: kiln new NAME --runtime python|sh [-f kiln.yml]\n"
+	"Usage: kiln new NAME --runtime python|node|sh [-f kiln.yml]\n"
 	"\n"
-	"Writes a starter function into the directory NAME (handler.py or\n"
-	"handler.sh) and adds it to the stack file: creates kiln.yml, or appends\n"
+	"Writes a starter function into the directory NAME (handler.py, index.js\n"
+	"or handler.sh) and adds it to the stack file: creates kiln.yml, or appends\n"
 	"NAME to the functions: of an existing one (when functions: is its last\n"
 	"top-level key). Deploy it with kiln up.\n"
 	"\n"
 	"Options:\n"
-	"  -r, --runtime RUNTIME   python or sh\n"
+	"  -r, --runtime RUNTIME   python, node or sh\n"
 	"  -f, --file FILE         the stack file (default kiln.yml)\n"
 	"  -g, --gateway URL       the gateway written into a new stack file\n"
 	"  -h, --help              this help\n";
@@ -43,6 +43,18 @@ static const char python_handler[] =
 	"\"world\")\n"
 	"    print(f\"greeting {name}\")\n"
 	"    return {\"message\": f\"Hello, {name}!\"}\n";
+
+static const char node_handler[] =
+	"// A kiln function. kiln calls handler() once per request, as AWS Lambda\n"
+	"// does: event is the request body decoded from JSON (or the raw text when\n"
+	"// it is not JSON); the value it resolves to is sent back as JSON. What it\n"
+	"// logs with console.log shows in `kiln logs %s`.\n"
+	"exports.handler = async (event, context) => {\n"
+	"    const name = (event && event.name) || (typeof event === 'string' && event) || "
+	"'world';\n"
+	"    console.log(`greeting ${name}`);\n"
+	"    return { message: `Hello, ${name}!` };\n"
+	"};\n";
 
 static const char sh_handler[] =
 	"#!/bin/sh\n"
@@ -93,8 +105,10 @@ static char *entry_text(const char *name, const char *runtime, int indent)
 		     "%*shandler: %s\n"
 		     "%*scode: ./%s\n",
 		     indent, "", name, indent * 2, "", runtime, indent * 2, "",
-		     !strcmp(runtime, "python") ? "handler.handle" : "sh handler.sh", indent * 2,
-		     "", name) < 0)
+		     !strcmp(runtime, "python") ? "handler.handle"
+		     : !strcmp(runtime, "node") ? "index.handler"
+						: "sh handler.sh",
+		     indent * 2, "", name) < 0)
 		return NULL;
 	return s;
 }
@@ -308,11 +322,11 @@ int cmd_new(struct cli_ctx *ctx, int argc, char **argv)
 	if (!fn_name_ok(name))
 		return opts_bad_name("new", name);
 	if (!runtime) {
-		out_error("new: --runtime is required (python or sh)");
+		out_error("new: --runtime is required (python, node or sh)");
 		return KILN_EXIT_USAGE;
 	}
-	if (strcmp(runtime, "python") && strcmp(runtime, "sh"))
-		return opts_bad_value("new", "--runtime", runtime, "expected python or sh");
+	if (strcmp(runtime, "python") && strcmp(runtime, "node") && strcmp(runtime, "sh"))
+		return opts_bad_value("new", "--runtime", runtime, "expected python, node or sh");
 	rc = check_stack(file, name);
 	if (rc)
 		return rc;
@@ -329,6 +343,8 @@ int cmd_new(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	if (!strcmp(runtime, "python"))
 		rc = write_new(dir, "handler.py", python_handler, name, 0644);
+	else if (!strcmp(runtime, "node"))
+		rc = write_new(dir, "index.js", node_handler, name, 0644);
 	else
 		rc = write_new(dir, "handler.sh", sh_handler, name, 0755);
 	if (rc)
