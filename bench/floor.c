@@ -14,7 +14,6 @@
  * A benchmark tool, not part of kiln: it trusts its agent and exits on
  * SIGINT or SIGTERM.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -28,6 +27,7 @@
 
 #include "common/proto.h"
 #include "daemon/http.h"
+#include "daemon/util.h"
 
 #define FLOOR_FRAME_MAX (PROTO_HEADER_SIZE + PROTO_MAX_BODY + 64 * 1024)
 
@@ -47,44 +47,10 @@ static void put_header(void *opaque, const char *k, const char *v)
 {
 	struct kv_fill *f = opaque;
 	char key[160];
-	size_t n = (size_t)snprintf(key, sizeof(key), "http_header_");
 
-	for (const char *p = k; *p && n < sizeof(key) - 1; p++) /* as kilnd does */
-		key[n++] = *p == '-' ? '_' : (char)tolower((unsigned char)*p);
-	key[n] = 0;
-	proto_put_str(f->w, key);
+	proto_put_str(f->w, util_header_key(key, sizeof(key), k)); /* as kilnd does */
 	proto_put_str(f->w, v);
 	f->n++;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int read_all(int fd, uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t r = read(fd, p, n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
 }
 
 static void on_invoke(void *app, struct http_req *r)
@@ -117,13 +83,13 @@ static void on_invoke(void *app, struct http_req *r)
 	inv.payload.ptr = body;
 	inv.payload.len = (uint32_t)len;
 	n = proto_encode_invoke(fl->buf, fl->cap, id, &inv);
-	if (n < 0 || write_all(fl->agent, fl->buf, (size_t)n) < 0)
+	if (n < 0 || util_write_all(fl->agent, fl->buf, (size_t)n))
 		goto out_agent;
 	for (;;) {
-		if (read_all(fl->agent, fl->buf, PROTO_HEADER_SIZE) < 0 ||
+		if (util_read_all(fl->agent, fl->buf, PROTO_HEADER_SIZE) < 0 ||
 		    proto_parse_header(fl->buf, PROTO_HEADER_SIZE, &h) < 0 ||
 		    h.length > fl->cap - PROTO_HEADER_SIZE ||
-		    read_all(fl->agent, fl->buf + PROTO_HEADER_SIZE, h.length) < 0)
+		    util_read_all(fl->agent, fl->buf + PROTO_HEADER_SIZE, h.length) < 0)
 			goto out_agent;
 		if (h.type == PROTO_RESULT && h.id == id)
 			break;

@@ -35,14 +35,12 @@ BENCH_RESULTS.
 import base64
 import datetime
 import http.client
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -50,6 +48,8 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
+
+kc = bl.kc
 
 ECHO = "def handle(event, context):\n    return event\n"
 EVENT = b'{"hello": "world", "n": 42}'
@@ -108,17 +108,6 @@ def free_port():
         return s.getsockname()[1]
 
 
-def make_tar(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
 
 class Kilnd:
     def __init__(self, build, work, kernel, rootfs, extra=()):
@@ -157,7 +146,7 @@ class Kilnd:
 
     def deploy(self, name, **spec):
         body = {"name": name, "runtime": "python", "handler": "handler.handle",
-                "code": base64.b64encode(make_tar({"handler.py": ECHO})).decode(), **spec}
+                "code": base64.b64encode(kc.make_tar({"handler.py": ECHO})).decode(), **spec}
         st, _, out = self.request("POST", "/system/functions?wait=1", json.dumps(body))
         if st not in (200, 201, 202):
             raise bl.BenchError(f"deploy of {name}: {st} {out[:500]!r}\n{self.tail()}")

@@ -161,6 +161,23 @@ def make_archive(files):
     return b"".join(out)
 
 
+def make_tar(files):
+    """A tar archive (bytes) of {path: text or bytes}, as kilnd takes code
+    (files ending in .sh executable): for tests and benchmarks."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, data in files.items():
+            if isinstance(data, str):
+                data = data.encode()
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            info.mode = 0o755 if path.endswith(".sh") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 # ---- the client -----------------------------------------------------------
 
 class Client:

@@ -1,7 +1,6 @@
 /* routes_invoke.c - invoking functions: /function/{name} (synchronous),
  * /async-function/{name} (stored, then run; result kept and POSTed to a
  * callback), and AWS Lambda's Invoke route. */
-#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -60,14 +59,9 @@ static void add_header_ctx(void *opaque, const char *k, const char *v)
 {
 	struct ctx_fill *f = opaque;
 	char key[160];
-	size_t n = 0;
 
-	n = (size_t)snprintf(key, sizeof(key), "http_header_");
-	for (const char *p = k; *p && n < sizeof(key) - 1; p++)
-		key[n++] = *p == '-' ? '_' : (char)tolower((unsigned char)*p);
-	key[n] = 0;
 	if (!f->err)
-		f->err = call_add_ctx(f->c, key, v);
+		f->err = call_add_ctx(f->c, util_header_key(key, sizeof(key), k), v);
 }
 
 /* A call for the request: body, and the HTTP details in its context. */

@@ -1,6 +1,7 @@
 /* util.c - small helpers shared by kilnd's files. */
 #include "daemon/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
@@ -50,6 +51,36 @@ int util_write_all(int fd, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int util_read_all(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = read(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EPIPE;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+char *util_header_key(char *out, size_t size, const char *name)
+{
+	size_t n = (size_t)snprintf(out, size, "http_header_");
+
+	for (const char *p = name; *p && n + 1 < size; p++)
+		out[n++] = *p == '-' ? '_' : (char)tolower((unsigned char)*p);
+	if (n < size)
+		out[n] = '\0';
+	return out;
 }
 
 int util_write_file(const char *path, const void *buf, size_t len)

@@ -13,6 +13,13 @@ int64_t util_wall_ns(void);
 
 /* Writes all of buf to fd (retrying short writes and EINTR). 0 or -errno. */
 int util_write_all(int fd, const void *buf, size_t len);
+/* Reads exactly len bytes into buf (retrying short reads and EINTR). 0,
+ * -EPIPE at end of file before len, or -errno. */
+int util_read_all(int fd, void *buf, size_t len);
+
+/* The invocation context key of an HTTP header: "http_header_" and the
+ * name in lower case with '-' as '_', cut to fit out[0..size). Returns out. */
+char *util_header_key(char *out, size_t size, const char *name);
 
 /* Removes dirfd/name (AT_FDCWD: a path) and everything under it, never
  * following symbolic links, at most 64 directories deep. Returns 0, -ENOENT

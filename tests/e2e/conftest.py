@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / os.environ.get("KILN_BUILD", "build")
 sys.path.insert(0, str(ROOT / "tests"))  # kilnclient
 from kilnvmm import sanitizer_report  # noqa: E402 - tests/kilnvmm.py, shared by every tier
+from kilnclient import make_tar  # noqa: E402,F401 - the tests import it from here
 
 
 def kvm_usable():
@@ -142,22 +143,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def make_tar(files):
-    """A tar archive (bytes) of {path: text or bytes}."""
-    import io
-    import tarfile
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, data in files.items():
-            if isinstance(data, str):
-                data = data.encode()
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            info.mode = 0o755 if path.endswith(".sh") else 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 class Response:

@@ -10,6 +10,7 @@ import http.server
 import io
 import json
 import os
+import re
 import signal
 import tarfile
 import threading
@@ -99,6 +100,10 @@ def test_deploy_describe_list_and_invoke(gen):
     assert r.header("x-kiln-start") in ("cold", "warm")
     again = call(gen, "gen-main", {"x": 2})
     assert again.status == 200 and again.header("x-kiln-start") == "warm"
+    # Server-Timing: kilnd's own share and the VM's, in ms (make bench reads them).
+    m = re.fullmatch(r"kilnd;dur=([\d.]+), vm;dur=([\d.]+)", again.header("server-timing") or "")
+    assert m, again.header("server-timing")
+    assert 0 < float(m.group(2)) and 0 <= float(m.group(1)) < 60000, m.group(0)
     assert again.json()["loaded"] == body["loaded"]  # imported once, in the snapshot
 
 
@@ -416,3 +421,39 @@ def test_kill9_of_kilnd_and_restart(kilnd_factory):
     assert st["status"] == "done" and st["body"] == "persisted", st
     r = k.invoke("sh-dur", b"after")
     assert r.status == 200 and r.body == b"after"
+
+
+def vmm_pids(run_dir):
+    """kiln-vmm processes whose command line names run_dir (kilnd's VMs)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"kiln-vmm") and any(run_dir.encode() in a for a in argv):
+            out.append(int(p.name))
+    return out
+
+
+def test_sigterm_drains_the_call_in_flight_and_leaves_no_vm(kilnd_factory):
+    k = kilnd_factory()
+    r = k.deploy("sh-drain", {"handler.sh": "sleep 3; cat\n"}, runtime="sh")
+    assert r.status == 201, r.body
+    run_dir = k.info()["run_dir"]
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(k.invoke, "sh-drain", b"in flight")
+        deadline = time.monotonic() + 120
+        while describe(k, "sh-drain")["instances"]["busy"] == 0:
+            assert not fut.done(), fut.result().body
+            assert time.monotonic() < deadline, "the call never started"
+            time.sleep(0.05)
+        assert vmm_pids(run_dir), "no kiln-vmm under kilnd's run directory"
+        k.proc.send_signal(signal.SIGTERM)
+        r = fut.result(timeout=120)
+    assert r.status == 200 and r.body == b"in flight", (r.status, r.body)
+    assert k.proc.wait(timeout=120) == 0, k.tail()
+    assert "draining calls in flight" in k.tail(100000)
+    assert not vmm_pids(run_dir), "kiln-vmm processes outlived kilnd"
