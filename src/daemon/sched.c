@@ -799,9 +799,16 @@ static void on_agent_event(struct sched *s, struct svm *vm)
 	if (!vm->ac)
 		return;
 	if (vm->ac->state == AGENTCONN_CLOSED) {
+		char diag[2200];
+
 		if (vm->state == VM_CONNECTING && !vm->ac->handshake_seen &&
 		    agent_reconnect(s, vm) == 0)
 			return;
+		vmproc_diag(vm->proc, diag, sizeof(diag));
+		log_warn("vm %s (%s): the agent connection closed (%s, %s the handshake)%s%s",
+			 vm->proc->id, vm->fn ? vm->fn->name : "pool", vm_state_names[vm->state],
+			 vm->ac->handshake_seen ? "after" : "before", diag[0] ? "; kiln-vmm: " : "",
+			 diag);
 		vm_kill(s, vm, 502, "the connection to the function's microVM was lost");
 		return;
 	}
