@@ -401,6 +401,8 @@ def run(args):
                               Path("/proc/meminfo").read_text()).group(1))}
         # They are still all there, and one answers.
         k.invoke("idle")
+    except bl.BenchError as e:
+        raise bl.BenchError(f"{e}\nkilnd's log ends:\n{k.tail() if k else ''}") from None
     finally:
         if k:
             k.stop()
