@@ -528,13 +528,14 @@ static struct MHD_Daemon *start_daemon(struct http *h, int listen_fd, const stru
 	{                                                                                          \
 		(o), (intptr_t)(v), (p)                                                            \
 	}
+	/* The logger first: libmicrohttpd logs the options that follow with it. */
+	OPT(MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h);
 	if (listen_fd >= 0)
 		OPT(MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL);
 	else
 		OPT(MHD_OPTION_SOCK_ADDR, 0, (void *)sa);
 	OPT(MHD_OPTION_NOTIFY_COMPLETED, on_completed, h);
 	OPT(MHD_OPTION_URI_LOG_CALLBACK, on_uri, h);
-	OPT(MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h);
 	OPT(MHD_OPTION_CONNECTION_LIMIT, h->cfg.max_connections, NULL);
 	OPT(MHD_OPTION_CONNECTION_TIMEOUT, h->cfg.conn_timeout_s, NULL);
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, h->cfg.conn_memory, NULL);
