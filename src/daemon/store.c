@@ -17,10 +17,11 @@
 #include "common/log.h"
 #include "daemon/util.h"
 
-#define STORE_TMP_PREFIX  ".tmp-"
-#define STORE_CODE_SUFFIX ".klna"
-#define STORE_SNAP_ID_MAX 64
-#define STORE_CODE_MAX	  (256U * 1024U * 1024U) /* larger than any KLNA archive */
+#define STORE_TMP_PREFIX    ".tmp-"
+#define STORE_CODE_SUFFIX   ".klna"
+#define STORE_SNAP_ID_MAX   64
+#define STORE_SNAP_MANIFEST "sha256sums"
+#define STORE_CODE_MAX	    (256U * 1024U * 1024U) /* larger than any KLNA archive */
 
 struct store {
 	char *root;
@@ -440,6 +441,174 @@ static int store_sync_tree(int fd, int depth)
 	return ret;
 }
 
+/* The files of a snapshot the manifest covers (docs/snapshots.md). */
+static const char *const store_snap_files[] = {"state", "memory"};
+#define STORE_SNAP_NFILES (sizeof(store_snap_files) / sizeof(store_snap_files[0]))
+#define STORE_PAGE	  4096U
+
+/* The content digest of dirfd/name into hex: sha256 over the file's size
+ * and then (offset, bytes) of every 4 KiB page that is not all zeros, so a
+ * hole and a page of zeros hash alike (a copy that fills or punches holes
+ * keeps its digest) while sparse memory files cost no hashing of holes.
+ * -ENOENT when the file is absent. */
+static int store_file_digest(int dirfd, const char *name, char hex[65])
+{
+	static const char digits[] = "0123456789abcdef";
+	static const uint8_t zero[STORE_PAGE];
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	const size_t bufsize = 256 * STORE_PAGE;
+	EVP_MD_CTX *ctx = NULL;
+	uint8_t *buf = NULL;
+	uint64_t off = 0, size;
+	struct stat st;
+	int fd, ret = 0;
+
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		ret = S_ISREG(st.st_mode) ? -errno : -EBADMSG;
+		goto out_close;
+	}
+	buf = malloc(bufsize);
+	ctx = EVP_MD_CTX_new();
+	if (!buf || !ctx) {
+		ret = -ENOMEM;
+		goto out_close;
+	}
+	size = (uint64_t)st.st_size;
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	EVP_DigestUpdate(ctx, &size, sizeof(size));
+	for (;;) {
+		ssize_t n = pread(fd, buf, bufsize, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			goto out_close;
+		}
+		if (n == 0)
+			break;
+		for (size_t p = 0; p < (size_t)n; p += STORE_PAGE) {
+			size_t len = (size_t)n - p < STORE_PAGE ? (size_t)n - p : STORE_PAGE;
+			uint64_t at = off + p;
+
+			if (!memcmp(buf + p, zero, len))
+				continue;
+			EVP_DigestUpdate(ctx, &at, sizeof(at));
+			EVP_DigestUpdate(ctx, buf + p, len);
+		}
+		off += (uint64_t)n;
+	}
+	if (off != size) {
+		ret = -EIO; /* changed while we read it */
+		goto out_close;
+	}
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	for (unsigned int i = 0; i < 32; i++) {
+		hex[2 * i] = digits[md[i] >> 4];
+		hex[2 * i + 1] = digits[md[i] & 15];
+	}
+	hex[64] = '\0';
+out_close:
+	EVP_MD_CTX_free(ctx);
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+/* Writes dirfd/STORE_SNAP_MANIFEST: one "<digest> <file>" line per file of
+ * store_snap_files (absent files are left out). */
+static int store_snapshot_write_manifest(int dirfd)
+{
+	char text[STORE_SNAP_NFILES * 96 + 1], hex[65];
+	size_t len = 0;
+	int fd, ret;
+
+	for (size_t i = 0; i < STORE_SNAP_NFILES; i++) {
+		ret = store_file_digest(dirfd, store_snap_files[i], hex);
+		if (ret == -ENOENT)
+			continue;
+		if (ret)
+			return ret;
+		len += (size_t)snprintf(text + len, sizeof(text) - len, "%s %s\n", hex,
+					store_snap_files[i]);
+	}
+	fd = openat(dirfd, STORE_SNAP_MANIFEST,
+		    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	ret = util_write_all(fd, text, len);
+	if (close(fd) < 0 && !ret)
+		ret = -errno;
+	return ret;
+}
+
+int store_snapshot_verify(struct store *s, const char *id, char *why, size_t size)
+{
+	uint8_t *text = NULL;
+	size_t len = 0, covered = 0;
+	char *line, *save = NULL;
+	int fd, ret;
+
+	if (!s || !why || !size || !store_snap_id_ok(id))
+		return -EINVAL;
+	why[0] = '\0';
+	fd = openat(s->snapfd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(why, size, "snapshots/%s: %s", id, strerror(errno));
+		return ret;
+	}
+	ret = store_read_file(fd, STORE_SNAP_MANIFEST, 4096, &text, &len);
+	if (ret) {
+		snprintf(why, size, "snapshots/%s/%s: %s", id, STORE_SNAP_MANIFEST,
+			 ret == -ENOENT ? "missing (made before manifests)" : strerror(-ret));
+		ret = ret == -ENOENT ? -ENODATA : -EBADMSG;
+		goto out_close;
+	}
+	text[len < 4096 ? len : 4095] = '\0';
+	for (line = strtok_r((char *)text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char want[65], got[65], file[16];
+		size_t i;
+
+		if (sscanf(line, "%64[0-9a-f] %15s", want, file) != 2 || strlen(want) != 64) {
+			snprintf(why, size, "snapshots/%s/%s: malformed line", id,
+				 STORE_SNAP_MANIFEST);
+			ret = -EBADMSG;
+			goto out_close;
+		}
+		for (i = 0; i < STORE_SNAP_NFILES; i++)
+			if (!strcmp(file, store_snap_files[i]))
+				break;
+		if (i == STORE_SNAP_NFILES) {
+			snprintf(why, size, "snapshots/%s/%s: unknown file '%s'", id,
+				 STORE_SNAP_MANIFEST, file);
+			ret = -EBADMSG;
+			goto out_close;
+		}
+		ret = store_file_digest(fd, file, got);
+		if (ret || strcmp(want, got)) {
+			snprintf(why, size, "snapshots/%s/%s: %s", id, file,
+				 ret ? strerror(-ret) : "content does not match its sha256");
+			ret = -EBADMSG;
+			goto out_close;
+		}
+		covered |= 1U << i;
+	}
+	if (!(covered & 1U)) { /* a snapshot always has its state file */
+		snprintf(why, size, "snapshots/%s/%s: does not cover the state file", id,
+			 STORE_SNAP_MANIFEST);
+		ret = -EBADMSG;
+	}
+out_close:
+	free(text);
+	close(fd);
+	return ret;
+}
+
 int store_snapshot_commit(struct store *s, const char *tmp, const char *id)
 {
 	const char *name;
@@ -454,7 +623,9 @@ int store_snapshot_commit(struct store *s, const char *tmp, const char *id)
 	fd = openat(s->snapfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	ret = store_sync_tree(fd, 0);
+	ret = store_snapshot_write_manifest(fd);
+	if (!ret)
+		ret = store_sync_tree(fd, 0);
 	close(fd);
 	if (ret)
 		return ret;

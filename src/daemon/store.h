@@ -45,9 +45,19 @@ int store_snapshot_path(struct store *s, const char *id, char *out, size_t size)
  * Returns 0 or -errno. */
 int store_snapshot_tmpdir(struct store *s, char *out, size_t size);
 
-/* Renames the temporary directory tmp to the snapshot `id` (fsyncing the
- * files in it and the parent). -EEXIST when id exists. Returns 0 or -errno. */
+/* Renames the temporary directory tmp to the snapshot `id`, after writing
+ * its manifest (see store_snapshot_verify) and fsyncing the files in it and
+ * the parent. -EEXIST when id exists. Returns 0 or -errno. */
 int store_snapshot_commit(struct store *s, const char *tmp, const char *id);
+
+/* Checks snapshot `id` against the manifest store_snapshot_commit wrote
+ * into it (STATE/snapshots/<id>/sha256sums: a digest of each file's
+ * content, holes and zero pages alike). Returns 0 when every file matches;
+ * -EBADMSG when one does not, is missing, or the manifest is malformed;
+ * -ENODATA when the snapshot has no manifest (made before they existed);
+ * -ENOENT / -errno otherwise. why (size bytes) gets a one-line reason
+ * naming the file. */
+int store_snapshot_verify(struct store *s, const char *id, char *why, size_t size);
 
 /* Removes snapshot `id` (recursively). Returns 0, -ENOENT, or -errno. */
 int store_snapshot_remove(struct store *s, const char *id);

@@ -264,6 +264,59 @@ static void test_snapshot_lifecycle(void **state)
 	assert_int_equal(store_snapshot_remove(f->s, "fn-2"), 0);
 }
 
+/* The manifest written at commit; verify catches a flipped byte, a
+ * truncated or missing file; holes and zero pages hash alike. */
+static void test_snapshot_verify(void **state)
+{
+	struct fixture *f = *state;
+	char tmp[512], path[600], why[256];
+	static const uint8_t zeros[4096];
+	int fd;
+
+	assert_int_equal(store_snapshot_tmpdir(f->s, tmp, sizeof(tmp)), 0);
+	make_snapshot_files(tmp, 8192);
+	assert_int_equal(store_snapshot_commit(f->s, tmp, "v-1"), 0);
+	assert_int_equal(store_snapshot_verify(f->s, "v-1", why, sizeof(why)), 0);
+	assert_int_equal(store_snapshot_verify(f->s, "../code", why, sizeof(why)), -EINVAL);
+	assert_int_equal(store_snapshot_verify(f->s, "none", why, sizeof(why)), -ENOENT);
+
+	/* A page of zeros written where a hole was: the same content. */
+	snprintf(path, sizeof(path), "%s/snapshots/v-1/memory", f->state);
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, zeros, sizeof(zeros), 8 << 20), (ssize_t)sizeof(zeros));
+	close(fd);
+	assert_int_equal(store_snapshot_verify(f->s, "v-1", why, sizeof(why)), 0);
+
+	/* One flipped byte in the memory file's data. */
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "\x54", 1, (1 << 20) + 5), 1);
+	close(fd);
+	assert_int_equal(store_snapshot_verify(f->s, "v-1", why, sizeof(why)), -EBADMSG);
+	assert_non_null(strstr(why, "memory"));
+
+	/* The state file truncated; then missing. */
+	assert_int_equal(store_snapshot_tmpdir(f->s, tmp, sizeof(tmp)), 0);
+	make_snapshot_files(tmp, 4096);
+	assert_int_equal(store_snapshot_commit(f->s, tmp, "v-2"), 0);
+	snprintf(path, sizeof(path), "%s/snapshots/v-2/state", f->state);
+	assert_int_equal(truncate(path, 5), 0);
+	assert_int_equal(store_snapshot_verify(f->s, "v-2", why, sizeof(why)), -EBADMSG);
+	assert_non_null(strstr(why, "state"));
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(store_snapshot_verify(f->s, "v-2", why, sizeof(why)), -EBADMSG);
+
+	/* No manifest (a snapshot from before manifests): -ENODATA. */
+	snprintf(path, sizeof(path), "%s/snapshots/v-1/sha256sums", f->state);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(store_snapshot_verify(f->s, "v-1", why, sizeof(why)), -ENODATA);
+	/* A manifest naming a file it may not: refused. */
+	write_file(path, "0000000000000000000000000000000000000000000000000000000000000000 ../x\n",
+		   70);
+	assert_int_equal(store_snapshot_verify(f->s, "v-1", why, sizeof(why)), -EBADMSG);
+}
+
 static void test_snapshot_commit_validates(void **state)
 {
 	struct fixture *f = *state;
@@ -329,6 +382,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_code_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_lifecycle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_commit_validates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_removes_leftovers, setup, teardown),
 	};
