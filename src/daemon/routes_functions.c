@@ -185,11 +185,17 @@ static void deploy_done(void *opaque, int ok, const char *stage, const char *err
 		reply_describe(w->k, w->r, w->name, 201);
 	else
 		http_reply_json(
-			w->r, 422,
+			w->r, strstr(error, strerror(ENOSPC)) ? 507 : 422,
 			json_pack("{s:s, s:s, s:s}", "error", error, "stage", stage, "log", log),
 			NULL);
 	http_resume(w->r);
 	free(w);
+}
+
+/* 507 Insufficient Storage when the state directory is full, else 500. */
+static unsigned space_status(int rc)
+{
+	return rc == -ENOSPC || rc == -EDQUOT ? 507 : 500;
 }
 
 static bool query_true(struct http_req *r, const char *name)
@@ -274,7 +280,7 @@ void route_functions_deploy(void *app, struct http_req *r)
 	}
 	rc = store_code_put(k->store, archive, alen, hex);
 	if (rc) {
-		http_reply_error(r, 500, "code store: %s", strerror(-rc));
+		http_reply_error(r, space_status(rc), "code store: %s", strerror(-rc));
 		goto out_archive;
 	}
 	memcpy(spec.code_sha256, hex, sizeof(hex));
@@ -300,7 +306,7 @@ void route_functions_deploy(void *app, struct http_req *r)
 	}
 	rc = registry_version_add(k->registry, spec.name, spec_text, &version);
 	if (rc) {
-		http_reply_error(r, 500, "registry: %s", strerror(-rc));
+		http_reply_error(r, space_status(rc), "registry: %s", strerror(-rc));
 		goto out_list;
 	}
 	log_info("%s %s version %lld (%s, %s)%s", create ? "deploy" : "update", spec.name,
@@ -424,41 +430,147 @@ void route_functions_delete(void *app, struct http_req *r)
 	json_decref(obj);
 }
 
+/* What the start found of one snapshot id (snapshots can be shared). */
+struct snap_verdict {
+	const char *id;
+	int rc; /* store_snapshot_verify's */
+	char why[256];
+};
+
+static const struct snap_verdict *verify_once(struct kilnd *k, struct snap_verdict *seen,
+					      size_t *nseen, const char *id)
+{
+	struct snap_verdict *v;
+
+	for (size_t i = 0; i < *nseen; i++)
+		if (!strcmp(seen[i].id, id))
+			return &seen[i];
+	v = &seen[(*nseen)++];
+	v->id = id;
+	v->rc = store_snapshot_verify(k->store, id, v->why, sizeof(v->why));
+	if (v->rc == -ENODATA)
+		log_warn("snapshot %s has no manifest (made by an older kilnd): not verified", id);
+	else if (v->rc)
+		log_error("snapshot %s is corrupted or unreadable, refused: %s", id, v->why);
+	return v;
+}
+
+/* The newest ready version of `name` in all[0..n) that is not marked in
+ * skip, or -1. */
+static long newest_ready(struct registry_version *all, size_t n, const bool *skip, const char *name)
+{
+	long found = -1;
+
+	for (size_t i = 0; i < n; i++)
+		if (!skip[i] && !strcmp(all[i].name, name) && !strcmp(all[i].status, "ready"))
+			found = (long)i;
+	return found;
+}
+
+/* One function at start: its newest ready version whose snapshot checks out
+ * goes to the scheduler. A snapshot that does not is a cache of the code:
+ * the version is rebuilt from its code blob (a deploy of the same version
+ * number); when the code blob is corrupted too, the version is marked
+ * failed with the reason and the next older ready version is tried. */
+static void recover_function(struct kilnd *k, struct registry_version *all, size_t n, bool *skip,
+			     struct snap_verdict *seen, size_t *nseen, const char *name)
+{
+	long i;
+
+	while ((i = newest_ready(all, n, skip, name)) >= 0) {
+		struct registry_version *v = &all[i];
+		const struct snap_verdict *sv;
+		struct fn_spec spec;
+		char err[512], dir[4096];
+		uint8_t *code = NULL;
+		size_t clen = 0;
+		int crc;
+
+		skip[i] = true;
+		if (spec_from_text(v->spec_json, &spec, err, sizeof(err))) {
+			log_error("%s version %lld: unreadable spec: %s", v->name,
+				  (long long)v->version, err);
+			continue;
+		}
+		if (store_snapshot_path(k->store, v->snapshot, dir, sizeof(dir))) {
+			log_error("%s version %lld: bad snapshot id '%s'", v->name,
+				  (long long)v->version, v->snapshot);
+			spec_clear(&spec);
+			continue;
+		}
+		/* The code blob is checked too (it is named by its sha256):
+		 * it is what a rebuild would load. */
+		crc = store_code_get(k->store, spec.code_sha256, &code, &clen);
+		if (crc)
+			log_error("%s version %lld: code blob code/%s.klna %s", v->name,
+				  (long long)v->version, spec.code_sha256,
+				  crc == -EBADMSG  ? "is corrupted (its sha256 does not match)"
+				  : crc == -ENOENT ? "is missing"
+						   : strerror(-crc));
+		sv = verify_once(k, seen, nseen, v->snapshot);
+		if (!sv->rc || sv->rc == -ENODATA) {
+			sched_function_ready(k->sched, spec.name, v->version, &spec, dir);
+			if (crc)
+				log_warn("%s version %lld keeps serving from its verified "
+					 "snapshot; deploy its code again to repair the store",
+					 v->name, (long long)v->version);
+		} else if (!crc) {
+			log_warn("%s version %lld: rebuilding its snapshot from the code", v->name,
+				 (long long)v->version);
+			crc = deployer_start(k->deployer, &spec, v->version, code, clen, NULL, NULL,
+					     NULL);
+			if (crc)
+				registry_version_set(k->registry, v->name, v->version, "failed",
+						     NULL,
+						     "snapshot corrupted; cannot start a rebuild");
+		} else {
+			util_fmt(err, sizeof(err),
+				 "snapshot corrupted (%s) and code blob %s: cannot rebuild; "
+				 "deploy the function again",
+				 sv->why, crc == -EBADMSG ? "corrupted" : strerror(-crc));
+			log_error("%s version %lld failed: %s", v->name, (long long)v->version,
+				  err);
+			registry_version_set(k->registry, v->name, v->version, "failed", NULL, err);
+			free(code);
+			spec_clear(&spec);
+			continue;
+		}
+		free(code);
+		spec_clear(&spec);
+		return;
+	}
+}
+
 int kilnd_recover_functions(struct kilnd *k)
 {
 	struct registry_version *all;
-	size_t n;
+	struct snap_verdict *seen;
+	size_t n, nseen = 0;
+	bool *skip;
 	int rc = registry_version_list(k->registry, &all, &n);
 
 	if (rc)
 		return rc;
-	for (size_t i = 0; i < n; i++) {
-		struct fn_versions v;
-		struct fn_spec spec;
-		char err[256], dir[4096];
-
+	skip = calloc(n + 1, sizeof(*skip));
+	seen = calloc(n + 1, sizeof(*seen));
+	if (!skip || !seen) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	for (size_t i = 0; i < n; i++)
 		if (strcmp(all[i].status, "deploying") == 0)
 			registry_version_set(k->registry, all[i].name, all[i].version, "failed",
 					     NULL, "kilnd stopped during the deploy");
-		if (i > 0 && strcmp(all[i].name, all[i - 1].name) == 0)
-			continue;
-		versions_of(all, n, all[i].name, &v);
-		if (!v.ready)
-			continue;
-		if (spec_from_text(v.ready->spec_json, &spec, err, sizeof(err))) {
-			log_error("%s version %lld: unreadable spec: %s", v.ready->name,
-				  (long long)v.ready->version, err);
-			continue;
-		}
-		if (store_snapshot_path(k->store, v.ready->snapshot, dir, sizeof(dir))) {
-			log_error("%s version %lld: bad snapshot id '%s'", v.ready->name,
-				  (long long)v.ready->version, v.ready->snapshot);
-			spec_clear(&spec);
-			continue;
-		}
-		sched_function_ready(k->sched, spec.name, v.ready->version, &spec, dir);
-		spec_clear(&spec);
-	}
+	for (size_t i = 0; i < n; i++)
+		if (i == 0 || strcmp(all[i].name, all[i - 1].name))
+			recover_function(k, all, n, skip, seen, &nseen, all[i].name);
+	/* Refused snapshots: their versions are rebuilding or failed. */
+	for (size_t i = 0; i < nseen; i++)
+		if (seen[i].rc && seen[i].rc != -ENODATA && seen[i].rc != -ENOENT)
+			store_snapshot_remove(k->store, seen[i].id);
+out_free:
+	free(seen);
+	free(skip);
 	registry_versions_free(all, n);
-	return 0;
+	return rc;
 }
