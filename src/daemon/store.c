@@ -644,6 +644,18 @@ int store_snapshot_commit(struct store *s, const char *tmp, const char *id)
 	return 0;
 }
 
+int store_snapshot_discard(struct store *s, const char *tmp)
+{
+	const char *name;
+
+	if (!s || !tmp)
+		return -EINVAL;
+	name = store_tmp_in_snapshots(s, tmp);
+	if (!name)
+		return -EINVAL;
+	return util_rm_tree_at(s->snapfd, name);
+}
+
 int store_snapshot_remove(struct store *s, const char *id)
 {
 	char tmp[22];

@@ -50,6 +50,12 @@ int store_snapshot_tmpdir(struct store *s, char *out, size_t size);
  * the parent. -EEXIST when id exists. Returns 0 or -errno. */
 int store_snapshot_commit(struct store *s, const char *tmp, const char *id);
 
+/* Removes a temporary directory from store_snapshot_tmpdir that will not
+ * be committed (a failed snapshot: its partial files would hold space until
+ * the next store_open). Returns 0, -EINVAL when tmp is not one of ours, or
+ * -errno. */
+int store_snapshot_discard(struct store *s, const char *tmp);
+
 /* Checks snapshot `id` against the manifest store_snapshot_commit wrote
  * into it (STATE/snapshots/<id>/sha256sums: a digest of each file's
  * content, holes and zero pages alike). Returns 0 when every file matches;

@@ -336,6 +336,15 @@ static void test_snapshot_commit_validates(void **state)
 	snprintf(bad, sizeof(bad), "%s/snapshots/.tmp-0123456789abcdef", f->state);
 	assert_int_equal(store_snapshot_commit(f->s, bad, "ok"), -ENOENT);
 	assert_int_equal(store_snapshot_tmpdir(f->s, tmp, 10), -ENAMETOOLONG);
+
+	/* A failed snapshot's temporary directory is discarded, nothing else. */
+	assert_int_equal(store_snapshot_tmpdir(f->s, tmp, sizeof(tmp)), 0);
+	make_snapshot_files(tmp, 4096);
+	assert_int_equal(store_snapshot_discard(f->s, tmp), 0);
+	assert_false(exists(tmp));
+	assert_int_equal(store_snapshot_discard(f->s, "/tmp"), -EINVAL);
+	snprintf(bad, sizeof(bad), "%s/snapshots/.tmp-../../x", f->state);
+	assert_int_equal(store_snapshot_discard(f->s, bad), -EINVAL);
 }
 
 static void test_open_removes_leftovers(void **state)
