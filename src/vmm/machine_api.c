@@ -6,6 +6,9 @@
 #include "vmm/machine_internal.h"
 
 #include "vmm/api.h"
+#include "common/log.h"
+#include "vmm/kvmstats.h"
+#include "vmm/vcpu.h"
 #include "vmm/virtio/blk.h"
 
 #include <limits.h>
@@ -107,6 +110,47 @@ static json_t *machine_op_state(struct machine *m)
 	return r;
 }
 
+/* Adds value to obj[name] (a sum over vCPUs). */
+static void machine_stats_add(void *opaque, const char *name, uint64_t value)
+{
+	json_t *obj = opaque;
+	json_t *old = json_object_get(obj, name);
+	json_int_t sum = (json_int_t)value + (old ? json_integer_value(old) : 0);
+
+	json_object_set_new(obj, name, json_integer(sum));
+}
+
+/* {"op":"stats"}: exits returned to kiln-vmm by kind and KVM's own
+ * cumulative counters (all vCPUs summed; "kvm" is absent when KVM has no
+ * binary statistics). Counters only grow: callers take differences. */
+static json_t *machine_op_stats(struct machine *m)
+{
+	json_t *r = json_pack("{s:b, s:i, s:{}, s:{}}", "ok", 1, "vcpus", (int)m->ncpus, "exits",
+			      "kvm");
+	json_t *exits, *kvm;
+	int err = 0;
+
+	if (!r)
+		return NULL;
+	exits = json_object_get(r, "exits");
+	kvm = json_object_get(r, "kvm");
+	for (unsigned int k = 0; k < VCPU_EXIT_KINDS; k++) {
+		uint64_t sum = 0;
+
+		for (unsigned int i = 0; i < m->ncpus; i++)
+			sum += atomic_load_explicit(&m->cpus[i].vcpu->exits[k],
+						    memory_order_relaxed);
+		json_object_set_new(exits, vcpu_exit_name(k), json_integer((json_int_t)sum));
+	}
+	for (unsigned int i = 0; i < m->ncpus && !err; i++)
+		err = kvmstats_read(m->cpus[i].vcpu->fd, machine_stats_add, kvm);
+	if (err) {
+		log_debug("KVM statistics: %s", strerror(-err));
+		json_object_del(r, "kvm");
+	}
+	return r;
+}
+
 static json_t *machine_api_handle(void *opaque, json_t *req)
 {
 	struct machine *m = opaque;
@@ -117,6 +161,8 @@ static json_t *machine_api_handle(void *opaque, json_t *req)
 		return api_error("the VM is stopping");
 	if (strcmp(op, "state") == 0)
 		return machine_op_state(m);
+	if (strcmp(op, "stats") == 0)
+		return machine_op_stats(m);
 	if (strcmp(op, "pause") == 0) {
 		if (machine_pause(m, why, sizeof(why)) < 0)
 			return api_error("%s", why);
@@ -135,7 +181,8 @@ static json_t *machine_api_handle(void *opaque, json_t *req)
 		machine_request_stop(m);
 		return json_pack("{s:b, s:s}", "ok", 1, "state", "stopping");
 	}
-	return api_error("unknown op '%s' (pause, resume, state, snapshot, restore, stop)", op);
+	return api_error("unknown op '%s' (pause, resume, state, stats, snapshot, restore, stop)",
+			 op);
 }
 
 int machine_api_open(struct machine *m, const char *path)

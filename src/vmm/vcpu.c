@@ -366,11 +366,46 @@ static void vcpu_report_internal(struct vcpu *v)
 	vcpu_log_state(v);
 }
 
+const char *vcpu_exit_name(enum vcpu_exit_kind kind)
+{
+	static const char *const names[VCPU_EXIT_KINDS] = {
+		[VCPU_EXIT_PIO] = "pio", [VCPU_EXIT_MMIO] = "mmio",   [VCPU_EXIT_INTR] = "intr",
+		[VCPU_EXIT_HLT] = "hlt", [VCPU_EXIT_OTHER] = "other",
+	};
+
+	return (unsigned int)kind < VCPU_EXIT_KINDS ? names[kind] : "unknown";
+}
+
+static void vcpu_count_exit(struct vcpu *v, uint32_t reason)
+{
+	enum vcpu_exit_kind k;
+
+	switch (reason) {
+	case KVM_EXIT_IO:
+		k = VCPU_EXIT_PIO;
+		break;
+	case KVM_EXIT_MMIO:
+		k = VCPU_EXIT_MMIO;
+		break;
+	case KVM_EXIT_INTR:
+		k = VCPU_EXIT_INTR;
+		break;
+	case KVM_EXIT_HLT:
+		k = VCPU_EXIT_HLT;
+		break;
+	default:
+		k = VCPU_EXIT_OTHER;
+		break;
+	}
+	atomic_fetch_add_explicit(&v->exits[k], 1, memory_order_relaxed);
+}
+
 /* Handles the exit KVM_RUN just reported; returns as vcpu_run_once does. */
 static int vcpu_handle_exit(struct vcpu *v, const struct iobus *bus)
 {
 	struct kvm_run *run = v->run;
 
+	vcpu_count_exit(v, run->exit_reason);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		vcpu_handle_io(v, bus);
@@ -412,8 +447,11 @@ static int vcpu_handle_exit(struct vcpu *v, const struct iobus *bus)
 int vcpu_run_once(struct vcpu *v, const struct iobus *bus)
 {
 	if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-		if (errno == EINTR || errno == EAGAIN)
+		if (errno == EINTR || errno == EAGAIN) {
+			atomic_fetch_add_explicit(&v->exits[VCPU_EXIT_INTR], 1,
+						  memory_order_relaxed);
 			return -EINTR;
+		}
 		log_error("vCPU %u: KVM_RUN: %s", v->index, strerror(errno));
 		return VCPU_STOP_ERROR;
 	}

@@ -4,6 +4,7 @@
 #define KILN_VMM_VCPU_H
 
 #include <linux/kvm.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -21,8 +22,21 @@ enum vcpu_stop {
 	VCPU_STOP_ERROR,    /* KVM_RUN failed */
 };
 
+/* The exits KVM_RUN returned to kiln-vmm, by kind (vcpu_exit_name). */
+enum vcpu_exit_kind {
+	VCPU_EXIT_PIO,	 /* port I/O: UART, i8042, PIT reads ... */
+	VCPU_EXIT_MMIO,	 /* virtio-mmio registers and notifications */
+	VCPU_EXIT_INTR,	 /* interrupted: a signal (pause, stop) or immediate_exit */
+	VCPU_EXIT_HLT,	 /* halted with no in-kernel irqchip to wait in */
+	VCPU_EXIT_OTHER, /* anything else (debug, irq window, shutdown, errors) */
+	VCPU_EXIT_KINDS,
+};
+
 struct vcpu {
 	struct vm *vm;
+	/* Exits seen by vcpu_run_once/vcpu_complete_io; written by the vCPU's
+	 * thread only, read from any (relaxed). */
+	atomic_uint_least64_t exits[VCPU_EXIT_KINDS];
 	unsigned int index; /* also the APIC id */
 	int fd;
 	struct kvm_run *run; /* mmap'd, vm->vcpu_mmap_size bytes */
@@ -56,6 +70,9 @@ int vcpu_run_once(struct vcpu *v, const struct iobus *bus);
  * run->immediate_exit set. Returns 0, or a positive enum vcpu_stop when the
  * vCPU must stop. */
 int vcpu_complete_io(struct vcpu *v, const struct iobus *bus);
+
+/* The JSON-friendly name of an exit kind ("pio", "mmio" ...). */
+const char *vcpu_exit_name(enum vcpu_exit_kind kind);
 
 /* Logs RIP and the general registers at error level (for crash reports). */
 void vcpu_log_state(struct vcpu *v);
