@@ -21,6 +21,7 @@
 #include "agent/function.h"
 #include "agent/reseed.h"
 #include "agent/supervise.h"
+#include "agent/trace.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/proto.h"
@@ -39,7 +40,8 @@ struct agent_conn {
 	struct bytebuf in, out;
 	bool closing; /* a fatal ERROR is queued: flush, then close */
 	bool dead;
-	bool waiting; /* a big frame waits for the big-frame slot */
+	bool waiting;	    /* a big frame waits for the big-frame slot */
+	struct trace trace; /* its timeline, for TRACE */
 };
 
 struct agent {
@@ -79,8 +81,13 @@ static void agent_sink_commit(void *opaque, uint64_t conn, size_t n)
 {
 	struct agent_conn *c = agent_find(opaque, conn);
 
-	if (c)
+	if (c) {
+		/* The committed bytes start with a frame header: byte 5 is its type. */
+		uint8_t type = n > 5 ? c->out.data[c->out.len + 5] : 0;
+
 		bytebuf_commit(&c->out, n);
+		trace_add(&c->trace, TRACE_QUEUED, type, (uint32_t)n, clock_mono_ns());
+	}
 }
 
 /* Queues an ERROR on c; fatal ones end the connection after it is sent. */
@@ -114,10 +121,23 @@ static void agent_reply_raw(struct agent_conn *c, uint8_t type, uint32_t id, con
 	uint8_t *p = bytebuf_reserve(&c->out, max);
 	ssize_t n = p ? proto_encode_raw(p, max, type, id, data, len) : -ENOMEM;
 
-	if (n > 0)
+	if (n > 0) {
 		bytebuf_commit(&c->out, (size_t)n);
-	else
+		trace_add(&c->trace, TRACE_QUEUED, type, (uint32_t)n, clock_mono_ns());
+	} else {
 		c->dead = true; /* out of memory: drop this one connection */
+	}
+}
+
+/* TRACE: answers with this connection's timeline, then starts a new one. */
+static void agent_trace(struct agent_conn *c, uint32_t id)
+{
+	char text[TRACE_MAX_EVENTS * 48 + 32];
+	size_t n = trace_format(&c->trace, text, sizeof(text));
+
+	agent_reply_raw(c, PROTO_TRACE, id, text, n);
+	trace_restart(&c->trace, TRACE_RECV, clock_mono_ns());
+	c->trace.ev[0].type = PROTO_TRACE;
 }
 
 static void agent_hello(struct agent *a, struct agent_conn *c, uint32_t id, const uint8_t *p,
@@ -153,6 +173,7 @@ static void agent_dispatch(struct agent *a, struct agent_conn *c, const struct p
 	uint64_t ns;
 	int err;
 
+	trace_add(&c->trace, TRACE_RECV, h->type, h->length, clock_mono_ns());
 	switch (h->type) {
 	case PROTO_HELLO:
 		agent_hello(a, c, h->id, p, h->length);
@@ -191,6 +212,9 @@ static void agent_dispatch(struct agent *a, struct agent_conn *c, const struct p
 		break;
 	case PROTO_PING:
 		agent_reply_raw(c, PROTO_PONG, h->id, p, h->length);
+		break;
+	case PROTO_TRACE:
+		agent_trace(c, h->id);
 		break;
 	case PROTO_ERROR:
 		log_debug("connection %" PRIu64 " sent an ERROR frame", c->id);
@@ -299,6 +323,7 @@ static void agent_conn_flush(struct agent_conn *c)
 			return;
 		}
 		bytebuf_consume(&c->out, (size_t)n);
+		trace_add(&c->trace, TRACE_WROTE, 0, (uint32_t)n, clock_mono_ns());
 	}
 	if (bytebuf_used(&c->out) == 0) {
 		bytebuf_reset(&c->out, AGENT_KEEP_BUF);
@@ -340,6 +365,7 @@ static void agent_accept(struct agent *a)
 		}
 		c->id = ++a->next_id;
 		c->fd = fd;
+		trace_restart(&c->trace, TRACE_ACCEPT, clock_mono_ns());
 		a->conns[a->nconns++] = c;
 	}
 }

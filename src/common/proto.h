@@ -67,6 +67,7 @@ enum proto_type {
 	PROTO_PING = 0x0b,     /* either way: raw data, echoed */
 	PROTO_PONG = 0x0c,     /* the echo: the same raw data */
 	PROTO_ERROR = 0x0d,    /* either way: u32 code, str message */
+	PROTO_TRACE = 0x0e,    /* host -> guest: empty; guest -> host: text timeline */
 };
 
 /* RESULT status. */
