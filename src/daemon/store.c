@@ -207,7 +207,8 @@ void store_close(struct store *s)
 	free(s);
 }
 
-/* Reads the regular file dirfd/name (at most max bytes) into *buf / *len. */
+/* Reads the regular file dirfd/name (at most max bytes) into *buf / *len;
+ * the buffer holds one byte more, a NUL after the content, for text. */
 static int store_read_file(int dirfd, const char *name, size_t max, uint8_t **buf, size_t *len)
 {
 	struct stat st;
@@ -231,7 +232,7 @@ static int store_read_file(int dirfd, const char *name, size_t max, uint8_t **bu
 		goto close_fd;
 	}
 	size = (size_t)st.st_size;
-	data = malloc(size ? size : 1);
+	data = malloc(size + 1);
 	if (!data) {
 		ret = -ENOMEM;
 		goto close_fd;
@@ -250,6 +251,7 @@ static int store_read_file(int dirfd, const char *name, size_t max, uint8_t **bu
 		got += (size_t)n;
 	}
 	close(fd);
+	data[got] = '\0';
 	*buf = data;
 	*len = got;
 	return 0;
@@ -569,7 +571,7 @@ int store_snapshot_verify(struct store *s, const char *id, char *why, size_t siz
 		ret = ret == -ENOENT ? -ENODATA : -EBADMSG;
 		goto out_close;
 	}
-	text[len < 4096 ? len : 4095] = '\0';
+	/* store_read_file ends the text with a NUL. */
 	for (line = strtok_r((char *)text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char want[65], got[65], file[16];
 		size_t i;
