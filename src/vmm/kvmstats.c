@@ -22,16 +22,24 @@ static int kvmstats_pread(int fd, void *buf, size_t len, uint64_t off)
 	return (size_t)n == len ? 0 : -EBADMSG;
 }
 
-int kvmstats_read(int kvm_fd, kvmstats_fn fn, void *opaque)
+int kvmstats_open(int kvm_fd)
+{
+	int fd = ioctl(kvm_fd, KVM_GET_STATS_FD, NULL);
+
+	if (fd < 0)
+		return errno == EINVAL || errno == ENOTTY ? -ENOTTY : -errno;
+	return fd;
+}
+
+int kvmstats_read(int fd, kvmstats_fn fn, void *opaque)
 {
 	struct kvm_stats_header hdr;
 	size_t stride;
 	uint8_t *descs = NULL;
-	int fd, r;
+	int r;
 
-	fd = ioctl(kvm_fd, KVM_GET_STATS_FD, NULL);
 	if (fd < 0)
-		return errno == EINVAL ? -ENOTTY : -errno;
+		return -EBADF;
 	r = kvmstats_pread(fd, &hdr, sizeof(hdr), 0);
 	if (r)
 		goto out_close;
@@ -66,6 +74,5 @@ int kvmstats_read(int kvm_fd, kvmstats_fn fn, void *opaque)
 out_free:
 	free(descs);
 out_close:
-	close(fd);
 	return r;
 }

@@ -12,10 +12,16 @@
 /* Called once per cumulative counter: its KVM name and value. */
 typedef void (*kvmstats_fn)(void *opaque, const char *name, uint64_t value);
 
-/* Reads every single-valued cumulative counter of the KVM object `kvm_fd`
- * (a vCPU or VM fd) and calls fn for each. Opens and closes its own stats
- * fd. Returns 0, -ENOTTY when KVM has no binary statistics, or -errno
- * (-EBADMSG for a header or descriptor that does not fit the file). */
-int kvmstats_read(int kvm_fd, kvmstats_fn fn, void *opaque);
+/* Opens the binary statistics of the KVM object `kvm_fd` (a vCPU or VM
+ * fd). Call it before the vCPU runs: the ioctl waits for the vCPU's mutex,
+ * which KVM_RUN holds (a halted guest holds it indefinitely); reading the
+ * returned fd later takes no lock. Returns the fd (caller closes), -ENOTTY
+ * when KVM has no binary statistics, or -errno. */
+int kvmstats_open(int kvm_fd);
+
+/* Reads every single-valued cumulative counter from `stats_fd`
+ * (kvmstats_open) and calls fn for each. Returns 0, or -errno (-EBADMSG
+ * for a header or descriptor that does not fit the file). */
+int kvmstats_read(int stats_fd, kvmstats_fn fn, void *opaque);
 
 #endif

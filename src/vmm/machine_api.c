@@ -142,8 +142,9 @@ static json_t *machine_op_stats(struct machine *m)
 						    memory_order_relaxed);
 		json_object_set_new(exits, vcpu_exit_name(k), json_integer((json_int_t)sum));
 	}
+	/* Reads the fds opened at vCPU creation: no ioctl on a running vCPU. */
 	for (unsigned int i = 0; i < m->ncpus && !err; i++)
-		err = kvmstats_read(m->cpus[i].vcpu->fd, machine_stats_add, kvm);
+		err = kvmstats_read(m->cpus[i].vcpu->stats_fd, machine_stats_add, kvm);
 	if (err) {
 		log_debug("KVM statistics: %s", strerror(-err));
 		json_object_del(r, "kvm");

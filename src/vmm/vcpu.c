@@ -1,6 +1,8 @@
 /* vcpu.c - vCPU creation, long-mode entry state, and the exit dispatcher. */
 #include "vmm/vcpu.h"
 
+#include "vmm/kvmstats.h"
+
 #include "common/log.h"
 #include "vmm/layout.h"
 
@@ -111,6 +113,7 @@ struct vcpu *vcpu_create(struct vm *vm, unsigned int index, unsigned int count)
 	}
 	v->vm = vm;
 	v->index = index;
+	v->stats_fd = -1;
 	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
 	if (v->fd < 0) {
 		log_error("KVM_CREATE_VCPU %u: %s", index, strerror(errno));
@@ -127,6 +130,12 @@ struct vcpu *vcpu_create(struct vm *vm, unsigned int index, unsigned int count)
 	if (vcpu_setup_lapic(v) < 0) {
 		log_error("vCPU %u: cannot set up its local APIC: %s", index, strerror(errno));
 		goto out_unmap;
+	}
+	/* Now, before it runs: the ioctl waits for the vCPU's mutex. */
+	v->stats_fd = kvmstats_open(v->fd);
+	if (v->stats_fd < 0) {
+		log_debug("vCPU %u: no KVM statistics: %s", index, strerror(-v->stats_fd));
+		v->stats_fd = -1;
 	}
 	return v;
 
@@ -145,6 +154,8 @@ void vcpu_destroy(struct vcpu *v)
 		return;
 	if (v->run)
 		munmap(v->run, (size_t)v->vm->vcpu_mmap_size);
+	if (v->stats_fd >= 0)
+		close(v->stats_fd);
 	if (v->fd >= 0)
 		close(v->fd);
 	free(v);

@@ -37,6 +37,7 @@ struct vcpu {
 	/* Exits seen by vcpu_run_once/vcpu_complete_io; written by the vCPU's
 	 * thread only, read from any (relaxed). */
 	atomic_uint_least64_t exits[VCPU_EXIT_KINDS];
+	int stats_fd;	    /* KVM's binary statistics (kvmstats.h), or -1 */
 	unsigned int index; /* also the APIC id */
 	int fd;
 	struct kvm_run *run; /* mmap'd, vm->vcpu_mmap_size bytes */
