@@ -7,6 +7,7 @@ snapshot and takes seconds. Each test has its own kilnd and state directory.
 """
 import json
 import os
+import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -60,12 +61,23 @@ def store_tmp_files(state_dir):
             for p in (state_dir / d).iterdir() if p.name.startswith(".tmp-")]
 
 
+@pytest.fixture(scope="module")
+def pinned_vmm(vmm, tmp_path_factory):
+    """A copy of build/kiln-vmm for the whole module: a `make` elsewhere in
+    the checkout during the run would otherwise change the binary (and with
+    it the base snapshot's key: a boot) between a kilnd and its restart."""
+    path = tmp_path_factory.mktemp("vmm") / "kiln-vmm"
+    shutil.copy2(vmm, path)
+    return path
+
+
 @pytest.fixture
-def make_kilnd(kvm, vmm, kernel, rootfs_python, tmp_path):
+def make_kilnd(kvm, pinned_vmm, kernel, rootfs_python, tmp_path):
     made = []
 
     def make(workdir=None, extra=("--pause-after", "0")):
-        k = Kilnd(workdir or tmp_path, kernel, rootfs_python, extra=extra)
+        k = Kilnd(workdir or tmp_path, kernel, rootfs_python,
+                  extra=("--vmm", str(pinned_vmm), *extra))
         made.append(k)
         return k
     yield make
