@@ -34,6 +34,7 @@ import os
 import re
 import resource
 import shutil
+import struct
 import sys
 import tempfile
 import time
@@ -80,6 +81,28 @@ def guest_touched(pid, mem_bytes):
             elif line.startswith("Rss:") and cur:
                 total += int(line.split()[1]) * 1024
     return total
+
+
+def guest_pages(pid, mem_bytes):
+    """(resident, private dirty) bytes of the VMM's guest RAM mappings, as
+    guest_touched: resident = pages the guest (or the VMM) has touched since
+    the mapping was made, dirty = those written (copied on write)."""
+    rss = dirty = 0
+    cur = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            m = _SMAPS.match(line)
+            if m:
+                size = int(m.group(2), 16) - int(m.group(1), 16)
+                path = m.group(4).strip()
+                cur = (path.endswith("/memory") or
+                       (int(m.group(3)) == 0 and not path and
+                        mem_bytes <= size <= mem_bytes + 4 * bl.MIB))
+            elif cur and line.startswith("Rss:"):
+                rss += int(line.split()[1]) * 1024
+            elif cur and line.startswith("Private_Dirty:"):
+                dirty += int(line.split()[1]) * 1024
+    return rss, dirty
 
 
 def invoke_once(c, kind, n):
@@ -163,6 +186,194 @@ def restore_pre(vmm, snap, rootfs, work, name, kind):
         g.stop()
     return {"rtt_ns": rtt, "answer_ns": answer_ns, "total_ms": reply.get("total_ms"),
             "load_ms": reply.get("load_ms"), "apply_ms": reply.get("apply_ms")}
+
+
+# ---- breakdown of restore -> first answer ------------------------------------------
+TRACE = 0x0E  # docs/protocol.md: kiln-init's timeline of this connection
+# KVM's own counters (the control socket's "stats" op) shown in the table.
+KVM_COUNTERS = ("exits", "io_exits", "mmio_exits", "halt_exits", "irq_exits",
+                "irq_window_exits", "signal_exits", "insn_emulation", "pf_taken", "pf_fixed",
+                "pf_guest", "irq_injections", "tlb_flush", "hypercalls")
+_TRACE_LINE = re.compile(r"^\+(\d+) (\w+)(?: (\w+))? (\d+)$")
+
+
+def vmm_stats(sock):
+    reply, _ = bl.api(sock, {"op": "stats"})
+    out = {f"exit_{k}": v for k, v in reply.get("exits", {}).items()}
+    out.update({f"kvm_{k}": v for k, v in reply.get("kvm", {}).items()})
+    return out
+
+
+def guest_trace(c):
+    """kiln-init's timeline of connection c (TRACE), as [(us, what, type)]."""
+    rid = c.send(TRACE)
+    f = c.wait(rid)
+    if f.type != TRACE:
+        raise bl.BenchError(f"TRACE answered with {f!r}")
+    ev = []
+    for line in f.payload.decode().splitlines():
+        m = _TRACE_LINE.match(line)
+        if m:
+            ev.append((int(m.group(1)), m.group(2), m.group(3)))
+    return ev
+
+
+def _first(ev, what, ftype=None, after=-1):
+    for us, w, t in ev:
+        if us > after and w == what and (ftype is None or t == ftype):
+            return us
+    return None
+
+
+def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined):
+    """One restore into a pre-started kiln-vmm answering one invocation, in
+    phases: restore request, vsock connect (CONNECT/OK, retried until a
+    connection survives), then ENTROPY, TIME and INVOKE either one round
+    trip each (sequential) or written at once as kilnd does (pipelined).
+    Then a warm call on the same connection. Around both: kiln-vmm's exit
+    counters, KVM's, and the guest RAM resident/dirty in kiln-vmm.
+    Returns a dict (ms, counts, bytes)."""
+    g = bl.Guest.prestart(vmm, work, name)
+    r = {}
+    try:
+        g.wait_path(g.api)
+        time.sleep(0.05)
+        mem = bl.GUEST_MEM_MIB * bl.MIB
+        s0, (rss0, dirty0) = vmm_stats(g.api), guest_pages(g.pid, mem)
+        t0 = time.monotonic_ns()
+        bl.api(g.api, {"op": "restore", "dir": str(snap), "disks": [str(rootfs)],
+                       "vsock_uds": str(g.uds)})
+        t1 = time.monotonic_ns()
+        r["restore"] = (t1 - t0) / 1e6
+        retries = 0
+        while True:
+            try:
+                c = kc.Client.connect_vsock(str(g.uds), kc.AGENT_PORT, timeout=10.0)
+                break
+            except (kc.ConnectionClosed, OSError):
+                retries += 1
+                if time.monotonic_ns() - t1 > 60e9:
+                    raise
+                time.sleep(0.002)
+        t2 = time.monotonic_ns()
+        r["connect"], r["connect_retries"] = (t2 - t1) / 1e6, retries
+        try:
+            c.settimeout(60.0)
+            event = json.dumps({"n": 1}) if kind == "python" else b""
+            payload = c.invoke_payload(event, deadline_ms=600000)
+            if pipelined:
+                ids = [c.next_id() for _ in range(3)]
+                c.send_raw(kc.frame(kc.ENTROPY, ids[0], os.urandom(64)) +
+                           kc.frame(kc.TIME, ids[1], struct.pack("<Q", time.time_ns())) +
+                           kc.frame(kc.INVOKE, ids[2], payload))
+                c.wait(ids[0])
+                ta = time.monotonic_ns()
+                c.wait(ids[1])
+                tb = time.monotonic_ns()
+                res = c.wait_result(ids[2])
+                t3 = time.monotonic_ns()
+                r["entropy"], r["time"], r["invoke"] = ((ta - t2) / 1e6, (tb - ta) / 1e6,
+                                                        (t3 - tb) / 1e6)
+            else:
+                c.entropy(os.urandom(64))
+                ta = time.monotonic_ns()
+                c.set_time(time.time_ns())
+                tb = time.monotonic_ns()
+                res = c.wait_result(c.invoke_async(event, deadline_ms=600000))
+                t3 = time.monotonic_ns()
+                r["entropy"], r["time"], r["invoke"] = ((ta - t2) / 1e6,
+                                                        (tb - ta) / 1e6, (t3 - tb) / 1e6)
+            if not res.ok:
+                raise bl.BenchError(f"{kind} invocation failed: {res}")
+            r["answer"] = (t3 - t0) / 1e6
+            s1, (rss1, dirty1) = vmm_stats(g.api), guest_pages(g.pid, mem)
+            ev = guest_trace(c)
+            # the guest's own view (its CLOCK_MONOTONIC, from the accept)
+            e_in = _first(ev, "recv", "ENTROPY")
+            i_in = _first(ev, "recv", "INVOKE")
+            i_out = _first(ev, "queued", "RESULT")
+            w_out = _first(ev, "wrote", None, after=(i_out if i_out is not None else -1) - 1)
+            r["g_accept_entropy"] = None if e_in is None else e_in / 1e3
+            r["g_entropy_invoke"] = None if None in (e_in, i_in) else (i_in - e_in) / 1e3
+            r["g_invoke_result"] = None if None in (i_in, i_out) else (i_out - i_in) / 1e3
+            r["g_result_written"] = None if None in (i_out, w_out) else (w_out - i_out) / 1e3
+            r["g_total"] = None if w_out is None else w_out / 1e3
+            for k in set(s0) | set(s1):
+                r["cold_" + k] = s1.get(k, 0) - s0.get(k, 0)
+            r["cold_rss"], r["cold_dirty"] = rss1 - rss0, dirty1 - dirty0
+            # one warm call on the same connection, counted the same way
+            s2 = vmm_stats(g.api)
+            t4 = time.monotonic_ns()
+            invoke_once(c, kind, 2)
+            r["warm"] = (time.monotonic_ns() - t4) / 1e6
+            s3, (rss3, dirty3) = vmm_stats(g.api), guest_pages(g.pid, mem)
+            wev = guest_trace(c)
+            wi, wo = _first(wev, "recv", "INVOKE"), _first(wev, "queued", "RESULT")
+            r["g_warm_invoke_result"] = None if None in (wi, wo) else (wo - wi) / 1e3
+            for k in set(s2) | set(s3):
+                r["warm_" + k] = s3.get(k, 0) - s2.get(k, 0)
+            r["warm_rss"], r["warm_dirty"] = rss3 - rss1, dirty3 - dirty1
+        finally:
+            c.close()
+    finally:
+        g.stop()
+    return r
+
+
+BREAKDOWN_ROWS = [
+    ("restore request → reply (pre-started kiln-vmm)", "restore", "ms"),
+    ("vsock CONNECT → OK (host)", "connect", "ms"),
+    ("  connections retried", "connect_retries", "n"),
+    ("ENTROPY → ACK (host; pipelined: send → first ACK)", "entropy", "ms"),
+    ("TIME → ACK (host)", "time", "ms"),
+    ("INVOKE → RESULT (host)", "invoke", "ms"),
+    ("**restore → first answer (host)**", "answer", "ms"),
+    ("guest: accept → ENTROPY received", "g_accept_entropy", "ms"),
+    ("guest: ENTROPY received → INVOKE received", "g_entropy_invoke", "ms"),
+    ("guest: INVOKE received → RESULT queued (runtime)", "g_invoke_result", "ms"),
+    ("guest: RESULT queued → written", "g_result_written", "ms"),
+    ("guest: accept → RESULT written", "g_total", "ms"),
+    ("guest RAM first touched (Rss of its mappings)", "cold_rss", "MiB"),
+    ("  of which written (Private_Dirty)", "cold_dirty", "MiB"),
+    ("exits to kiln-vmm: port I/O", "cold_exit_pio", "n"),
+    ("exits to kiln-vmm: MMIO", "cold_exit_mmio", "n"),
+    ("exits to kiln-vmm: interrupted (signal)", "cold_exit_intr", "n"),
+] + [(f"KVM {k}", f"cold_kvm_{k}", "n") for k in KVM_COUNTERS] + [
+    ("**warm call INVOKE → RESULT (host, same connection)**", "warm", "ms"),
+    ("warm: guest INVOKE received → RESULT queued", "g_warm_invoke_result", "ms"),
+    ("warm: guest RAM newly touched", "warm_rss", "MiB"),
+    ("warm: exits to kiln-vmm (pio + mmio)", "warm_exit_io", "n"),
+] + [(f"warm: KVM {k}", f"warm_kvm_{k}", "n") for k in KVM_COUNTERS]
+
+
+def breakdown_cell(vals, unit):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "-"
+    v = bl.percentile(vals, 50)
+    if unit == "ms":
+        return fmt_ms(v)
+    if unit == "MiB":
+        return f"{v / bl.MIB:.2f} MiB"
+    return f"{v:.0f}"
+
+
+def breakdown_table(bd):
+    """bd: {(kind, mode): [run dicts]} -> (head, rows), p50 of each."""
+    cols = sorted(bd)
+    for runs in bd.values():
+        for r in runs:
+            r["warm_exit_io"] = r.get("warm_exit_pio", 0) + r.get("warm_exit_mmio", 0)
+    head = ("Phase (p50)",) + tuple(f"{k}, {m}" for k, m in cols)
+    rows = []
+    for label, key, unit in BREAKDOWN_ROWS:
+        if not any(r.get(key) is not None for c in cols for r in bd[c]):
+            continue
+        cells = tuple(breakdown_cell([r.get(key) for r in bd[c]], unit) for c in cols)
+        if unit == "n" and key != "connect_retries" and all(v == "0" for v in cells):
+            continue  # a counter that stayed at zero everywhere
+        rows.append((label,) + cells)
+    return head, rows
 
 
 def cpu_now():
@@ -281,6 +492,19 @@ def run(args):
         for i in range(k):
             restore_new(vmm, snap, rootfs, work, f"k{i}", "python")
         cpu, wall = cpu_now() - c0, time.monotonic() - w0
+
+        bd_runs = bl.env_int("BENCH_BREAKDOWN_RUNS", runs)
+        bl.log(f"breakdown: {bd_runs} pre-started restores per function, sequential and "
+               "pipelined frames, interleaved")
+        bd = {}
+        for i in range(bd_runs + 1):  # run 0: warm-up, discarded
+            for kind in FUNCS:
+                for mode in ("sequential", "pipelined"):
+                    r = breakdown_once(vmm, fns[kind]["diff"], rootfs, work,
+                                       f"b{kind}{mode[0]}{i}", kind, mode == "pipelined")
+                    if i:
+                        bd.setdefault((kind, mode), []).append(r)
+        bd_head, bd_rows = breakdown_table(bd)
     except (kc.KilnError, kc.ConnectionClosed, OSError, ValueError) as e:
         raise bl.BenchError(f"{type(e).__name__}: {e}")
 
@@ -387,6 +611,9 @@ def run(args):
     print(bl.text_rows(head, rows))
     print()
     print(bl.text_rows(size_head, size_rows))
+    print()
+    print(f"Breakdown of restore → first answer ({bd_runs} runs per column, p50)")
+    print(bl.text_rows(bd_head, bd_rows))
     q_head = ("Full snapshot vs QEMU migrate-to-file", "kiln-vmm (Python function VM)",
               "QEMU microvm (initramfs guest, idle)")
     if q_rows:
@@ -408,6 +635,11 @@ def run(args):
     lines += [f"| Guest | `{kernel}`, `{rootfs}` ({bl.GUEST_MEM_MIB} MiB, 1 vCPU); base "
               f"snapshot `{base}`{' (made in this run)' if created else ' (cached)'} |", "",
               bl.md_rows(head, rows), "", bl.md_rows(size_head, size_rows), "",
+              f"Breakdown of restore → first answer ({bd_runs} runs per column, p50; "
+              "pre-started kiln-vmm; *sequential*: one round trip per frame, *pipelined*: "
+              "ENTROPY, TIME and INVOKE in one write, as kilnd sends them; see "
+              "[docs/snapshots.md](../docs/snapshots.md#where-a-cold-call-spends-its-time)):",
+              "", bl.md_rows(bd_head, bd_rows), "",
               *(["QEMU: " + qproblem, ""] if not q_rows else
                 [bl.md_rows(q_head, q_rows), "",
                  "QEMU boots the Boot group's kernel and initramfs (`-device i8042`, guest command "
