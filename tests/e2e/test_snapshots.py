@@ -109,6 +109,42 @@ def test_restore_into_prestarted_vmm(vmm, function_snapshot, rootfs_python, tmp_
         pre.stop()
 
 
+def test_restore_counts_exits_and_traces_the_first_answer(vmm, function_snapshot, rootfs_python,
+                                                          tmp_path):
+    """The breakdown's sources (bench/snapshots.py): kiln-vmm's "stats" op
+    counts exits (its own and KVM's) across a restore and a call, and
+    kiln-init's TRACE gives the connection's timeline in order."""
+    pre = Prestarted(vmm, tmp_path, "stats", mem=256)
+    try:
+        pre.wait_ready()
+        before = api(pre.api, {"op": "stats"})
+        assert before["vcpus"] == 1 and set(before["exits"]) >= {"pio", "mmio", "intr"}
+        pre.restore(function_snapshot, rootfs_python)
+        c = connect_once(pre.uds, prepare=send_entropy_and_time)
+        invoke_checked(c, 78)
+        after = api(pre.api, {"op": "stats"})
+        assert after["exits"]["mmio"] > before["exits"]["mmio"]  # virtio notifications
+        if "kvm" in after:
+            assert after["kvm"]["exits"] > before["kvm"].get("exits", 0)
+        rid = c.send(0x0E)
+        f = c.wait(rid)
+        assert f.type == 0x0E, f
+        lines = f.payload.decode().splitlines()
+        assert lines[0] == "+0 accept 0"
+        kinds = [ln.split()[1:3] for ln in lines]
+        assert ["recv", "ENTROPY"] in kinds and ["recv", "INVOKE"] in kinds
+        assert kinds.index(["recv", "ENTROPY"]) < kinds.index(["recv", "INVOKE"]) < \
+            kinds.index(["queued", "RESULT"])
+        stamps = [int(ln.split()[0][1:]) for ln in lines]
+        assert stamps == sorted(stamps)
+        # a second TRACE starts from the first one's answer
+        rid = c.send(0x0E)
+        assert c.wait(rid).payload.decode().splitlines()[0].split()[1:3] == ["recv", "TRACE"]
+        c.close()
+    finally:
+        pre.stop()
+
+
 def test_snapshot_files_unchanged_by_restores(vmm, base_snapshot, function_snapshot,
                                               rootfs_python, tmp_path):
     """Every restore maps these files MAP_PRIVATE and writes guest memory
