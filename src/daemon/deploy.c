@@ -573,6 +573,7 @@ static void finish(struct job *j, bool ok, const char *err)
 {
 	struct deployer *d = j->d;
 	const char *labels[1] = {ok ? "ready" : "failed"};
+	deploy_done_fn done;
 
 	pthread_mutex_lock(&d->lock);
 	if (!ok)
@@ -590,9 +591,13 @@ static void finish(struct job *j, bool ok, const char *err)
 			 (long long)(j->ended_ms - j->started_ms));
 	else
 		log_warn("deploy %s v%lld failed: %s", j->spec.name, (long long)j->version, err);
-	if (j->done)
-		j->done(j->opaque, ok, ok ? "ready" : j->failed_stage, err ? err : "",
-			j->log ? j->log : "");
+	pthread_mutex_lock(&d->lock);
+	done = j->done; /* NULL when deployer_release_waiters answered it */
+	j->done = NULL;
+	pthread_mutex_unlock(&d->lock);
+	if (done)
+		done(j->opaque, ok, ok ? "ready" : j->failed_stage, err ? err : "",
+		     j->log ? j->log : "");
 }
 
 static void *deploy_thread(void *arg)
@@ -754,6 +759,23 @@ int deployer_start(struct deployer *d, const struct fn_spec *spec, int64_t versi
 		return -r;
 	}
 	return 0;
+}
+
+void deployer_release_waiters(struct deployer *d, const char *why)
+{
+	if (!d)
+		return;
+	pthread_mutex_lock(&d->lock);
+	for (struct job *j = d->jobs; j; j = j->next) {
+		deploy_done_fn done = j->done;
+
+		if (j->finished || !done)
+			continue;
+		j->done = NULL;
+		/* A failure answer only replies and resumes: safe under the lock. */
+		done(j->opaque, 0, j->stage, why, "");
+	}
+	pthread_mutex_unlock(&d->lock);
 }
 
 json_t *deployer_status(struct deployer *d, const char *name)

@@ -50,6 +50,12 @@ typedef void (*deploy_done_fn)(void *opaque, int ok, const char *stage, const ch
 /* Creates the deployer. Returns 0 and *out, or -errno. */
 int deployer_create(const struct deploy_config *cfg, struct deployer **out);
 
+/* Answers every waiter of an unfinished deploy now, as a failure in its
+ * current stage with the message why (kilnd is stopping: suspended HTTP
+ * requests must be resumed before the server stops); the deploys go on
+ * without a waiter. Accepts NULL. */
+void deployer_release_waiters(struct deployer *d, const char *why);
+
 /* Waits up to 2 s for running deploys (they are not cancelled; past that
  * the deployer is left allocated for them) and frees. Accepts NULL. */
 void deployer_destroy(struct deployer *d);

@@ -671,6 +671,8 @@ out:
 	http_quiesce(k.http);
 	sched_destroy(k.sched, DRAIN_MS);
 	kilnd_logs_shutdown(&k);
+	deployer_release_waiters(k.deployer, "kilnd is stopping before the deploy finished; "
+					     "the next start marks it failed");
 	usleep(100000); /* resumed requests get their replies out */
 	http_stop(k.http);
 	deployer_destroy(k.deployer);

@@ -185,7 +185,10 @@ static void deploy_done(void *opaque, int ok, const char *stage, const char *err
 		reply_describe(w->k, w->r, w->name, 201);
 	else
 		http_reply_json(
-			w->r, strstr(error, strerror(ENOSPC)) ? 507 : 422,
+			w->r,
+			strncmp(error, "kilnd is stopping", 17) == 0 ? 503
+			: strstr(error, strerror(ENOSPC))	     ? 507
+								     : 422,
 			json_pack("{s:s, s:s, s:s}", "error", error, "stage", stage, "log", log),
 			NULL);
 	http_resume(w->r);
