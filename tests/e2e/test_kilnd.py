@@ -457,3 +457,22 @@ def test_sigterm_drains_the_call_in_flight_and_leaves_no_vm(kilnd_factory):
     assert k.proc.wait(timeout=120) == 0, k.tail()
     assert "draining calls in flight" in k.tail(100000)
     assert not vmm_pids(run_dir), "kiln-vmm processes outlived kilnd"
+
+
+def test_sigterm_answers_a_waiting_deploy(kilnd_factory):
+    k = kilnd_factory()
+    slow = {"handler.py": "import time\ntime.sleep(600)\n\ndef handle(e, c):\n    return e\n"}
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(k.deploy, "slow-import", slow, runtime="python")  # ?wait=1
+        deadline = time.monotonic() + 600
+        while True:
+            r = k.request("GET", "/system/function/slow-import")
+            if r.status == 200 and r.json()["deploy"]["stage"] == "loading":
+                break
+            assert not fut.done(), fut.result().body
+            assert time.monotonic() < deadline, "the deploy never reached loading"
+            time.sleep(0.2)
+        k.proc.send_signal(signal.SIGTERM)
+        r = fut.result(timeout=120)
+    assert r.status == 503 and "stopping" in r.json()["error"], (r.status, r.body)
+    assert k.proc.wait(timeout=120) == 0, k.tail()
