@@ -145,6 +145,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+def vmm_pids(run_dir):
+    """kiln-vmm processes whose command line names run_dir (kilnd's VMs)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"kiln-vmm") and any(run_dir.encode() in a for a in argv):
+            out.append(int(p.name))
+    return out
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status

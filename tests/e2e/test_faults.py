@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Kilnd
+from conftest import Kilnd, vmm_pids
 
 
 def describe(k, name):
@@ -29,21 +29,6 @@ def deploy_sh(k, name, script, method="POST", wait=True):
     # share two CPUs, so a few VMs started at once can be slow.
     return k.deploy(name, {"handler.sh": script}, method=method, wait=wait, runtime="sh",
                     timeout=120)
-
-
-def vmm_pids(run_dir):
-    """kiln-vmm processes whose command line names run_dir (kilnd's VMs)."""
-    out = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            argv = (p / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"kiln-vmm") and any(run_dir.encode() in a for a in argv):
-            out.append(int(p.name))
-    return out
 
 
 def wait_for(pred, timeout, what):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_tar
+from conftest import make_tar, vmm_pids
 
 HANDLER = '''
 import json, os, time
@@ -421,21 +421,6 @@ def test_kill9_of_kilnd_and_restart(kilnd_factory):
     assert st["status"] == "done" and st["body"] == "persisted", st
     r = k.invoke("sh-dur", b"after")
     assert r.status == 200 and r.body == b"after"
-
-
-def vmm_pids(run_dir):
-    """kiln-vmm processes whose command line names run_dir (kilnd's VMs)."""
-    out = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            argv = (p / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"kiln-vmm") and any(run_dir.encode() in a for a in argv):
-            out.append(int(p.name))
-    return out
 
 
 def test_sigterm_drains_the_call_in_flight_and_leaves_no_vm(kilnd_factory):
