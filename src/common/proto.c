@@ -4,22 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
-/* ---- little-endian access ----------------------------------------------- */
-
-static uint16_t proto_le16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
-}
-
-static uint32_t proto_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t proto_le64(const uint8_t *p)
-{
-	return (uint64_t)proto_le32(p) | (uint64_t)proto_le32(p + 4) << 32;
-}
+#include "common/le.h"
 
 /* ---- types ---------------------------------------------------------------- */
 
@@ -62,12 +47,12 @@ int proto_parse_header(const void *buf, size_t len, struct proto_header *h)
 
 	if (len < PROTO_HEADER_SIZE)
 		return -EAGAIN;
-	h->magic = proto_le32(p);
+	h->magic = le32_get(p);
 	h->version = p[4];
 	h->type = p[5];
-	h->flags = proto_le16(p + 6);
-	h->length = proto_le32(p + 8);
-	h->id = proto_le32(p + 12);
+	h->flags = le16_get(p + 6);
+	h->length = le32_get(p + 8);
+	h->id = le32_get(p + 12);
 	if (h->magic != PROTO_MAGIC || h->version != PROTO_VERSION)
 		return -EPROTO;
 	if (h->length > proto_max_payload(h->type))
@@ -123,7 +108,7 @@ static uint32_t proto_get_u32(struct proto_reader *r)
 
 	if (!proto_need(r, 4))
 		return 0;
-	v = proto_le32(r->p);
+	v = le32_get(r->p);
 	r->p += 4;
 	r->left -= 4;
 	return v;
@@ -135,7 +120,7 @@ static uint64_t proto_get_u64(struct proto_reader *r)
 
 	if (!proto_need(r, 8))
 		return 0;
-	v = proto_le64(r->p);
+	v = le64_get(r->p);
 	r->p += 8;
 	r->left -= 8;
 	return v;
@@ -373,14 +358,6 @@ static uint8_t *proto_room(struct proto_writer *w, size_t n)
 	return p;
 }
 
-static void proto_store32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
 void proto_put_u8(struct proto_writer *w, uint8_t v)
 {
 	uint8_t *p = proto_room(w, 1);
@@ -393,10 +370,8 @@ void proto_put_u16(struct proto_writer *w, uint16_t v)
 {
 	uint8_t *p = proto_room(w, 2);
 
-	if (p) {
-		p[0] = (uint8_t)v;
-		p[1] = (uint8_t)(v >> 8);
-	}
+	if (p)
+		le16_put(p, v);
 }
 
 void proto_put_u32(struct proto_writer *w, uint32_t v)
@@ -404,7 +379,7 @@ void proto_put_u32(struct proto_writer *w, uint32_t v)
 	uint8_t *p = proto_room(w, 4);
 
 	if (p)
-		proto_store32(p, v);
+		le32_put(p, v);
 }
 
 void proto_put_u64(struct proto_writer *w, uint64_t v)
@@ -470,7 +445,7 @@ ssize_t proto_end(struct proto_writer *w)
 	payload = w->len - w->frame - PROTO_HEADER_SIZE;
 	if (payload > proto_max_payload(w->buf[w->frame + 5]))
 		return -EMSGSIZE;
-	proto_store32(w->buf + w->frame + 8, (uint32_t)payload);
+	le32_put(w->buf + w->frame + 8, (uint32_t)payload);
 	return (ssize_t)(w->len - w->frame);
 }
 

@@ -12,6 +12,7 @@
 /* common/archive.h and libarchive both name a `struct archive_entry`. */
 #define archive_entry kiln_archive_entry
 #include "common/archive.h"
+#include "common/le.h"
 #undef archive_entry
 
 #include "daemon/codepack.h"
@@ -570,19 +571,16 @@ static int cp_cmp(const void *a, const void *b)
 	return strcmp((*x)->path, (*y)->path);
 }
 
+/* Stores v little-endian at p; returns the byte after it. */
 static uint8_t *cp_le16(uint8_t *p, uint16_t v)
 {
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
+	le16_put(p, v);
 	return p + 2;
 }
 
 static uint8_t *cp_le32(uint8_t *p, uint32_t v)
 {
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
+	le32_put(p, v);
 	return p + 4;
 }
 
