@@ -26,8 +26,11 @@
 #include "daemon/util.h"
 #include "daemon/vmproc.h"
 
-#define CONNECT_TIMEOUT_MS 10000 /* a restored VM's agent answers within this */
-#define AGENT_CONNECTS_MAX 3	 /* agent connections per restore, at most */
+/* A restored VM's agent answers within this. Generous: on a host whose
+ * guests run their kernel emulated and share the cores, a restored guest
+ * has been seen to miss kiln-vmm's 5 s CONNECT window twice in a row. */
+#define CONNECT_TIMEOUT_MS 30000
+#define AGENT_CONNECTS_MAX 6	 /* agent connections per restore, at most */
 #define CALL_GRACE_MS	   5000	 /* past a call's timeout before kilnd gives up */
 #define QUEUE_MAX	   10000 /* calls waiting per function */
 #define TICK_MS		   50
@@ -754,7 +757,8 @@ static void on_frame(struct sched *s, struct svm *vm, const struct proto_header 
 /* A restored VM's agent connection closed before the agent's handshake:
  * kiln-vmm gives the guest 5 s to answer a CONNECT, and a guest starved of
  * CPU by other busy guests can miss that. Connects again, resending the
- * reseed and the call's INVOKE, a few times within the connect deadline.
+ * reseed and the call's INVOKE, up to AGENT_CONNECTS_MAX times within the
+ * connect deadline.
  * Returns 0, or -errno (the caller kills the VM). */
 static int agent_reconnect(struct sched *s, struct svm *vm)
 {
