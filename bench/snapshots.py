@@ -64,29 +64,12 @@ GOAL_NEW_MS = 10.0
 _SMAPS = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ (\d+)\s*(.*)$")
 
 
-def guest_touched(pid, mem_bytes):
-    """Resident bytes of the VMM's guest RAM: every mapping of a snapshot
-    `memory` file plus the anonymous mapping of guest size (the slot a
-    MAP_FIXED restore maps over)."""
-    total, cur = 0, None
-    with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            m = _SMAPS.match(line)
-            if m:
-                size = int(m.group(2), 16) - int(m.group(1), 16)
-                path = m.group(4).strip()
-                cur = (path.endswith("/memory") or
-                       (int(m.group(3)) == 0 and not path and
-                        mem_bytes <= size <= mem_bytes + 4 * bl.MIB))
-            elif line.startswith("Rss:") and cur:
-                total += int(line.split()[1]) * 1024
-    return total
-
-
 def guest_pages(pid, mem_bytes):
-    """(resident, private dirty) bytes of the VMM's guest RAM mappings, as
-    guest_touched: resident = pages the guest (or the VMM) has touched since
-    the mapping was made, dirty = those written (copied on write)."""
+    """(resident, private dirty) bytes of the VMM's guest RAM: every mapping
+    of a snapshot `memory` file plus the anonymous mapping of guest size (the
+    slot a MAP_FIXED restore maps over). Resident = pages the guest (or the
+    VMM) has touched since the mapping was made, dirty = those written
+    (copied on write)."""
     rss = dirty = 0
     cur = None
     with open(f"/proc/{pid}/smaps") as f:
@@ -127,7 +110,7 @@ def make_function_snapshot(vmm, base, rootfs, work, kind):
                handler=spec["handler"])
         invoke_once(c, kind, 0)
         c.close()
-        touched = guest_touched(g.pid, bl.GUEST_MEM_MIB * bl.MIB)
+        touched = guest_pages(g.pid, bl.GUEST_MEM_MIB * bl.MIB)[0]
         out = {"touched": touched, "diff": work / f"{kind}-diff", "full": work / f"{kind}-full"}
         out["diff_reply"], _ = bl.api(g.api, {"op": "snapshot", "dir": str(out["diff"]),
                                               "diff": True})

@@ -59,23 +59,24 @@ def vmm():
     return path
 
 
-@pytest.fixture(scope="session")
-def rootfs_python():
-    out = subprocess.run([str(ROOT / "images/rootfs/build-runtime.sh"), str(BUILD), "python"],
+def runtime_image(runtime):
+    """BUILD/rootfs-RUNTIME.ext4, built or taken from KILN_CACHE."""
+    out = subprocess.run([str(ROOT / "images/rootfs/build-runtime.sh"), str(BUILD), runtime],
                          stdout=subprocess.PIPE, text=True, check=True, timeout=1800)
     path = Path(out.stdout.strip().splitlines()[-1])
     assert path.is_file(), f"build-runtime.sh printed {path}, which is not a file"
     return path
+
+
+@pytest.fixture(scope="session")
+def rootfs_python():
+    return runtime_image("python")
 
 
 @pytest.fixture(scope="session")
 def rootfs_node():
-    """build/rootfs-node.ext4 (Node.js 18), built or taken from KILN_CACHE."""
-    out = subprocess.run([str(ROOT / "images/rootfs/build-runtime.sh"), str(BUILD), "node"],
-                         stdout=subprocess.PIPE, text=True, check=True, timeout=1800)
-    path = Path(out.stdout.strip().splitlines()[-1])
-    assert path.is_file(), f"build-runtime.sh printed {path}, which is not a file"
-    return path
+    """build/rootfs-node.ext4 (Node.js 18)."""
+    return runtime_image("node")
 
 
 def terminate(proc, timeout=30):
