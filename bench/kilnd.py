@@ -201,11 +201,9 @@ def wrk(url, conns, seconds, work):
     r["non2xx"] = int(m.group(1)) if m else 0
     m = re.search(r"Socket errors: (.*)", text)
     r["socket_errors"] = m.group(1) if m else ""
-    for k, v in re.findall(r"KILN (\w+)=([-\d.]+)", text):
-        r[k] = float(v)
-    for line in text.splitlines():
-        for k, v in re.findall(r"(\w+)=([-\d.]+)", line) if line.startswith("KILN bad") else []:
-            r[k] = float(v)
+    for line in text.splitlines():  # the Lua script's "KILN k=v k=v" lines
+        if line.startswith("KILN "):
+            r.update((k, float(v)) for k, v in re.findall(r"(\w+)=([-\d.]+)", line))
     return r
 
 
