@@ -162,18 +162,22 @@ def make_archive(files):
 
 
 def make_tar(files):
-    """A tar archive (bytes) of {path: text or bytes}, as kilnd takes code
-    (files ending in .sh executable): for tests and benchmarks."""
+    """A tar archive (bytes) of {path: text or bytes, or (text or bytes,
+    mode)}, as kilnd takes code (files ending in .sh executable unless a
+    mode is given): for tests and benchmarks."""
     import io
     import tarfile
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for path, data in files.items():
+            mode = 0o755 if path.endswith(".sh") else 0o644
+            if isinstance(data, tuple):
+                data, mode = data
             if isinstance(data, str):
                 data = data.encode()
             info = tarfile.TarInfo(path)
             info.size = len(data)
-            info.mode = 0o755 if path.endswith(".sh") else 0o644
+            info.mode = mode
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 

@@ -34,6 +34,7 @@
 #define FN_RESULT_SLACK	  256 /* header and fixed fields of a RESULT */
 #define FN_LOG_TRUNCATED  "[kiln-init: log output truncated]\n"
 #define FN_PYTHON_RUNTIME "python"
+#define FN_NATIVE_RUNTIME "native" /* server mode: the handler is the runtime */
 
 /* An INVOKE: queued or running. */
 struct fn_job {
@@ -216,6 +217,14 @@ void fn_unload(struct fn *f, const char *why);
 
 /* Returns true for a runtime or mode name: 1 to FN_NAME_MAX of [a-z0-9._-]. */
 bool fn_name_ok(struct proto_bytes b);
+
+/* True when b (a native handler) is a relative path inside the function
+ * directory: not empty, no leading '/', no "." or ".." component, no empty
+ * component. */
+bool fn_native_path_ok(struct proto_bytes b);
+
+/* True when runtime (NUL-terminated or len bytes) is the native runtime. */
+bool fn_is_native(const char *runtime, size_t len);
 
 /* Environment names: [A-Za-z_][A-Za-z0-9_]*. */
 bool fn_env_name_ok(struct proto_bytes b);

@@ -72,6 +72,50 @@ bool fn_name_ok(struct proto_bytes b)
 	return true;
 }
 
+bool fn_native_path_ok(struct proto_bytes b)
+{
+	uint32_t start = 0;
+
+	if (b.len == 0 || b.ptr[0] == '/')
+		return false;
+	for (uint32_t i = 0; i <= b.len; i++) {
+		uint32_t n;
+
+		if (i < b.len && b.ptr[i] != '/')
+			continue;
+		n = i - start;
+		if (n == 0 || (n == 1 && b.ptr[start] == '.') ||
+		    (n == 2 && b.ptr[start] == '.' && b.ptr[start + 1] == '.'))
+			return false;
+		start = i + 1;
+	}
+	return true;
+}
+
+bool fn_is_native(const char *runtime, size_t len)
+{
+	return len == strlen(FN_NATIVE_RUNTIME) && !memcmp(runtime, FN_NATIVE_RUNTIME, len);
+}
+
+/* In server mode, a native handler must be an executable regular file of
+ * the extracted code. Returns 0 or -errno (-EACCES: not executable). */
+static int fn_native_check(const struct fn *f)
+{
+	struct stat st;
+	int dfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err = 0;
+
+	if (dfd < 0)
+		return -errno;
+	if (fstatat(dfd, f->handler, &st, 0) < 0)
+		err = -errno;
+	else if (!S_ISREG(st.st_mode))
+		err = -EISDIR;
+	else if (faccessat(dfd, f->handler, X_OK, 0) < 0 || !(st.st_mode & 0111))
+		err = -EACCES;
+	close(dfd);
+	return err;
+}
+
 bool fn_env_name_ok(struct proto_bytes b)
 {
 	for (uint32_t i = 0; i < b.len; i++) {
@@ -167,7 +211,14 @@ void fn_load(struct fn *f, uint64_t conn, uint32_t id, const struct proto_load *
 			return;
 		}
 	}
-	if (server) {
+	if (server && fn_is_native((const char *)m->runtime.ptr, m->runtime.len)) {
+		if (!fn_native_path_ok(m->handler)) {
+			fn_send_error(f, conn, id, PROTO_ERR_BAD_PAYLOAD,
+				      "native handler must be a relative path in the code "
+				      "archive (no '/' first, no '.' or '..')");
+			return;
+		}
+	} else if (server) {
 		const struct fn_interp *rt =
 			fn_interp_find((const char *)m->runtime.ptr, m->runtime.len);
 		const char *interp;
@@ -230,6 +281,15 @@ void fn_load(struct fn *f, uint64_t conn, uint32_t id, const struct proto_load *
 		return;
 	}
 	f->failure[0] = '\0';
+	if (server && fn_is_native(f->runtime, strlen(f->runtime)) &&
+	    (err = fn_native_check(f)) < 0) {
+		fn_send_error(f, conn, id, PROTO_ERR_LOAD_FAILED,
+			      "native handler '%.256s' is not an executable file in the code "
+			      "archive: %s",
+			      f->handler, strerror(-err));
+		fn_unload(f, "failed load");
+		return;
+	}
 	log_debug("function %" PRIu32 " in %s: %s %s %s", f->generation, f->dir, f->runtime,
 		  f->mode, f->handler);
 	if (!server) {

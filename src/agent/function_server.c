@@ -233,19 +233,32 @@ void fn_start_runtime(struct fn *f, bool restart)
 	f->state = PROTO_FN_LOADING;
 	f->kill_reason = NULL;
 	f->start_ms = clock_mono_ms();
-	if (rt) {
-		snprintf(boot, sizeof(boot), "%s/%s", f->runtime_dir, rt->boot);
-		file = rt->interp ? rt->interp : f->python;
-		argv[n++] = (char *)file;
-		if (rt->opt)
-			argv[n++] = (char *)rt->opt;
-	} else {
-		snprintf(boot, sizeof(boot), "%s/%s/bootstrap", f->runtime_dir, f->runtime);
+	if (fn_is_native(f->runtime, strlen(f->runtime))) {
+		/* The handler is the runtime: no interpreter, no arguments. */
+		int len = snprintf(boot, sizeof(boot), "%s/%s", f->dir, f->handler);
+
+		if (len < 0 || (size_t)len >= sizeof(boot)) {
+			fn_set_failed(f, "cannot start the runtime: the handler's path is too long");
+			return;
+		}
 		file = boot;
+		argv[n++] = boot;
+	} else {
+		if (rt) {
+			snprintf(boot, sizeof(boot), "%s/%s", f->runtime_dir, rt->boot);
+			file = rt->interp ? rt->interp : f->python;
+			argv[n++] = (char *)file;
+			if (rt->opt)
+				argv[n++] = (char *)rt->opt;
+		} else {
+			snprintf(boot, sizeof(boot), "%s/%s/bootstrap", f->runtime_dir,
+				 f->runtime);
+			file = boot;
+		}
+		argv[n++] = boot;
+		argv[n++] = f->dir;
+		argv[n++] = f->handler;
 	}
-	argv[n++] = boot;
-	argv[n++] = f->dir;
-	argv[n++] = f->handler;
 	argv[n] = NULL;
 	if (!restart)
 		fn_begin_output(f);

@@ -26,9 +26,9 @@ bool spec_name_ok(const char *name)
 static const struct {
 	const char *name;
 	bool node_image; /* --rootfs-node; else --rootfs */
-} runtimes[] = {{"python", false}, {"sh", false}, {"node", true}};
+} runtimes[] = {{"python", false}, {"sh", false}, {"native", false}, {"node", true}};
 static const char *image_base, *image_node;
-static char runtimes_have[64] = "python, sh, node"; /* until spec_set_images */
+static char runtimes_have[64] = "python, sh, native, node"; /* until spec_set_images */
 static bool images_set;
 
 void spec_set_images(const char *rootfs, const char *rootfs_node)
@@ -199,8 +199,26 @@ static const char *const known_fields[] = {
 	NULL,
 };
 
+/* A path inside the code: relative, no empty, "." or ".." component. */
+static bool spec_relative_path_ok(const char *p)
+{
+	if (!p[0] || p[0] == '/')
+		return false;
+	for (const char *c = p; *c;) {
+		size_t n = strcspn(c, "/");
+
+		if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return false;
+		c += n;
+		if (*c == '/' && !*++c)
+			return false;
+	}
+	return true;
+}
+
 static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 {
+	bool native, exec;
 	double d;
 	const char *k;
 	json_t *v;
@@ -258,7 +276,8 @@ static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 			 spec_runtimes_list());
 		return -EINVAL;
 	}
-	strcpy(out->mode, strcmp(out->runtime, "sh") == 0 ? "exec" : "server");
+	native = strcmp(out->runtime, "native") == 0;
+	strcpy(out->mode, strcmp(out->runtime, "sh") == 0 || native ? "exec" : "server");
 	if ((r = get_str(obj, "mode", out->mode, sizeof(out->mode), err, esz)))
 		return r;
 	if (strcmp(out->mode, "server") && strcmp(out->mode, "exec")) {
@@ -269,13 +288,23 @@ static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 		snprintf(err, esz, "mode: the sh runtime runs in exec mode only");
 		return -EINVAL;
 	}
-	strcpy(out->handler, strcmp(out->mode, "exec") == 0	 ? "sh handler.sh"
+	exec = strcmp(out->mode, "exec") == 0;
+	strcpy(out->handler, native && exec			 ? "./bootstrap"
+			     : native				 ? "bootstrap"
+			     : exec				 ? "sh handler.sh"
 			     : strcmp(out->runtime, "node") == 0 ? "index.handler"
 								 : "handler.handle");
 	if ((r = get_str(obj, "handler", out->handler, sizeof(out->handler), err, esz)))
 		return r;
 	if (!out->handler[0]) {
 		snprintf(err, esz, "handler: must not be empty");
+		return -EINVAL;
+	}
+	if (native && !exec && !spec_relative_path_ok(out->handler)) {
+		snprintf(err, esz,
+			 "handler: a native server handler is the executable's path in the code "
+			 "(relative, no '.' or '..' component), not '%.64s'",
+			 out->handler);
 		return -EINVAL;
 	}
 	d = out->memory_mb;

@@ -564,3 +564,67 @@ def test_sigterm_stops_runtime(agent):
     # No bootstrap.py left running from this agent's function directory.
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(agent.fndir) not in out
+
+
+# ---- native ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def native_bins(tmp_path_factory):
+    """examples/native built static with the host's C compiler, as a user would."""
+    out = tmp_path_factory.mktemp("native")
+    bins = {}
+    for name in ("server", "exec"):
+        bins[name] = out / name
+        subprocess.run(["cc", "-static", "-O2", "-o", str(bins[name]),
+                        str(ROOT / "examples" / "native" / f"{name}.c")], check=True)
+    return {k: v.read_bytes() for k, v in bins.items()}
+
+
+def test_native_server(agent, native_bins):
+    with agent.client() as c:
+        c.load({"bin/bootstrap": (native_bins["server"], 0o755)}, runtime="native",
+               mode="server", handler="bin/bootstrap", env={"GREETING": "hi"})
+        for i in range(1, 30):
+            r = c.invoke("hello world", context={"request_id": f"r{i}"}, deadline_ms=5000)
+            assert r.ok, r
+            assert json.loads(r.body) == {"upper": "HELLO WORLD", "request_id": f"r{i}",
+                                          "calls": i}
+            assert r.log(kc.STDERR) == f"native: call {i}, 11 bytes\n".encode()
+        assert c.invoke("env").body == b"hi"
+        r = c.invoke("fail")
+        assert r.status == kc.STATUS_HANDLED and r.error_type == "InputError", r
+        assert json.loads(r.body)["errorMessage"] == "bad input: fail"
+        r = c.invoke("crash", deadline_ms=5000)
+        assert r.status == kc.STATUS_UNHANDLED and "exit status 1" in r.error_message, r
+        r = c.invoke("sleep", deadline_ms=300)
+        assert r.status == kc.STATUS_TIMEOUT, r
+        # Restarted after the crash and the timeout: its counter starts over.
+        assert json.loads(c.invoke("again", deadline_ms=5000).body)["calls"] == 1
+
+
+def test_native_exec(agent, native_bins):
+    with agent.client() as c:
+        c.load({"bootstrap": (native_bins["exec"], 0o755)}, runtime="native", mode="exec",
+               handler="./bootstrap")
+        r = c.invoke("abc def", context={"function_name": "nat"})
+        assert r.ok and r.body == b"nat: ABC DEF", r
+        assert r.log(kc.STDERR) == b"native exec: 7 bytes\n"
+        r = c.invoke("fail")
+        assert r.status == kc.STATUS_UNHANDLED and "told to fail" in r.error_message, r
+        assert "exit status 3" in r.error_message
+
+
+@pytest.mark.parametrize("files,handler,code,want", [
+    ({"bootstrap": ("x", 0o644)}, "bootstrap", kc.ERR_LOAD_FAILED, "not an executable file"),
+    ({"bootstrap": ("x", 0o755)}, "missing", kc.ERR_LOAD_FAILED, "No such file"),
+    ({"d/x": ("x", 0o755)}, "d", kc.ERR_LOAD_FAILED, "not an executable file"),
+    ({"bootstrap": ("x", 0o755)}, "../bootstrap", kc.ERR_BAD_PAYLOAD, "relative path"),
+    ({"bootstrap": ("x", 0o755)}, "/bin/sh", kc.ERR_BAD_PAYLOAD, "relative path"),
+    ({"bootstrap": ("x", 0o755)}, "./bootstrap", kc.ERR_BAD_PAYLOAD, "relative path"),
+])
+def test_native_bad_handler(agent, files, handler, code, want):
+    with agent.client() as c:
+        with pytest.raises(kc.KilnError) as e:
+            c.load(files, runtime="native", mode="server", handler=handler)
+        assert e.value.code == code and want in e.value.message, e.value
+        assert c.hello()["state"] in ("none", "failed")

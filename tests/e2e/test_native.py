@@ -1,0 +1,103 @@
+"""Native functions end to end through kilnd: a static x86-64 executable as
+the code, in exec mode (stdin -> stdout) and in server mode (it speaks the
+runtime channel itself: examples/native/server.c). Both are built from
+examples/native with the host's C compiler, as a user would, and deployed
+over HTTP; they run on the base image's snapshot like sh functions, so
+every VM here comes from a restore.
+"""
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def bins(tmp_path_factory):
+    out = tmp_path_factory.mktemp("native")
+    made = {}
+    for name in ("server", "exec"):
+        path = out / name
+        subprocess.run(["cc", "-static", "-O2", "-o", str(path),
+                        str(ROOT / "examples" / "native" / f"{name}.c")], check=True)
+        made[name] = path.read_bytes()
+    return made
+
+
+def logs(k, name, cid):
+    lines = [json.loads(x) for x in
+             k.request("GET", f"/system/logs?name={name}&tail=200").body.splitlines()]
+    return [(x["stream"], x["text"]) for x in lines if x["call_id"] == cid]
+
+
+def test_native_server_mode(kilnd, bins):
+    r = kilnd.deploy("nat-srv", {"bootstrap": (bins["server"], 0o755)}, runtime="native",
+                     mode="server", handler="bootstrap", env={"GREETING": "hi"}, timeout=3)
+    assert r.status == 201, (r.status, r.body, kilnd.tail())
+    assert r.json()["runtime"] == "native" and r.json()["mode"] == "server", r.body
+    ok = kilnd.invoke("nat-srv", b"hello world")
+    assert ok.status == 200, (ok.body, kilnd.tail())
+    body = json.loads(ok.body)
+    assert body["upper"] == "HELLO WORLD" and body["request_id"] == ok.header("x-call-id")
+    # The environment reaches the handler; its stderr is the function's log.
+    assert kilnd.invoke("nat-srv", b"env").body == b"hi"
+    assert ("stderr", "native: call 1, 11 bytes") in logs(kilnd, "nat-srv", ok.header("x-call-id"))
+    # A handled error: Lambda's body, status 500, the error header.
+    err = kilnd.invoke("nat-srv", b"fail")
+    assert err.status == 500 and err.header("x-kiln-function-error") == "Handled", err.body
+    assert err.json()["errorType"] == "InputError", err.body
+    # Overrunning the timeout: 504, and the next call runs in a fresh VM.
+    before = kilnd.invoke("nat-srv", b"x").header("x-kiln-vm")
+    slow = kilnd.invoke("nat-srv", b"sleep")
+    assert slow.status == 504, slow.body
+    nxt = kilnd.invoke("nat-srv", b"again")
+    assert nxt.status == 200 and nxt.header("x-kiln-vm") != before, (nxt.status, nxt.body)
+
+
+def test_native_exec_mode(kilnd, bins):
+    # exec mode and handler ./bootstrap are the native runtime's defaults.
+    r = kilnd.deploy("nat-exec", {"bootstrap": (bins["exec"], 0o755)}, runtime="native")
+    assert r.status == 201, (r.status, r.body, kilnd.tail())
+    assert r.json()["mode"] == "exec" and r.json()["handler"] == "./bootstrap", r.body
+    ok = kilnd.invoke("nat-exec", b"abc def")
+    assert ok.status == 200 and ok.body == b"nat-exec: ABC DEF", (ok.status, ok.body)
+    assert ("stderr", "native exec: 7 bytes") in logs(kilnd, "nat-exec", ok.header("x-call-id"))
+    bad = kilnd.invoke("nat-exec", b"fail")
+    assert bad.status == 500 and bad.header("x-kiln-function-error") == "Unhandled", bad.body
+    assert b"told to fail" in bad.body and b"exit status 3" in bad.body, bad.body
+
+
+def test_native_bad_deploys_are_refused(kilnd, bins):
+    exe = {"bootstrap": (bins["exec"], 0o755)}
+    for handler in ("../bootstrap", "/bin/sh", "./bootstrap", "a//b"):
+        r = kilnd.deploy("nat-bad", exe, runtime="native", mode="server", handler=handler)
+        assert r.status == 400 and "relative" in r.json()["error"], (handler, r.status, r.body)
+    # Not executable: the guest refuses the load; the function is recorded
+    # as failed (as a first deploy whose import fails), never served.
+    r = kilnd.deploy("nat-bad", {"bootstrap": (bins["server"], 0o644)}, runtime="native",
+                     mode="server", handler="bootstrap")
+    assert r.status == 422 and "not an executable file" in r.json()["error"], r.body
+    d = kilnd.request("GET", "/system/function/nat-bad").json()
+    assert d["status"] == "failed" and "not an executable file" in d["versions"][0]["error"], d
+    r = kilnd.invoke("nat-bad", b"x")
+    assert r.status >= 400, (r.status, r.body)
+
+
+def test_native_from_the_cli(kilnd, bins, tmp_path):
+    """kiln deploy --runtime native --code DIR keeps the execute bit; kiln
+    invoke prints the answer."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "bootstrap").write_bytes(bins["server"])
+    (code / "bootstrap").chmod(0o755)
+    kiln = [str(ROOT / os.environ.get("KILN_BUILD", "build") / "kiln"), "--gateway", kilnd.url]
+    r = subprocess.run(kiln + ["deploy", "nat-cli", "--runtime", "native", "--mode", "server",
+                               "--handler", "bootstrap", "--code", str(code)],
+                       capture_output=True, text=True, input="", timeout=600)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    r = subprocess.run(kiln + ["invoke", "nat-cli", "--data", "from the cli"],
+                       capture_output=True, text=True, input="", timeout=600)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert json.loads(r.stdout)["upper"] == "FROM THE CLI", r.stdout
