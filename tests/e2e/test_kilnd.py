@@ -461,3 +461,15 @@ def test_sigterm_answers_a_waiting_deploy(kilnd_factory):
         r = fut.result(timeout=120)
     assert r.status == 503 and "stopping" in r.json()["error"], (r.status, r.body)
     assert k.proc.wait(timeout=120) == 0, k.tail()
+
+
+def test_python_exec_mode(gen):
+    """Exec mode for another runtime (the OpenFaaS classic watchdog): the
+    handler is a command line run in the function's directory per call."""
+    app = "import os, sys\nsys.stdout.write(os.environ['KILN_FUNCTION_NAME'] + ' ' + " \
+          "sys.stdin.read()[::-1])\n"
+    r = gen.deploy("py-exec", {"app.py": app}, runtime="python", mode="exec",
+                   handler="python3 app.py", timeout=600)  # CPython starts per call
+    assert r.status == 201, r.body
+    out = gen.invoke("py-exec", b"olleh")
+    assert out.status == 200 and out.body == b"py-exec hello", (out.status, out.body)
