@@ -36,6 +36,7 @@
 #include "agent/ctlpage.h"
 #include "agent/mounts.h"
 #include "agent/supervise.h"
+#include "agent/tasklimit.h"
 #include "common/argv.h"
 #include "common/log.h"
 #include "common/proto.h"
@@ -284,6 +285,9 @@ int main(void)
 	if (pid1) {
 		umask(022);
 		mounts_setup();
+		err = tasklimit_apply("/proc/sys/kernel/threads-max", TASKLIMIT_THREADS_MAX);
+		if (err)
+			log_warn("cannot limit the guest's tasks: %s", strerror(-err));
 		if (chdir("/") < 0)
 			log_warn("chdir /: %s", strerror(errno));
 	} else if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
