@@ -13,6 +13,7 @@
 /* Lowers the kernel's threads-max to max (never raises it) through
  * sysctl_path (/proc/sys/kernel/threads-max; a test passes a file). The
  * limit applies to root too: fork() and clone() fail with EAGAIN past it.
+ * It is machine-wide, not per namespace: call it only inside a microVM.
  * Returns 0 or -errno. */
 int tasklimit_apply(const char *sysctl_path, uint32_t max);
 
