@@ -91,7 +91,7 @@ $(CLI_BIN): $(BUILD)/src/cli/main.o $(LIBCLI) $(LIBCOMMON)
 
 # kiln-init runs as PID 1 in the guest: static, no sanitizers, and only the
 # common pieces it uses (its bytes key the runtime images and snapshots).
-INIT_COMMON := $(addprefix src/common/,archive.c argv.c log.c proto.c unixsock.c)
+INIT_COMMON := $(addprefix src/common/,archive.c argv.c capfile.c log.c proto.c unixsock.c)
 $(INIT_BIN): $(AGENT_SRCS) $(INIT_COMMON) $(wildcard src/agent/*.h src/common/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARNINGS) -Isrc -O2 -static -o $@ $(AGENT_SRCS) $(INIT_COMMON)

@@ -859,17 +859,19 @@ class QemuGuest:
         return self.proc.returncode
 
 
-def group_main(run, doc, guest_arg=False):
+def group_main(run, doc, guest_arg=False, add_args=None):
     """The command line shared by every benchmark group: --build (and, for
-    the Boot group, --guest); runs run(args) with cleanup of every process
-    the harness started, and maps errors and Ctrl-C to exit statuses 1 and
-    130."""
+    the Boot group, --guest; add_args(parser) adds a group's own options);
+    runs run(args) with cleanup of every process the harness started, and
+    maps errors and Ctrl-C to exit statuses 1 and 130."""
     import argparse
 
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--build", required=True, help="kiln's build directory")
     if guest_arg:
         ap.add_argument("--guest", required=True, help="the first-byte tiny guest ELF")
+    if add_args:
+        add_args(ap)
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
     install_cleanup()

@@ -25,12 +25,22 @@ in KILN_CACHE/base; a missing one costs one boot). Measures, in one run:
      VM's PSS (/proc/PID/smaps_rollup) and the host CPU that kilnd and all
      its VMs use while idle, over 30 s.
 
-Prints a table and rewrites the "## kilnd" section of bench/RESULTS.md.
+  5. load (also alone: `bench/kilnd.py --build build --only load`): 200
+     concurrent clients (wrk -c 200) for 60 s against a warm function
+     (`max_instances` 4, `queue_timeout` 30 s), every response counted by
+     status: 200, the documented 429 (a call that waited its queue_timeout
+     for a slot), anything else is a failure, as are wrk's socket errors.
+     `--kilnd-flags "..."` passes flags to kilnd (the same run with the
+     jail or seccomp on and off); each set of flags gets its own section.
+
+Prints a table and rewrites the "## kilnd" section of bench/RESULTS.md
+(the load part: "## kilnd load (FLAGS)").
 
 Environment: BENCH_QUICK=1 (short runs, 20 VMs, RESULTS.md left alone),
 BENCH_KILND_SECONDS (wrk duration, default 20), BENCH_KILND_COLD (cold
 calls, default 20), BENCH_KILND_VMS (idle VMs, default 500),
-BENCH_RESULTS.
+BENCH_LOAD_CLIENTS (200), BENCH_LOAD_SECONDS (60; quick: 10),
+BENCH_LOAD_VMS (4), BENCH_RESULTS.
 """
 import base64
 import datetime
@@ -38,6 +48,7 @@ import http.client
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -97,6 +108,48 @@ function done(summary, latency, requests)
   for _, p in ipairs({50, 99}) do
     io.write(string.format("KILN lat_p%%d=%%d\n", p, latency:percentile(p)))
   end
+end
+''' % EVENT.decode()
+
+
+LOAD_LUA = r'''
+wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+ok = 0
+shed = 0
+other = 0
+threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function response(status, headers, body)
+  if status == 200 then
+    ok = ok + 1
+  elseif status == 429 then
+    shed = shed + 1
+  else
+    other = other + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local o, s, x = 0, 0, 0
+  for _, t in ipairs(threads) do
+    o = o + t:get("ok")
+    s = s + t:get("shed")
+    x = x + t:get("other")
+  end
+  local e = summary.errors
+  io.write(string.format("KILN ok=%%d shed=%%d other=%%d\n", o, s, x))
+  io.write(string.format("KILN err_connect=%%d err_read=%%d err_write=%%d err_timeout=%%d "
+                         .. "err_status=%%d\n", e.connect, e.read, e.write, e.timeout, e.status))
+  for _, p in ipairs({50, 90, 99}) do
+    io.write(string.format("KILN lat_p%%d=%%d\n", p, latency:percentile(p)))
+  end
+  io.write(string.format("KILN lat_max=%%d\n", latency.max))
 end
 ''' % EVENT.decode()
 
@@ -182,17 +235,17 @@ def server_timing(h):
     return (float(k.group(1)) if k else None, float(v.group(1)) if v else None)
 
 
-def wrk(url, conns, seconds, work):
+def wrk(url, conns, seconds, work, script=WRK_LUA, name="echo.lua", timeout_s=30):
     """One wrk run; returns a dict of its figures (latencies in µs)."""
-    lua = Path(work) / "echo.lua"
-    lua.write_text(WRK_LUA)
+    lua = Path(work) / name
+    lua.write_text(script)
     argv = ["wrk", "-t", str(min(conns, 2)), "-c", str(conns), "-d", f"{seconds}s",
-            "--timeout", "30s", "-s", str(lua), url]
+            "--timeout", f"{timeout_s}s", "-s", str(lua), url]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
     if out.returncode != 0:
         raise bl.BenchError(f"wrk failed: {out.stderr}")
     text = out.stdout
-    r = {"argv": " ".join(argv[:-3] + ["echo.lua", url])}
+    r = {"argv": " ".join(argv[:-3] + [name, url])}
     m = re.search(r"Requests/sec:\s+([\d.]+)", text)
     r["rps"] = float(m.group(1)) if m else None
     m = re.search(r"(\d+) requests in", text)
@@ -255,6 +308,15 @@ def fmt_ms(v):
 
 
 def run(args):
+    if args.only == "load":
+        return run_load(args)
+    rc = run_main(args)
+    if args.only == "all":
+        rc = run_load(args) or rc
+    return rc
+
+
+def run_main(args):
     build = Path(args.build).resolve()
     if not bl.kvm_usable():
         print("bench: SKIPPED kilnd group: /dev/kvm is not usable", file=sys.stderr)
@@ -498,8 +560,116 @@ def report(res, started, load_before, seconds, ncold, nvms, quick):
                       "## kilnd", body)
 
 
+def run_load(args):
+    """Part 5: 200 clients for 60 s against one warm function."""
+    build = Path(args.build).resolve()
+    if not bl.kvm_usable():
+        print("bench: SKIPPED kilnd load: /dev/kvm is not usable", file=sys.stderr)
+        return 0
+    if not shutil.which("wrk"):
+        raise bl.BenchError("wrk not found: run scripts/setup")
+    quick = bl.quick()
+    clients = bl.env_int("BENCH_LOAD_CLIENTS", 200)
+    seconds = bl.env_int("BENCH_LOAD_SECONDS", 10 if quick else 60)
+    nvms = bl.env_int("BENCH_LOAD_VMS", 4)
+    queue_timeout = 30
+    flags = shlex.split(args.kilnd_flags or "")
+    kernel = bl.find_kernel()
+    rootfs = bl.find_rootfs_python(build)
+    work = Path(tempfile.mkdtemp(prefix="kiln-bench-load-"))
+    started = datetime.datetime.now(datetime.timezone.utc)
+    res = {"flags": " ".join(flags)}
+    k = None
+    try:
+        bl.log(f"load: starting kilnd {' '.join(flags)}; deploying the echo function")
+        k = Kilnd(build, work / "kilnd", kernel, rootfs,
+                  extra=("--pool", str(nvms), "--mem-budget", str((nvms + 8) * 128), *flags))
+        k.deploy("load", max_instances=nvms, concurrency=nvms, queue_timeout=queue_timeout,
+                 keep_alive=3600)
+        # Every VM up and warm before the clock starts: nvms calls at once, twice.
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=nvms) as pool:
+            for _ in range(2):
+                list(pool.map(lambda _: k.invoke("load"), range(nvms)))
+        running = k.describe("load")["instances"]["running"]
+        url = f"http://127.0.0.1:{k.port}/function/load"
+        res["load_before"] = os.getloadavg()
+        bl.log(f"load: wrk, {clients} connections, {seconds} s ({running} VMs warm)")
+        res["w"] = wrk(url, clients, seconds, work, script=LOAD_LUA, name="load.lua",
+                       timeout_s=2 * queue_timeout + 30)
+        res["load_after"] = os.getloadavg()
+        res["vms"] = running
+        # Still serving afterwards.
+        k.invoke("load")
+        res["kilnd_alive"] = k.proc.poll() is None
+    except bl.BenchError as e:
+        raise bl.BenchError(f"{e}\nkilnd's log ends:\n{k.tail() if k else ''}") from None
+    finally:
+        if k:
+            k.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return report_load(res, started, clients, seconds, nvms, queue_timeout, quick)
+
+
+def report_load(res, started, clients, seconds, nvms, queue_timeout, quick):
+    w = res["w"]
+    ok, shed, other = int(w.get("ok", 0)), int(w.get("shed", 0)), int(w.get("other", 0))
+    errs = {e: int(w.get(f"err_{e}", 0)) for e in ("connect", "read", "write", "timeout")}
+    failed = other + sum(errs.values())
+    lb, la = res["load_before"], res["load_after"]
+    rows = [
+        ("clients (wrk connections), duration", f"{clients}, {seconds} s", "", ""),
+        ("warm VMs of the function (max_instances)", f"{res['vms']} ({nvms})", "", ""),
+        ("responses: 200 / 429 (queue_timeout passed) / other",
+         f"{ok} / {shed} / {other}", "", ""),
+        ("socket errors: connect / read / write / timeout",
+         " / ".join(str(errs[e]) for e in ("connect", "read", "write", "timeout")), "", ""),
+        ("failed calls (not 200, not 429)", f"{failed}", "0", verdict(failed == 0)),
+        ("throughput: 200s per second", f"{ok / seconds:.2f}", "", ""),
+        ("latency p50 / p90 / p99 / max (all responses, wrk)",
+         " / ".join(fmt_us(w.get(f"lat_{p}")) for p in ("p50", "p90", "p99", "max")), "", ""),
+        ("load average (1/5/15 min) before / after",
+         f"{lb[0]:.2f} {lb[1]:.2f} {lb[2]:.2f} / {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}", "", ""),
+        ("kilnd still answering after the run", "yes" if res["kilnd_alive"] else "NO", "yes",
+         verdict(res["kilnd_alive"])),
+    ]
+    head = ("Measurement", "kilnd", "Goal", "")
+    print(bl.text_rows(head, rows))
+    if quick:
+        bl.log("BENCH_QUICK: RESULTS.md left alone")
+        return 0 if failed == 0 else 1
+    flags = res["flags"] or "default flags"
+    info = bl.machine_info()
+    body = (f"## kilnd load ({flags})\n\n"
+            f"Last run: {started:%Y-%m-%d %H:%M} UTC, `bench/kilnd.py --only load"
+            + (f" --kilnd-flags '{res['flags']}'" if res["flags"] else "") + "`, on a shared "
+            "2-core machine with other work running (see the load averages): the figures are "
+            "a loaded machine's, and the guest's kernel code is emulated (nested kvm_pvm).\n\n"
+            + bl.md_rows(("Machine", ""), info) + "\n\n"
+            + bl.md_rows(head, rows) + "\n\n"
+            f"Method: kilnd (`--pool {nvms}`, its other defaults"
+            + (f", plus `{res['flags']}`" if res["flags"] else "") + ") serves a Python echo "
+            f"function (`max_instances` {nvms}, `concurrency` {nvms}, `queue_timeout` "
+            f"{queue_timeout} s); after {2 * nvms} warm-up calls ({nvms} at a time) "
+            f"`{w['argv']}` POSTs a 27-byte JSON event from {clients} connections for {seconds} s. "
+            "A Lua script counts responses by status. 429 is kilnd's documented answer to a call "
+            "that waited `queue_timeout` for a slot (docs/http-api.md); any other status, and "
+            "every socket error (wrk's --timeout is twice the queue timeout plus 30 s), is a "
+            "failed call. Latency is wrk's, over every response (200 and 429).\n")
+    bl.update_results(os.environ.get("BENCH_RESULTS", bl.ROOT / "bench" / "RESULTS.md"),
+                      f"## kilnd load ({flags})", body)
+    return 0 if failed == 0 else 1
+
+
+def add_args(ap):
+    ap.add_argument("--only", choices=("all", "main", "load"), default="all",
+                    help="main: parts 1-4; load: part 5 (200 clients); all: both")
+    ap.add_argument("--kilnd-flags", default="",
+                    help="extra kilnd flags, one shell-quoted string (e.g. the jail's)")
+
+
 def main():
-    return bl.group_main(run, __doc__)
+    return bl.group_main(run, __doc__, add_args=add_args)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 /* function_output.c - what goes to the host: ERROR and RESULT frames, and
  * the output of the handler or runtime: stdout and stderr read from their
  * pipes, cut into LOG frames by line (at most FN_MAX_LOG bytes an
- * invocation), exec mode's stdout kept as the body, and the end of stderr
- * kept for error messages. */
+ * invocation), exec mode's stdout kept as the body (the handler's process
+ * group is killed as soon as it passes PROTO_MAX_BODY), and the end of
+ * stderr kept for error messages. */
 #include "agent/function_internal.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -215,10 +217,16 @@ void fn_stream_read(struct fn *f, struct fn_stream *s)
 			return;
 		}
 		if (fn_is_body(f, s)) {
+			bool was = f->body_too_big;
+
 			if (f->body_too_big || bytebuf_used(&f->body) + (size_t)n > PROTO_MAX_BODY)
 				f->body_too_big = true;
 			else if (bytebuf_append(&f->body, chunk, (size_t)n) < 0)
 				f->body_too_big = true;
+			/* The answer is decided: stop the writer now rather than
+			 * drain it until its deadline (a handler writing GiBs). */
+			if (f->body_too_big && !was && f->proc.pid > 0)
+				kill(-f->proc.pid, SIGKILL);
 		} else {
 			fn_log_data(f, s, chunk, (size_t)n);
 		}

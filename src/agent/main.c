@@ -36,6 +36,7 @@
 #include "agent/ctlpage.h"
 #include "agent/mounts.h"
 #include "agent/supervise.h"
+#include "agent/tasklimit.h"
 #include "common/argv.h"
 #include "common/log.h"
 #include "common/proto.h"
@@ -300,6 +301,15 @@ int main(void)
 				sizeof(cmdline));
 	if (err == 0) {
 		ctl = init_open_ctl(cmdline);
+		/* threads-max is not namespaced: only in a kiln microVM (its
+		 * control page found in /dev/mem), never as PID 1 of a
+		 * namespace on a host (tests/e2e/test_init_ns.py). */
+		if (pid1 && ctl && !getenv("KILN_INIT_MEM_FILE")) {
+			int e = tasklimit_apply("/proc/sys/kernel/threads-max",
+						TASKLIMIT_THREADS_MAX);
+			if (e)
+				log_warn("cannot limit the guest's tasks: %s", strerror(-e));
+		}
 		/* Listening before "ready": ready means the host may connect. */
 		agent = init_start_agent(cmdline, pid1);
 	}

@@ -19,6 +19,12 @@ void log_set_level(enum log_level level);
 /* Returns the current level. */
 enum log_level log_get_level(void);
 
+/* Caps stderr at max bytes when it is a regular file (a VMM's log that a
+ * guest could make grow with warnings): past it the file is emptied and
+ * restarts with a marker line (common/capfile.h). 0: no cap (the default).
+ * Call before other threads log. */
+void log_cap_file(unsigned long long max);
+
 /* Prints "program: level: message\n" to stderr as one write(2), so lines
  * from different threads never interleave. */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

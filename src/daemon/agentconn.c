@@ -136,7 +136,10 @@ int agentconn_io(struct agentconn *c)
 		}
 		c->out_off += (size_t)n;
 	}
-	for (;;) {
+	/* At most AGENTCONN_READ_BURST per call: a guest that never stops
+	 * sending gets its turn again from the (level-triggered) loop, after
+	 * the other VMs, and its buffer stays bounded. */
+	for (size_t got = 0; got < AGENTCONN_READ_BURST;) {
 		ssize_t n;
 		if (c->in_off && c->in_off == c->in_len)
 			c->in_off = c->in_len = 0;
@@ -162,6 +165,7 @@ int agentconn_io(struct agentconn *c)
 			break;
 		}
 		c->in_len += (size_t)n;
+		got += (size_t)n;
 	}
 	if (c->state == AGENTCONN_HANDSHAKE)
 		return handshake(c);

@@ -40,8 +40,12 @@ int agentconn_open(const char *uds_path, uint32_t port, struct agentconn **out);
 /* Closes and frees. Accepts NULL. */
 void agentconn_destroy(struct agentconn *c);
 
-/* Reads and writes what the socket allows. Returns 0 (check c->state), or
- * the connection's error once it is closed. */
+/* Bytes agentconn_io reads at most per call (the owner's loop is
+ * level-triggered and calls again while more is there). */
+#define AGENTCONN_READ_BURST (1024U * 1024)
+
+/* Reads (at most AGENTCONN_READ_BURST) and writes what the socket allows.
+ * Returns 0 (check c->state), or the connection's error once it is closed. */
 int agentconn_io(struct agentconn *c);
 
 /* True when output is waiting (poll for POLLOUT). */

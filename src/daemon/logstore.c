@@ -1,4 +1,5 @@
-/* logstore.c - per-function NDJSON log files with one rotation.
+/* logstore.c - per-function NDJSON log files with rotation: the current
+ * file and .1 are served; .2 to .keep are archived copies on disk.
  *
  * Writing: the lines of one logstore_append are encoded first (outside the
  * lock), then written with O_APPEND in batches of whole lines, one write(2)
@@ -51,6 +52,7 @@ struct logstore {
 	pthread_mutex_t lock;
 	int dirfd;
 	uint64_t max_bytes;
+	unsigned keep; /* rotated files kept: .1 (served) to .keep (archived) */
 	uint32_t next_gen;
 	struct fn *fns;
 };
@@ -188,6 +190,7 @@ int logstore_open(const char *dir, uint64_t max_bytes, struct logstore **out)
 	if (ret)
 		goto close_dir;
 	ls->max_bytes = max_bytes ? max_bytes : DEFAULT_MAX;
+	ls->keep = 1;
 	ls->next_gen = 1;
 	*out = ls;
 	return 0;
@@ -197,6 +200,35 @@ close_dir:
 free_ls:
 	free(ls);
 	return ret;
+}
+
+int logstore_set_keep(struct logstore *ls, unsigned keep)
+{
+	if (!ls || keep < 1 || keep > LOGSTORE_KEEP_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&ls->lock);
+	ls->keep = keep;
+	pthread_mutex_unlock(&ls->lock);
+	return 0;
+}
+
+/* Shifts the archived files up by one (.keep-1 -> .keep, ..., .1 -> .2)
+ * and removes the one past .keep (left by a larger keep before). Lock
+ * held. A missing file is no error. */
+static int shift_archive(struct logstore *ls, const char *function)
+{
+	char from[80], to[80];
+
+	snprintf(to, sizeof(to), "%s.log.%u", function, ls->keep + 1);
+	if (unlinkat(ls->dirfd, to, 0) != 0 && errno != ENOENT)
+		return -errno;
+	for (unsigned i = ls->keep; i > 1; i--) {
+		snprintf(from, sizeof(from), "%s.log.%u", function, i - 1);
+		snprintf(to, sizeof(to), "%s.log.%u", function, i);
+		if (renameat(ls->dirfd, from, ls->dirfd, to) != 0 && errno != ENOENT)
+			return -errno;
+	}
+	return 0;
 }
 
 void logstore_close(struct logstore *ls)
@@ -444,6 +476,9 @@ int logstore_append(struct logstore *ls, const char *function, const char *insta
 		}
 		if (size > 0 && size + batch + l > ls->max_bytes) {
 			close(fd);
+			ret = shift_archive(ls, function);
+			if (ret)
+				goto unlock;
 			if (renameat(ls->dirfd, cur, ls->dirfd, old) != 0) {
 				ret = -errno;
 				goto unlock;
@@ -883,6 +918,14 @@ int logstore_remove(struct logstore *ls, const char *function)
 		ret = -errno;
 	if (unlinkat(ls->dirfd, old, 0) != 0 && errno != ENOENT && !ret)
 		ret = -errno;
+	/* Every archived file a keep up to the largest could have left. */
+	for (unsigned i = 2; i <= LOGSTORE_KEEP_MAX + 1; i++) {
+		char name[80];
+
+		snprintf(name, sizeof(name), "%s.log.%u", function, i);
+		if (unlinkat(ls->dirfd, name, 0) != 0 && errno != ENOENT && !ret)
+			ret = -errno;
+	}
 	fn_drop(ls, function);
 	pthread_mutex_unlock(&ls->lock);
 	return ret;

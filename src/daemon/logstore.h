@@ -1,8 +1,13 @@
 /* logstore.h - the handlers' log lines, per function, as NDJSON files:
  *
  *   DIR/<function>.log     current file
- *   DIR/<function>.log.1   the previous one (rotation at max_bytes; two
- *                          files kept, so at most 2 * max_bytes per function)
+ *   DIR/<function>.log.1   the previous one (rotation at max_bytes)
+ *   DIR/<function>.log.N   older ones, 2 <= N <= keep (logstore_set_keep;
+ *                          default keep 1: none), on disk for the operator,
+ *                          not served by the readers below
+ *
+ * So a function's logs take at most (keep + 1) * max_bytes of disk, however
+ * much its guests print.
  *
  * Each line is one JSON object (jansson):
  *   {"name","instance","call_id","stream","timestamp","text"}
@@ -38,6 +43,14 @@ struct logstore;
  * max_bytes is the rotation size (0: 8 MiB; at most 64 GiB, else -EINVAL).
  * Returns 0 and *out, or -errno. */
 int logstore_open(const char *dir, uint64_t max_bytes, struct logstore **out);
+
+/* Largest number of rotated files kept per function. */
+#define LOGSTORE_KEEP_MAX 99U
+
+/* Sets how many rotated files each function keeps (1..LOGSTORE_KEEP_MAX;
+ * the default is 1: only .1). Rotation shifts .1 -> .2 ... and removes the
+ * file past .keep. Returns 0 or -EINVAL. */
+int logstore_set_keep(struct logstore *ls, unsigned keep);
 
 /* Closes it. Accepts NULL. */
 void logstore_close(struct logstore *ls);
@@ -82,10 +95,11 @@ int logstore_follow(struct logstore *ls, const char *function, uint64_t *cursor,
  * call's lines, from the current file, for Lambda's X-Amz-Log-Result. The
  * cut starts on a UTF-8 character boundary (so it may be a little shorter).
  * Returns 0 with a malloc'd *out (caller frees; "" when none) or -errno. */
-int logstore_call_tail(struct logstore *ls, const char *function, const char *call_id,
-		       size_t max, char **out, size_t *len);
+int logstore_call_tail(struct logstore *ls, const char *function, const char *call_id, size_t max,
+		       char **out, size_t *len);
 
-/* Removes the function's files. Returns 0 or -errno (missing is 0). */
+/* Removes the function's files, archived ones included. Returns 0 or
+ * -errno (missing is 0). */
 int logstore_remove(struct logstore *ls, const char *function);
 
 #endif

@@ -56,6 +56,9 @@ struct options {
 	unsigned max_connections_per_ip;
 	unsigned connection_timeout_s;
 	unsigned max_header_bytes;
+	/* function logs (docs/security.md, "Guest-facing limits") */
+	uint64_t log_max_bytes;
+	unsigned log_keep;
 };
 
 static void usage(FILE *f)
@@ -100,6 +103,12 @@ static void usage(FILE *f)
 	      "                       calls waiting for their function do not count as idle)\n"
 	      "  --max-header-bytes N request line and headers, at most (default 32768):\n"
 	      "                       more is answered 431 (headers) or 414 (URL)\n"
+	      "\n"
+	      "Function logs (docs/security.md):\n"
+	      "  --log-max-bytes N    rotate a function's log file at N bytes\n"
+	      "                       (default 8388608; 64 KiB to 64 GiB)\n"
+	      "  --log-keep N         rotated files kept per function (default 1;\n"
+	      "                       at most 99): at most (N + 1) x max-bytes of disk\n"
 	      "  -v, --verbose        debug logging\n"
 	      "  -h, --help           this help\n",
 	      f);
@@ -156,6 +165,10 @@ static int set_opt(struct options *o, const char *key, const char *val, char *er
 		o->connection_timeout_s = (unsigned)n;
 	else if (strcmp(key, "max-header-bytes") == 0 && n >= 4096 && n <= 1048576)
 		o->max_header_bytes = (unsigned)n;
+	else if (strcmp(key, "log-max-bytes") == 0 && n >= 65536 && n <= (1ULL << 36))
+		o->log_max_bytes = n;
+	else if (strcmp(key, "log-keep") == 0 && n >= 1 && n <= LOGSTORE_KEEP_MAX)
+		o->log_keep = (unsigned)n;
 	else {
 		snprintf(err, esz, "--%s: '%s' is out of range or not an option", key, val);
 		return -EINVAL;
@@ -251,6 +264,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"max-connections-per-ip", required_argument, NULL, 0},
 		{"connection-timeout", required_argument, NULL, 0},
 		{"max-header-bytes", required_argument, NULL, 0},
+		{"log-max-bytes", required_argument, NULL, 0},
+		{"log-keep", required_argument, NULL, 0},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -594,7 +609,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/logs", state);
-	if ((rc = logstore_open(path, 0, &k.logs))) {
+	if ((rc = logstore_open(path, o.log_max_bytes, &k.logs)) ||
+	    (rc = logstore_set_keep(k.logs, o.log_keep ? o.log_keep : 1))) {
 		fprintf(stderr, "kilnd: error: logs in %s: %s\n", path, strerror(-rc));
 		goto out;
 	}

@@ -30,10 +30,17 @@
  * guests run their kernel emulated and share the cores, a restored guest
  * has been seen to miss kiln-vmm's 5 s CONNECT window twice in a row. */
 #define CONNECT_TIMEOUT_MS 30000
-#define AGENT_CONNECTS_MAX 6	 /* agent connections per restore, at most */
-#define CALL_GRACE_MS	   5000	 /* past a call's timeout before kilnd gives up */
-#define QUEUE_MAX	   10000 /* calls waiting per function */
-#define TICK_MS		   50
+#define AGENT_CONNECTS_MAX 6	/* agent connections per restore, at most */
+#define CALL_GRACE_MS	   5000 /* past a call's timeout before kilnd gives up */
+/* Log bytes a VM may send per call (kiln-init sends at most 1 MiB of a
+ * call's output, FN_MAX_LOG, plus its truncation note): more comes from a
+ * guest that does not play by the rules and is dropped, so a flood costs
+ * kilnd's loop a counter per frame, not a log line. */
+#define LOG_CALL_MAX	(1024 * 1024 + 64 * 1024)
+#define LOG_CAPPED_NOTE "[kilnd: this call's log output passed its cap; the rest was dropped]"
+
+#define QUEUE_MAX 10000 /* calls waiting per function */
+#define TICK_MS	  50
 
 /* ---- calls -------------------------------------------------------------- */
 
@@ -132,7 +139,9 @@ struct svm {
 	int64_t connect_deadline_ms;
 	int64_t restore_ns; /* when the restore was asked for */
 	uint32_t acks_wanted;
-	unsigned connects; /* agent connections tried since the restore */
+	unsigned connects;  /* agent connections tried since the restore */
+	uint64_t log_bytes; /* LOG payload bytes since the last call started */
+	bool log_capped;    /* LOG_CALL_MAX passed: the note is written */
 	bool dying;
 	struct svm *next;
 };
@@ -440,6 +449,8 @@ static void start_call_on(struct sched *s, struct svm *vm, struct call *c, bool 
 	call_add_ctx(c, "memory_limit_mb", num);
 	vm->call = c;
 	vm->state = VM_BUSY;
+	vm->log_bytes = 0;
+	vm->log_capped = false;
 	c->cold = cold;
 	c->version = vm->version;
 	snprintf(c->vm_id, sizeof(c->vm_id), "%s", vm->proc->id);
@@ -718,6 +729,18 @@ static void on_frame(struct sched *s, struct svm *vm, const struct proto_header 
 		struct proto_log lg;
 		if (proto_decode_log(p, h->length, &lg) || !vm->fn || !s->cfg.logs)
 			return;
+		vm->log_bytes += lg.data.len;
+		if (vm->log_bytes > LOG_CALL_MAX) {
+			if (vm->log_capped)
+				return;
+			vm->log_capped = true;
+			log_warn("vm %s (%s): more than %d bytes of logs in one call: dropping the "
+				 "rest",
+				 vm->proc->id, vm->fn->name, LOG_CALL_MAX);
+			lg.stream = PROTO_STREAM_STDERR;
+			lg.data.ptr = (const uint8_t *)LOG_CAPPED_NOTE;
+			lg.data.len = (uint32_t)strlen(LOG_CAPPED_NOTE);
+		}
 		{
 			int r = logstore_append(
 				s->cfg.logs, vm->fn->name, vm->proc->id,

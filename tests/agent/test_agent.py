@@ -372,6 +372,19 @@ def test_sh_exec_big_io(agent):
         assert r.status == kc.STATUS_UNHANDLED and r.error_type == "Runtime.ResponseTooLarge"
 
 
+def test_sh_exec_endless_stdout_is_stopped_at_the_cap(agent):
+    # A handler that would write forever is killed once its body passes
+    # 6 MiB, not drained until its deadline (120 s here).
+    with agent.client() as c:
+        c.load({}, runtime="sh", mode="exec", handler="cat /dev/zero")
+        t = time.monotonic()
+        r = c.invoke(b"", deadline_ms=120000)
+        assert r.status == kc.STATUS_UNHANDLED and r.error_type == "Runtime.ResponseTooLarge", r
+        assert time.monotonic() - t < 60
+        c.load({}, runtime="sh", mode="exec", handler="echo fine")
+        assert c.invoke(b"").body == b"fine\n"
+
+
 # ---- bad input ---------------------------------------------------------------------
 
 def expect_error(c, code):

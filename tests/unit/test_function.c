@@ -1,6 +1,8 @@
 /* test_function.c - the pure helpers of kiln-init's function module
  * (src/agent/function_internal.h), built with the agent's sources: the
- * stderr tail kept for error messages, and the name checks of LOAD. */
+ * stderr tail kept for error messages, and the name checks of LOAD; and
+ * kiln-init's task limit (src/agent/tasklimit.c, built with the same
+ * sources) against a file standing in for /proc/sys/kernel/threads-max. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,7 +11,13 @@
 
 #include <string.h>
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "agent/function_internal.h"
+#include "agent/tasklimit.h"
 
 static struct proto_bytes view(const char *s)
 {
@@ -108,6 +116,64 @@ static void test_env_name_ok(void **state)
 	assert_false(fn_env_name_ok(view("A-B")));
 }
 
+static void sysctl_file(char *path, const char *content)
+{
+	FILE *fp;
+	int fd;
+
+	strcpy(path, "/tmp/kiln-test-threads-max-XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(content, fp);
+	fclose(fp);
+}
+
+static void sysctl_expect(const char *path, const char *want)
+{
+	char buf[64] = "";
+	FILE *fp = fopen(path, "r");
+	size_t n;
+
+	assert_non_null(fp);
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	buf[n] = '\0';
+	fclose(fp);
+	assert_string_equal(buf, want);
+}
+
+/* The limit is lowered, never raised; garbage is refused untouched. */
+static void test_tasklimit(void **state)
+{
+	char path[64];
+
+	(void)state;
+	sysctl_file(path, "15890\n");
+	assert_int_equal(tasklimit_apply(path, 512), 0);
+	sysctl_expect(path, "512\n");
+	assert_int_equal(tasklimit_apply(path, 4096), 0);
+	sysctl_expect(path, "512\n");
+	assert_int_equal(tasklimit_apply(path, 0), -EINVAL);
+	unlink(path);
+
+	sysctl_file(path, "100\n");
+	assert_int_equal(tasklimit_apply(path, 512), 0);
+	sysctl_expect(path, "100\n");
+	unlink(path);
+
+	sysctl_file(path, "12x\n");
+	assert_int_equal(tasklimit_apply(path, 512), -EINVAL);
+	sysctl_expect(path, "12x\n");
+	unlink(path);
+
+	sysctl_file(path, "");
+	assert_int_equal(tasklimit_apply(path, 512), -EIO);
+	unlink(path);
+	assert_int_equal(tasklimit_apply(path, 512), -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -117,6 +183,7 @@ int main(void)
 		cmocka_unit_test(test_tail_nul_replaced),
 		cmocka_unit_test(test_name_ok),
 		cmocka_unit_test(test_env_name_ok),
+		cmocka_unit_test(test_tasklimit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

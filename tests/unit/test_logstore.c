@@ -481,6 +481,55 @@ static void test_rotation(void **state)
 	free(out);
 }
 
+/* With keep 3, rotations shift .1 -> .2 -> .3 and drop what is older:
+ * disk use stays at most 4 files of max_bytes however much is written;
+ * the archived files hold older lines in order; a lower keep later drops
+ * the file past it; remove takes every archived file. */
+static void test_rotation_keep(void **state)
+{
+	struct fixture *fx = *state;
+	char path[200], *text;
+	struct stat st;
+	size_t len;
+	int first[5] = {-1, -1, -1, -1, -1};
+
+	assert_int_equal(logstore_set_keep(fx->ls, 0), -EINVAL);
+	assert_int_equal(logstore_set_keep(fx->ls, LOGSTORE_KEEP_MAX + 1), -EINVAL);
+	assert_int_equal(logstore_set_keep(fx->ls, 3), 0);
+	append_numbered(fx, "arc", 0, 400); /* ~50 rotations of 1000 bytes */
+	for (int i = 0; i <= 3; i++) {
+		if (i)
+			snprintf(path, sizeof(path), "%s/arc.log.%d", fx->path, i);
+		else
+			snprintf(path, sizeof(path), "%s/arc.log", fx->path);
+		assert_int_equal(stat(path, &st), 0);
+		assert_true(st.st_size > 0 && st.st_size <= 1000);
+		text = slurp(path, &len);
+		assert_non_null(text);
+		assert_int_equal(sscanf(strstr(text, "\"text\":\"line ") + 13, "%d", &first[i]), 1);
+		free(text);
+	}
+	/* Newest first: current > .1 > .2 > .3, all from the end of the run. */
+	assert_true(first[0] > first[1] && first[1] > first[2] && first[2] > first[3]);
+	assert_true(first[3] >= 400 - 5 * 8);
+	snprintf(path, sizeof(path), "%s/arc.log.4", fx->path);
+	assert_int_not_equal(stat(path, &st), 0);
+
+	/* keep lowered to 2: the next rotation removes .3 */
+	assert_int_equal(logstore_set_keep(fx->ls, 2), 0);
+	append_numbered(fx, "arc", 400, 410);
+	snprintf(path, sizeof(path), "%s/arc.log.3", fx->path);
+	assert_int_not_equal(stat(path, &st), 0);
+	snprintf(path, sizeof(path), "%s/arc.log.2", fx->path);
+	assert_int_equal(stat(path, &st), 0);
+
+	assert_int_equal(logstore_remove(fx->ls, "arc"), 0);
+	for (int i = 1; i <= 3; i++) {
+		snprintf(path, sizeof(path), "%s/arc.log.%d", fx->path, i);
+		assert_int_not_equal(stat(path, &st), 0);
+	}
+}
+
 static void test_follow(void **state)
 {
 	struct fixture *fx = *state;
@@ -771,6 +820,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_long_lines, setup_big, teardown),
 		cmocka_unit_test_setup_teardown(test_since_tail, setup_big, teardown),
 		cmocka_unit_test_setup_teardown(test_rotation, setup_small, teardown),
+		cmocka_unit_test_setup_teardown(test_rotation_keep, setup_small, teardown),
 		cmocka_unit_test_setup_teardown(test_follow, setup_small, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_line, setup_big, teardown),
 		cmocka_unit_test_setup_teardown(test_call_tail, setup_big, teardown),

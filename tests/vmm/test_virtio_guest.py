@@ -93,3 +93,36 @@ def test_malformed_queue_needs_reset(vmm, disk, guest, why):
     assert "the device needs a reset" in r.stderr, r.describe()
     assert why in r.stderr, r.describe()
     assert disk.read_bytes() == before
+
+
+def test_vsock_lies_and_notification_flood(vmm, tmp_path):
+    """vsock_attack.S: a packet whose header claims 2 GiB it does not carry,
+    a payload descriptor of 4 GiB - 1 outside guest RAM, 30,000
+    notifications (queue numbers valid and not), then a real connection
+    that must reach the host listener and be answered."""
+    import socket
+
+    uds = tmp_path / "v.sock"
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsock.bind(f"{uds}_1234")
+    lsock.listen(8)
+    lsock.settimeout(0)
+    try:
+        r = vmm.boot("vsock_attack", "--vsock-uds", uds, "--mem", "64")
+        assert_guest_ok(r, "vsock attack ok\n")
+        assert "lying length: answered with RST = 0x00000003 ok" in r.stdout, r.describe()
+        # The 4 GiB descriptor broke the queue (reported), not kiln-vmm.
+        assert "buffer outside guest RAM" in r.stderr, r.describe()
+        assert "the device needs a reset" in r.stderr, r.describe()
+        # Only the real request reached the host (the lying one was reset).
+        conns = []
+        while True:
+            try:
+                conns.append(lsock.accept()[0])
+            except BlockingIOError:
+                break
+        assert len(conns) == 1, r.describe()
+        for c in conns:
+            c.close()
+    finally:
+        lsock.close()

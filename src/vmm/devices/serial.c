@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/capfile.h"
 #include "common/log.h"
 #include "common/reason.h"
 
@@ -88,6 +89,7 @@
 struct serial {
 	pthread_mutex_t lock;
 	int out_fd;
+	struct capfile out_cap;
 	struct irq_line irq;
 	int irq_level; /* last level given to irq_line_set */
 	bool out_error_logged;
@@ -126,9 +128,11 @@ static void serial_flush_locked(struct serial *s)
 	size_t off = 0;
 
 	while (s->out_fd >= 0 && off < s->out_len) {
-		ssize_t n = write(s->out_fd, s->out + off, s->out_len - off);
+		size_t room = capfile_reserve(&s->out_cap, s->out_len - off);
+		ssize_t n = room ? write(s->out_fd, s->out + off, room) : 0;
 
 		if (n > 0) {
+			capfile_wrote(&s->out_cap, (size_t)n);
 			off += (size_t)n;
 			continue;
 		}
@@ -426,6 +430,7 @@ struct serial *serial_create(int out_fd, struct irq_line irq)
 	if (pthread_mutex_init(&s->lock, NULL) != 0)
 		goto out_free;
 	s->out_fd = out_fd;
+	capfile_init(&s->out_cap, out_fd, SERIAL_FILE_MAX);
 	s->irq = irq;
 	s->irq_level = 0;
 	/* Master-reset state (all registers 0, no FIFOs, IRQs off); the
@@ -492,6 +497,7 @@ void serial_set_output(struct serial *s, int out_fd)
 	pthread_mutex_lock(&s->lock);
 	serial_flush_locked(s);
 	s->out_fd = out_fd;
+	capfile_init(&s->out_cap, out_fd, SERIAL_FILE_MAX);
 	s->out_error_logged = false;
 	pthread_mutex_unlock(&s->lock);
 }

@@ -11,8 +11,14 @@
 
 struct serial;
 
+/* The most a console written to a regular file holds: past it the file is
+ * emptied and restarts with a marker line (common/capfile.h), so a guest
+ * printing forever costs the host at most this much disk. */
+#define SERIAL_FILE_MAX (1U * 1024 * 1024)
+
 /* Returns a new UART that writes transmitted bytes to `out_fd` (not owned,
- * may be -1 to discard) and raises `irq`. NULL when out of memory. */
+ * may be -1 to discard; a regular file is capped at SERIAL_FILE_MAX) and
+ * raises `irq`. NULL when out of memory. */
 struct serial *serial_create(int out_fd, struct irq_line irq);
 
 /* Frees the UART. Accepts NULL. */
@@ -26,8 +32,9 @@ int serial_attach(struct serial *s, struct iobus *bus, uint16_t port);
  * number of bytes accepted (less than len when the backlog is full). */
 size_t serial_input(struct serial *s, const uint8_t *buf, size_t len);
 
-/* Sends transmitted bytes to `out_fd` from now on (not owned; -1 discards).
- * Pending output goes to the old fd first. Thread-safe. */
+/* Sends transmitted bytes to `out_fd` from now on (not owned; -1 discards;
+ * a regular file is capped at SERIAL_FILE_MAX, counting from its current
+ * offset). Pending output goes to the old fd first. Thread-safe. */
 void serial_set_output(struct serial *s, int out_fd);
 
 /* Flushes pending output, then appends the UART's registers, receive FIFO
