@@ -146,6 +146,8 @@ static int inputs_key(struct deployer *d, const char *image, const char *warm, c
 			goto out_unlock;
 		}
 		EVP_DigestUpdate(ctx, BASE_CMDLINE, strlen(BASE_CMDLINE));
+		/* The device set: every base has a network device (docs/networking.md). */
+		EVP_DigestUpdate(ctx, "net=none", 8);
 		if (warm)
 			EVP_DigestUpdate(ctx, warm, strlen(warm));
 		EVP_DigestFinal_ex(ctx, md, &mdlen);
@@ -322,7 +324,8 @@ static int build_base(struct job *j, const char *dir, char *err, size_t esz)
 				.cmdline = BASE_CMDLINE,
 				.disk = job_image(j),
 				.mem_mb = j->spec.memory_mb,
-				.vcpus = j->spec.vcpus};
+				.vcpus = j->spec.vcpus,
+				.net = "none"};
 	struct agentconn *c = NULL;
 	struct vmproc *vm;
 	struct proto_header h;
@@ -471,7 +474,8 @@ static int encode_load(const struct job *j, uint8_t **out, size_t *len)
 static int build_function(struct job *j, const char *base, const char *id, char *err, size_t esz)
 {
 	struct deployer *d = j->d;
-	struct vmproc_args a = {.vmm = d->cfg.vmm, .restore = base, .disk = job_image(j)};
+	struct vmproc_args a = {
+		.vmm = d->cfg.vmm, .restore = base, .disk = job_image(j), .net = "none"};
 	struct agentconn *c = NULL;
 	struct vmproc *vm;
 	uint8_t first[AGENTCONN_RESEED_MAX], *load = NULL;

@@ -196,6 +196,7 @@ static const char *const known_fields[] = {
 	"max_instances",
 	"keep_alive",
 	"code_sha256",
+	"network",
 	NULL,
 };
 
@@ -209,6 +210,7 @@ static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 	memset(out, 0, sizeof(*out));
 	out->memory_mb = 128;
 	out->vcpus = 1;
+	strcpy(out->network, "none");
 	out->timeout_s = 30;
 	out->concurrency = 10;
 	out->queue_timeout_s = 10;
@@ -276,6 +278,12 @@ static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 		return r;
 	if (!out->handler[0]) {
 		snprintf(err, esz, "handler: must not be empty");
+		return -EINVAL;
+	}
+	if ((r = get_str(obj, "network", out->network, sizeof(out->network), err, esz)))
+		return r;
+	if (strcmp(out->network, "none") != 0 && strcmp(out->network, "egress") != 0) {
+		snprintf(err, esz, "network: \"none\" or \"egress\"");
 		return -EINVAL;
 	}
 	d = out->memory_mb;
@@ -354,6 +362,8 @@ json_t *spec_to_json(const struct fn_spec *s)
 		      s->queue_timeout_s, "min_instances", (int)s->min_instances, "max_instances",
 		      (int)s->max_instances, "keep_alive", s->keep_alive_s, "code_sha256",
 		      s->code_sha256);
+	if (o)
+		json_object_set_new(o, "network", json_string(s->network));
 	return o;
 }
 
