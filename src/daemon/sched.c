@@ -135,8 +135,9 @@ struct svm {
 	uint32_t acks_wanted;
 	unsigned connects; /* agent connections tried since the restore */
 	bool dying;
-	bool net;		/* has a tap (a pool VM for functions with a network) */
-	struct vmnet_tap tap;	/* its slot and addresses (the fd is kiln-vmm's) */
+	bool net;	       /* has a tap (a pool VM for functions with a network) */
+	struct vmnet_tap tap;  /* its slot and addresses (the fd is kiln-vmm's) */
+	uint32_t net_frame_id; /* the NET frame sent after its restore */
 	struct svm *next;
 };
 
@@ -505,6 +506,7 @@ static int send_reseed(struct svm *vm)
 	if (n < 0)
 		return (int)n;
 	vm->acks_wanted++;
+	vm->net_frame_id = vm->next_id;
 	return agentconn_send(vm->ac, buf, (size_t)n);
 }
 
@@ -807,9 +809,14 @@ static void on_frame(struct sched *s, struct svm *vm, const struct proto_header 
 			return;
 		snprintf(msg, sizeof(msg), "the microVM's agent refused the call: %.*s",
 			 (int)em.message.len, (const char *)em.message.ptr);
-		if (vm->call && h->id == vm->call->frame_id)
+		if ((vm->call && h->id == vm->call->frame_id) ||
+		    (vm->net && h->id == vm->net_frame_id)) {
+			if (vm->net && h->id == vm->net_frame_id)
+				snprintf(msg, sizeof(msg),
+					 "the microVM's network could not be set up: %.*s",
+					 (int)em.message.len, (const char *)em.message.ptr);
 			vm_kill(s, vm, 502, msg);
-		else
+		} else
 			log_warn("vm %s: %s", vm->proc->id, msg);
 		return;
 	}
