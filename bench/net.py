@@ -181,7 +181,7 @@ def net_base(vmm, kernel, rootfs, build, work, timeout):
     g = bl.Guest(vmm, work, "netbase",
                  ["--kernel", kernel, "--mem", bl.GUEST_MEM_MIB, "--disk", rootfs,
                   "--vsock-uds", Path(work) / "netbase.vsock", "--net", "none",
-                  "--cmdline", bl.GUEST_CMDLINE])
+                  "--cmdline", bl.GUEST_CMDLINE + " kiln.netwarm=1"])
     try:
         g.wait_ready(timeout)
         with bl.connect_agent(g.uds) as c:

@@ -71,6 +71,56 @@ static void netcfg_sin(struct sockaddr *sa, uint32_t addr)
 	memcpy(sa, &sin, sizeof(sin));
 }
 
+int netcfg_warm(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	struct ifreq ifr = {0};
+	int s, l = -1, c = -1, a = -1, u = -1, ret = 0;
+	char b = 'k';
+
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	memcpy(ifr.ifr_name, "lo", 3);
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && !(ifr.ifr_flags & IFF_UP)) {
+		ifr.ifr_flags |= IFF_UP;
+		ioctl(s, SIOCSIFFLAGS, &ifr);
+	}
+	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (l < 0 || c < 0 || u < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(l, 1) < 0 || getsockname(l, (struct sockaddr *)&sa, &len) < 0 ||
+	    connect(c, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		ret = -errno;
+		goto out_close;
+	}
+	a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	if (a < 0 || write(c, &b, 1) != 1 || read(a, &b, 1) != 1) {
+		ret = -EIO;
+		goto out_close;
+	}
+	/* UDP: a datagram to the bound socket itself. */
+	sa.sin_port = 0;
+	len = sizeof(sa);
+	if (bind(u, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockname(u, (struct sockaddr *)&sa, &len) < 0 ||
+	    sendto(u, &b, 1, 0, (struct sockaddr *)&sa, sizeof(sa)) != 1 || read(u, &b, 1) != 1)
+		ret = -EIO;
+out_close:
+	if (a >= 0)
+		close(a);
+	if (u >= 0)
+		close(u);
+	if (c >= 0)
+		close(c);
+	if (l >= 0)
+		close(l);
+	close(s);
+	return ret;
+}
+
 int netcfg_apply(const char *ifname, const struct netcfg *cfg)
 {
 	struct ifreq ifr = {0};

@@ -27,4 +27,12 @@ int netcfg_parse(const uint8_t *p, size_t len, struct netcfg *out);
  * (-ENODEV: no such interface, the VM has no network device). */
 int netcfg_apply(const char *ifname, const struct netcfg *cfg);
 
+/* Runs the guest kernel's one-time network set-up once: brings the loopback
+ * up, makes a TCP connection and sends a UDP datagram over it. The first
+ * TCP connect of a kernel initialises its hash and sequence secrets and
+ * patches code (static keys): on the nested KVM of kiln's build machines
+ * that took 20 to 80 s, paid by every restored VM's first connection unless
+ * done before the base snapshot (kiln.netwarm=1). Returns 0 or -errno. */
+int netcfg_warm(void);
+
 #endif

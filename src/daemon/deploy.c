@@ -31,7 +31,8 @@
 #define CONNECT_TIMEOUT_MS 60000
 #define LOG_MAX		   (64 * 1024)
 
-#define BASE_CMDLINE "root=/dev/vda ro rootfstype=ext4 init=/sbin/kiln-init kiln.agent=1024 quiet"
+#define BASE_CMDLINE                                                                          \
+	"root=/dev/vda ro rootfstype=ext4 init=/sbin/kiln-init kiln.agent=1024 kiln.netwarm=1 quiet"
 
 /* Node's base snapshot is taken after one node has started and loaded this
  * (server mode): the snapshot's page cache then holds the parts of libnode,

@@ -157,6 +157,7 @@ def knet(netok, kvm, vmm, kernel, rootfs_python, tmp_path_factory):
 
 
 def deploy(k, name, **spec):
+    spec.setdefault("timeout", 300)  # a deadline for a loaded host, not a measurement
     r = k.deploy(name, FILES, runtime="python", **spec)
     assert r.status == 201, (r.status, r.body, k.tail())
     return r.json()

@@ -132,10 +132,25 @@ static void test_apply_and_replace(void **state)
 	close(fd);
 }
 
+/* The warm-up brings the namespace's loopback up and talks over it. */
+static void test_warm(void **state)
+{
+	uint32_t addr, mask;
+
+	(void)state;
+	if (!have_netns)
+		skip();
+	assert_int_equal(netcfg_warm(), 0);
+	addr_of("lo", &addr, &mask);
+	assert_int_equal(addr, inet_addr("127.0.0.1"));
+	assert_int_equal(netcfg_warm(), 0); /* again: harmless */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_warm),
 		cmocka_unit_test(test_apply_and_replace),
 	};
 
