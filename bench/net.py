@@ -309,7 +309,9 @@ TAP_EXEC = r'''
 import fcntl, os, struct, sys
 fd = os.open("/dev/net/tun", os.O_RDWR)
 fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH", sys.argv[1].encode(), 0x0002 | 0x1000 | 0x4000))
-os.dup2(fd, 3)
+if fd != 3:
+    os.dup2(fd, 3)
+os.set_inheritable(3, True)  # dup2(3, 3) would leave it close-on-exec
 os.execv(sys.argv[2], sys.argv[2:])
 '''
 
@@ -363,7 +365,9 @@ def restore_times(vmm, base, rootfs, work, n):
 def fmt(s):
     if not s:
         return ["-", "-", "-"]
-    return [f"{s['mibps']:.1f} MiB/s" if s["mibps"] else "-",
+    rate = s["mibps"]
+    return [("-" if not rate else f"{rate:.1f} MiB/s" if rate >= 1 else
+             f"{rate * 1024:.1f} KiB/s"),
             bl.fmt_dur(s["rtt_p50"]), bl.fmt_dur(s["rtt_p99"])]
 
 
