@@ -107,6 +107,10 @@ $(BUILD)/tests/unit/test_function: tests/unit/test_function.c $(AGENT_TEST_SRCS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(AGENT_TEST_SRCS) $(LIBCOMMON) -lcmocka $(LDLIBS)
 
+$(BUILD)/tests/unit/test_netcfg: tests/unit/test_netcfg.c src/agent/netcfg.c src/agent/netcfg.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< src/agent/netcfg.c -lcmocka $(LDLIBS)
+
 # Tiny hand-written guests: 64-bit code linked at 1 MiB into an ELF.
 $(BUILD)/tests/vmm/guests/%.elf: tests/vmm/guests/%.S tests/vmm/guests/guest.ld tests/vmm/guests/guest.h
 	@mkdir -p $(dir $@)

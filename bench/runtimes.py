@@ -27,7 +27,8 @@ Prints a table and rewrites the "## Runtimes" section of bench/RESULTS.md.
 Environment: BENCH_QUICK=1 (fewer calls, RESULTS.md left alone),
 BENCH_RUNTIMES_CALLS (calls per measurement, default 7; exec-mode forms
 get at most 3 here: each call is a fork and exec in an emulated kernel),
-BENCH_NODE=1, BENCH_RESULTS.
+BENCH_RUNTIMES_FORMS (e.g. `native,sh`: only those forms), BENCH_NODE=1,
+BENCH_RESULTS.
 """
 import base64
 import datetime
@@ -71,20 +72,23 @@ def native_bins(work):
 
 
 def forms(work, with_node):
-    """(name, runtime, spec fields, files, exec?) per measured form."""
+    """(name, runtime, spec fields, files, exec?, what the answer holds) per
+    measured form; BENCH_RUNTIMES_FORMS (comma-separated names) keeps some."""
     bins = native_bins(work)
     rows = [
-        ("python", "python", {}, {"handler.py": PY}, False),
+        ("python", "python", {}, {"handler.py": PY}, False, b"got"),
         ("python-exec", "python", {"mode": "exec", "handler": "python3 app.py"},
-         {"app.py": PY_EXEC}, True),
-        ("sh", "sh", {}, {"handler.sh": SH}, True),
+         {"app.py": PY_EXEC}, True, b"got"),
+        ("sh", "sh", {}, {"handler.sh": SH}, True, b"got"),
         ("native", "native", {"mode": "server", "handler": "bootstrap"},
-         {"bootstrap": (bins["server"], 0o755)}, False),
-        ("native-exec", "native", {}, {"bootstrap": (bins["exec"], 0o755)}, True),
+         {"bootstrap": (bins["server"], 0o755)}, False, b"HELLO KILN"),
+        ("native-exec", "native", {}, {"bootstrap": (bins["exec"], 0o755)}, True,
+         b"HELLO KILN"),
     ]
     if with_node:
-        rows.append(("node", "node", {}, {"index.js": NODE}, False))
-    return rows
+        rows.append(("node", "node", {}, {"index.js": NODE}, False, b"got"))
+    keep = os.environ.get("BENCH_RUNTIMES_FORMS")
+    return [r for r in rows if not keep or r[0] in keep.split(",")]
 
 
 def deploy(k, name, runtime, spec, files):
@@ -97,11 +101,11 @@ def deploy(k, name, runtime, spec, files):
     return time.monotonic() - t0
 
 
-def call(k, name, want_start=None):
+def call(k, name, want, want_start=None):
     t0 = time.monotonic_ns()
     st, h, out = k.request("POST", f"/function/{name}", EVENT, timeout=900)
     ns = time.monotonic_ns() - t0
-    if st != 200 or b"got" not in out:
+    if st != 200 or want not in out:
         raise bl.BenchError(f"invoke {name}: {st} {out[:300]!r}\n{k.tail()}")
     if want_start and h.get("x-kiln-start") != want_start:
         raise bl.BenchError(f"{name}: X-Kiln-Start {h.get('x-kiln-start')}, not {want_start}")
@@ -163,18 +167,18 @@ def run(args):
     k = None
     try:
         k = Kilnd(build, work / "kilnd", kernel, rootfs, extra=["--pool", "2", *extra])
-        for name, runtime, spec, files, is_exec in forms(work, with_node):
+        for name, runtime, spec, files, is_exec, want in forms(work, with_node):
             n = nexec if is_exec else ncalls
             bl.log(f"runtimes: {name}: deploying (cold and warm), {n} calls each")
             dep_s = deploy(k, f"{name}-cold", runtime, {**spec, "keep_alive": 0}, files)
             deploy(k, f"{name}-warm", runtime, {**spec, "keep_alive": 3600}, files)
             cold = []
-            call(k, f"{name}-cold")  # discarded: the first restore pays page cache misses
+            call(k, f"{name}-cold", want)  # discarded: the first restore pays page cache misses
             for _ in range(n):
                 wait_no_vm(k, f"{name}-cold")
-                cold.append(call(k, f"{name}-cold", "cold"))
-            call(k, f"{name}-warm")
-            warm = [call(k, f"{name}-warm", "warm") for _ in range(n)]
+                cold.append(call(k, f"{name}-cold", want, "cold"))
+            call(k, f"{name}-warm", want)
+            warm = [call(k, f"{name}-warm", want, "warm") for _ in range(n)]
             snap = k.describe(f"{name}-warm")["snapshot"] or {}
             res.append({"name": name, "runtime": runtime, "cold": cold, "warm": warm,
                         "deploy_s": dep_s, "base": base_of(k, f"{name}-warm"),

@@ -1,5 +1,6 @@
 /* agent.c - kiln-init's agent: listener, connections, the poll loop. */
 #include "agent/agent.h"
+#include "agent/netcfg.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -210,6 +211,24 @@ static void agent_dispatch(struct agent *a, struct agent_conn *c, const struct p
 		else
 			agent_reply_raw(c, PROTO_ACK, h->id, NULL, 0);
 		break;
+	case PROTO_NET: {
+		struct netcfg nc;
+
+		if (netcfg_parse(p, h->length, &nc) < 0) {
+			agent_error(a, c, h->id, PROTO_ERR_BAD_PAYLOAD, false,
+				    "NET takes \"ADDR/PREFIX GATEWAY\" or nothing");
+			break;
+		}
+		err = netcfg_apply("eth0", &nc);
+		if (err == -ENODEV && !nc.addr)
+			err = 0; /* no network device, and none wanted */
+		if (err)
+			agent_error(a, c, h->id, PROTO_ERR_INTERNAL, false,
+				    "cannot configure eth0: %s", strerror(-err));
+		else
+			agent_reply_raw(c, PROTO_ACK, h->id, NULL, 0);
+		break;
+	}
 	case PROTO_PING:
 		agent_reply_raw(c, PROTO_PONG, h->id, p, h->length);
 		break;

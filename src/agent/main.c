@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/netcfg.h"
 #include "agent/console.h"
 #include "agent/ctlpage.h"
 #include "agent/mounts.h"
@@ -309,6 +310,14 @@ int main(void)
 						TASKLIMIT_THREADS_MAX);
 			if (e)
 				log_warn("cannot limit the guest's tasks: %s", strerror(-e));
+		}
+		/* Before the base snapshot: what every restore's first
+		 * connection would pay otherwise (docs/networking.md). */
+		if (pid1 && strstr(cmdline, "kiln.netwarm=1")) {
+			int w = netcfg_warm();
+
+			if (w)
+				log_warn("network warm-up: %s", strerror(-w));
 		}
 		/* Listening before "ready": ready means the host may connect. */
 		agent = init_start_agent(cmdline, pid1);

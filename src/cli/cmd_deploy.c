@@ -41,6 +41,8 @@ static const char deploy_usage[] =
 	"      --min N               VMs kept warm even when idle (default 0)\n"
 	"      --max N               VMs at most (default 10)\n"
 	"      --keep-alive DURATION an idle VM is destroyed after this (default 60s)\n"
+	"      --network none|egress a network: egress reaches out through NAT\n"
+	"                            (default none: no network at all)\n"
 	"  -q, --quiet               no progress, only the URL\n"
 	"      --json                print the function's description as JSON\n"
 	"  -g, --gateway URL         kilnd's address (default $KILN_GATEWAY or\n"
@@ -59,6 +61,7 @@ enum {
 	OPT_MIN,
 	OPT_MAX,
 	OPT_KEEP_ALIVE,
+	OPT_NETWORK,
 	OPT_JSON,
 	OPT_FILTER,
 };
@@ -111,6 +114,10 @@ static int deploy_option(int c, const char *arg, struct fn_spec *s)
 		return opts_int("deploy", "--max", arg, 0, 1000000, &s->max_instances);
 	case OPT_KEEP_ALIVE:
 		return opts_duration("deploy", "--keep-alive", arg, &s->keep_alive_ms);
+	case OPT_NETWORK:
+		if (strcmp(arg, "none") && strcmp(arg, "egress"))
+			return opts_bad_value("deploy", "--network", arg, "expected none or egress");
+		return fn_set_string(&s->network, arg) ? KILN_EXIT_SERVER : 0;
 	}
 	return KILN_EXIT_USAGE;
 }
@@ -132,6 +139,7 @@ int cmd_deploy(struct cli_ctx *ctx, int argc, char **argv)
 		{"min", required_argument, NULL, OPT_MIN},
 		{"max", required_argument, NULL, OPT_MAX},
 		{"keep-alive", required_argument, NULL, OPT_KEEP_ALIVE},
+		{"network", required_argument, NULL, OPT_NETWORK},
 		{"quiet", no_argument, NULL, 'q'},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"gateway", required_argument, NULL, 'g'},
@@ -212,7 +220,7 @@ static const char up_usage[] =
 	"Usage: kiln up [-f kiln.yml] [--filter NAME]... [options]\n"
 	"\n"
 	"Deploys every function of a stack file (faas-cli's stack.yml shape: version,\n"
-	"provider: {name, gateway}, functions: NAME: {runtime, handler, code, mode,\n"
+	"provider: {name, gateway}, functions: NAME: {runtime, handler, code, mode, network,\n"
 	"environment, memory, vcpus, timeout, concurrency, queue_timeout, min, max,\n"
 	"keep_alive}). code paths are relative to the stack file's directory. The\n"
 	"gateway is --gateway, else $KILN_GATEWAY, else provider.gateway, "

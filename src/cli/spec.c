@@ -23,6 +23,7 @@ void fn_spec_clear(struct fn_spec *s)
 	free(s->mode);
 	free(s->code);
 	free(s->code_path);
+	free(s->network);
 	for (size_t i = 0; i < s->n_env; i++) {
 		free(s->env[i].key);
 		free(s->env[i].value);
@@ -151,6 +152,8 @@ int fn_spec_to_json(const struct fn_spec *s, const char *code_b64, json_t **out)
 		ok = put(o, "runtime", json_string(s->runtime));
 	if (ok && s->handler)
 		ok = put(o, "handler", json_string(s->handler));
+	if (ok && s->network)
+		ok = put(o, "network", json_string(s->network));
 	if (ok && s->mode)
 		ok = put(o, "mode", json_string(s->mode));
 	if (ok && code_b64)

@@ -23,6 +23,7 @@ struct fn_spec {
 	char *mode;	 /* "server", "exec", or NULL: kilnd's default */
 	char *code;	 /* a local directory or file to pack, or NULL */
 	char *code_path; /* a path on kilnd's host, or NULL */
+	char *network;	 /* "none", "egress", or NULL: kilnd's default (none) */
 	struct fn_env *env;
 	size_t n_env;
 	/* -1: not set */

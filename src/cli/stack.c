@@ -206,6 +206,8 @@ static int parse_function(struct ctx *c, const yaml_node_t *key, const yaml_node
 			rc = get_string(c, v, what, &f->handler);
 		else if (!strcmp(ks, "mode"))
 			rc = get_string(c, v, what, &f->mode);
+		else if (!strcmp(ks, "network"))
+			rc = get_string(c, v, what, &f->network);
 		else if (!strcmp(ks, "code"))
 			rc = get_string(c, v, what, &f->code);
 		else if (!strcmp(ks, "code_path"))

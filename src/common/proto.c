@@ -13,7 +13,7 @@ static const char *const proto_names[] = {
 	[PROTO_LOAD_OK] = "LOAD_OK", [PROTO_INVOKE] = "INVOKE",	    [PROTO_RESULT] = "RESULT",
 	[PROTO_LOG] = "LOG",	     [PROTO_ENTROPY] = "ENTROPY",   [PROTO_TIME] = "TIME",
 	[PROTO_ACK] = "ACK",	     [PROTO_PING] = "PING",	    [PROTO_PONG] = "PONG",
-	[PROTO_ERROR] = "ERROR",     [PROTO_TRACE] = "TRACE",
+	[PROTO_ERROR] = "ERROR",     [PROTO_TRACE] = "TRACE",	    [PROTO_NET] = "NET",
 };
 
 bool proto_type_known(uint8_t type)

@@ -68,6 +68,8 @@ enum proto_type {
 	PROTO_PONG = 0x0c,     /* the echo: the same raw data */
 	PROTO_ERROR = 0x0d,    /* either way: u32 code, str message */
 	PROTO_TRACE = 0x0e,    /* host -> guest: empty; guest -> host: text timeline */
+	PROTO_NET = 0x0f,      /* host -> guest: text "ADDR/PREFIX GATEWAY" or empty
+				* (no network); ACK when applied (docs/networking.md) */
 };
 
 /* RESULT status. */

@@ -23,6 +23,7 @@ struct kilnd {
 	struct metrics *metrics;
 	struct callback *callbacks;
 	struct sched *sched;
+	struct vmnet *net; /* functions' networks (vmnet.h) */
 	struct deployer *deployer;
 	struct http *http;
 	volatile bool stopping;

@@ -31,7 +31,8 @@
 #define CONNECT_TIMEOUT_MS 60000
 #define LOG_MAX		   (64 * 1024)
 
-#define BASE_CMDLINE "root=/dev/vda ro rootfstype=ext4 init=/sbin/kiln-init kiln.agent=1024 quiet"
+#define BASE_CMDLINE                                                                          \
+	"root=/dev/vda ro rootfstype=ext4 init=/sbin/kiln-init kiln.agent=1024 kiln.netwarm=1 quiet"
 
 /* Node's base snapshot is taken after one node has started and loaded this
  * (server mode): the snapshot's page cache then holds the parts of libnode,
@@ -146,6 +147,8 @@ static int inputs_key(struct deployer *d, const char *image, const char *warm, c
 			goto out_unlock;
 		}
 		EVP_DigestUpdate(ctx, BASE_CMDLINE, strlen(BASE_CMDLINE));
+		/* The device set: every base has a network device (docs/networking.md). */
+		EVP_DigestUpdate(ctx, "net=none", 8);
 		if (warm)
 			EVP_DigestUpdate(ctx, warm, strlen(warm));
 		EVP_DigestFinal_ex(ctx, md, &mdlen);
@@ -322,7 +325,8 @@ static int build_base(struct job *j, const char *dir, char *err, size_t esz)
 				.cmdline = BASE_CMDLINE,
 				.disk = job_image(j),
 				.mem_mb = j->spec.memory_mb,
-				.vcpus = j->spec.vcpus};
+				.vcpus = j->spec.vcpus,
+				.net = "none"};
 	struct agentconn *c = NULL;
 	struct vmproc *vm;
 	struct proto_header h;
@@ -471,7 +475,8 @@ static int encode_load(const struct job *j, uint8_t **out, size_t *len)
 static int build_function(struct job *j, const char *base, const char *id, char *err, size_t esz)
 {
 	struct deployer *d = j->d;
-	struct vmproc_args a = {.vmm = d->cfg.vmm, .restore = base, .disk = job_image(j)};
+	struct vmproc_args a = {
+		.vmm = d->cfg.vmm, .restore = base, .disk = job_image(j), .net = "none"};
 	struct agentconn *c = NULL;
 	struct vmproc *vm;
 	uint8_t first[AGENTCONN_RESEED_MAX], *load = NULL;

@@ -27,6 +27,7 @@
 #include "daemon/metrics.h"
 #include "daemon/registry.h"
 #include "daemon/sched.h"
+#include "daemon/vmnet.h"
 #include "daemon/spec.h"
 #include "daemon/store.h"
 #include "daemon/util.h"
@@ -52,6 +53,8 @@ struct options {
 	char invoke_token_file[PATH_MAX];
 	char tls_cert[PATH_MAX];
 	char tls_key[PATH_MAX];
+	char net_range[32]; /* docs/networking.md */
+	char net_tag[8];
 	unsigned max_connections;
 	unsigned max_connections_per_ip;
 	unsigned connection_timeout_s;
@@ -103,12 +106,17 @@ static void usage(FILE *f)
 	      "                       calls waiting for their function do not count as idle)\n"
 	      "  --max-header-bytes N request line and headers, at most (default 32768):\n"
 	      "                       more is answered 431 (headers) or 414 (URL)\n"
+	      "  --net-range CIDR     addresses of functions' networks, one /30 per VM\n"
+	      "                       (default 10.200.0.0/16; docs/networking.md)\n"
+	      "  --net-tag TAG        names kilnd's taps kt<TAG>-N and nftables table\n"
+	      "                       kiln_<TAG> (default k; 1-4 letters or digits)\n"
 	      "\n"
 	      "Function logs (docs/security.md):\n"
 	      "  --log-max-bytes N    rotate a function's log file at N bytes\n"
 	      "                       (default 8388608; 64 KiB to 64 GiB)\n"
 	      "  --log-keep N         rotated files kept per function (default 1;\n"
 	      "                       at most 99): at most (N + 1) x max-bytes of disk\n"
+	      "\n"
 	      "  -v, --verbose        debug logging\n"
 	      "  -h, --help           this help\n",
 	      f);
@@ -138,6 +146,8 @@ static int set_opt(struct options *o, const char *key, const char *val, char *er
 	STR("invoke-token-file", invoke_token_file)
 	STR("tls-cert", tls_cert)
 	STR("tls-key", tls_key)
+	STR("net-range", net_range)
+	STR("net-tag", net_tag)
 #undef STR
 	if (strcmp(key, "verbose") == 0) {
 		o->verbose = strcmp(val, "false") != 0;
@@ -266,6 +276,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"max-header-bytes", required_argument, NULL, 0},
 		{"log-max-bytes", required_argument, NULL, 0},
 		{"log-keep", required_argument, NULL, 0},
+		{"net-range", required_argument, NULL, 0},
+		{"net-tag", required_argument, NULL, 0},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -507,6 +519,8 @@ int main(int argc, char **argv)
 			    .port = 8080,
 			    .pool = 2,
 			    .pause_after_ms = 2000,
+			    .net_range = "10.200.0.0/16",
+			    .net_tag = "k",
 			    .max_connections = HTTP_DEFAULT_MAX_CONNECTIONS,
 			    .connection_timeout_s = HTTP_DEFAULT_CONN_TIMEOUT_S,
 			    .max_header_bytes = HTTP_DEFAULT_CONN_MEMORY};
@@ -628,6 +642,12 @@ int main(int argc, char **argv)
 	sc.pause_after_ms = o.pause_after_ms;
 	sc.metrics = k.metrics;
 	sc.logs = k.logs;
+	k.net = vmnet_create(o.net_range, o.net_tag, path, sizeof(path));
+	if (!k.net) {
+		fprintf(stderr, "kilnd: error: %s\n", path);
+		goto out;
+	}
+	sc.net = k.net;
 	if ((rc = sched_create(&sc, &k.sched))) {
 		fprintf(stderr, "kilnd: error: scheduler: %s\n", strerror(-rc));
 		goto out;
@@ -686,6 +706,7 @@ out:
 	k.stopping = true;
 	http_quiesce(k.http);
 	sched_destroy(k.sched, DRAIN_MS);
+	vmnet_destroy(k.net); /* after every VM: kilnd's nftables table goes */
 	kilnd_logs_shutdown(&k);
 	deployer_release_waiters(k.deployer, "kilnd is stopping before the deploy finished; "
 					     "the next start marks it failed");

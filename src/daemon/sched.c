@@ -6,6 +6,7 @@
  * `lock` while it handles an event, and releases it while it waits.
  */
 #include "daemon/sched.h"
+#include "daemon/vmnet.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -143,6 +144,9 @@ struct svm {
 	uint64_t log_bytes; /* LOG payload bytes since the last call started */
 	bool log_capped;    /* LOG_CALL_MAX passed: the note is written */
 	bool dying;
+	bool net;	       /* has a tap (a pool VM for functions with a network) */
+	struct vmnet_tap tap;  /* its slot and addresses (the fd is kiln-vmm's) */
+	uint32_t net_frame_id; /* the NET frame sent after its restore */
 	struct svm *next;
 };
 
@@ -289,6 +293,8 @@ static void vm_free(struct sched *s, struct svm *vm)
 			s->committed_mb -= vm->mem_mb;
 	}
 	vmproc_destroy(vm->proc);
+	if (vm->net && s->cfg.net)
+		vmnet_tap_release(s->cfg.net, &vm->tap); /* the tap went with kiln-vmm */
 	free(vm);
 }
 
@@ -307,17 +313,46 @@ static void vm_kill(struct sched *s, struct svm *vm, int http_status, const char
 	vm_free(s, vm);
 }
 
-static struct svm *pool_spawn(struct sched *s, unsigned mem_mb, unsigned vcpus)
+/* A function's VMs have a network (a tap) when its spec asks for one. */
+static bool fn_net(const struct sfn *f)
+{
+	return strcmp(f->spec.network, "egress") == 0;
+}
+
+static struct svm *pool_spawn(struct sched *s, unsigned mem_mb, unsigned vcpus, bool net)
 {
 	struct vmproc_args a = {
 		.vmm = s->cfg.vmm, .prestart = true, .mem_mb = mem_mb, .vcpus = vcpus};
 	struct svm *vm = calloc(1, sizeof(*vm));
-	char id[32];
+	char id[32], err[256];
+	int r;
 
 	if (!vm)
 		return NULL;
 	snprintf(id, sizeof(id), "vm-%u", ++s->vm_seq);
-	if (vmproc_spawn(&a, s->cfg.run_dir, id, &vm->proc)) {
+	if (net) {
+		if (!s->cfg.net) {
+			log_error("a function asks for a network, but this kilnd has none");
+			free(vm);
+			return NULL;
+		}
+		if (vmnet_tap_create(s->cfg.net, &vm->tap, err, sizeof(err))) {
+			log_error("networking: %s", err);
+			free(vm);
+			return NULL;
+		}
+		vm->net = true;
+		a.has_tap = true;
+		a.tap_fd = vm->tap.fd;
+	}
+	r = vmproc_spawn(&a, s->cfg.run_dir, id, &vm->proc);
+	if (vm->net) {
+		close(vm->tap.fd); /* kiln-vmm has it now */
+		vm->tap.fd = -1;
+	}
+	if (r) {
+		if (vm->net)
+			vmnet_tap_release(s->cfg.net, &vm->tap);
 		free(vm);
 		return NULL;
 	}
@@ -341,19 +376,20 @@ static void pool_refill(struct sched *s)
 			continue;
 		for (struct svm *vm = s->vms; vm; vm = vm->next)
 			if (!vm->fn && vm->mem_mb == f->spec.memory_mb &&
-			    vm->vcpus == f->spec.vcpus)
+			    vm->vcpus == f->spec.vcpus && vm->net == fn_net(f))
 				have++;
 		while (have++ < s->cfg.pool_size)
-			if (!pool_spawn(s, f->spec.memory_mb, f->spec.vcpus))
+			if (!pool_spawn(s, f->spec.memory_mb, f->spec.vcpus, fn_net(f)))
 				break;
 	}
 }
 
-static struct svm *pool_take(struct sched *s, unsigned mem_mb, unsigned vcpus, bool *starting)
+static struct svm *pool_take(struct sched *s, unsigned mem_mb, unsigned vcpus, bool net,
+			     bool *starting)
 {
 	*starting = false;
 	for (struct svm *vm = s->vms; vm; vm = vm->next) {
-		if (vm->fn || vm->mem_mb != mem_mb || vm->vcpus != vcpus)
+		if (vm->fn || vm->mem_mb != mem_mb || vm->vcpus != vcpus || vm->net != net)
 			continue;
 		if (vm->state == VM_POOL_READY)
 			return vm;
@@ -462,6 +498,29 @@ static void start_call_on(struct sched *s, struct svm *vm, struct call *c, bool 
 		vm_kill(s, vm, 502, "cannot send the invocation to the microVM");
 }
 
+/* After a restore: ENTROPY and TIME, and for a VM with a tap its address
+ * (NET: the guest takes its own /30 whatever the snapshot had). Sets the
+ * ACKs to wait for. Returns 0 or -errno. */
+static int send_reseed(struct svm *vm)
+{
+	char cfg[64];
+	uint8_t buf[128];
+	ssize_t n;
+	int r = agentconn_send_reseed(vm->ac, ++vm->next_id);
+
+	vm->next_id++;
+	vm->acks_wanted = 2;
+	if (r || !vm->net)
+		return r;
+	n = vmnet_guest_config(&vm->tap, cfg, sizeof(cfg));
+	n = proto_encode_raw(buf, sizeof(buf), PROTO_NET, ++vm->next_id, cfg, (size_t)n);
+	if (n < 0)
+		return (int)n;
+	vm->acks_wanted++;
+	vm->net_frame_id = vm->next_id;
+	return agentconn_send(vm->ac, buf, (size_t)n);
+}
+
 /* Restores the function's snapshot into a pool VM (c may be NULL: a warm-up
  * for min_instances). Returns 0, or -EAGAIN when no pool VM is ready yet or
  * the memory budget is full, or -errno when the restore failed. */
@@ -478,14 +537,18 @@ static int cold_start(struct sched *s, struct sfn *f, struct call *c)
 		return -ENOENT; /* kilnd was restarted without this runtime's image */
 	if (!budget_make_room(s, f->spec.memory_mb))
 		return -EAGAIN;
-	vm = pool_take(s, f->spec.memory_mb, f->spec.vcpus, &starting);
+	vm = pool_take(s, f->spec.memory_mb, f->spec.vcpus, fn_net(f), &starting);
 	if (!vm) {
-		if (!starting)
-			pool_spawn(s, f->spec.memory_mb, f->spec.vcpus);
+		if (!starting && !pool_spawn(s, f->spec.memory_mb, f->spec.vcpus, fn_net(f)) &&
+		    fn_net(f))
+			return -ENETDOWN; /* no tap: the call fails, it would wait forever */
 		return -EAGAIN;
 	}
-	req = json_pack("{s:s, s:s, s:[s], s:s, s:s}", "op", "restore", "dir", f->snapshot, "disks",
-			disk, "vsock_uds", vm->proc->vsock, "console", vm->proc->console);
+	/* Every kilnd VM has a network device; only a function with a network
+	 * gets its VM's tap behind it (inherited as fd 3). */
+	req = json_pack("{s:s, s:s, s:[s], s:s, s:s, s:s}", "op", "restore", "dir", f->snapshot,
+			"disks", disk, "vsock_uds", vm->proc->vsock, "console", vm->proc->console,
+			"net", vm->net ? "tap-fd=3" : "none");
 	if (!req)
 		return -ENOMEM;
 	vm->restore_ns = util_mono_ns();
@@ -511,9 +574,7 @@ static int cold_start(struct sched *s, struct sfn *f, struct call *c)
 	vm->connects = 1;
 	r = agent_open(s, vm);
 	if (!r)
-		r = agentconn_send_reseed(vm->ac, ++vm->next_id);
-	vm->next_id++;
-	vm->acks_wanted = 2;
+		r = send_reseed(vm);
 	if (r) {
 		vm_kill(s, vm, 0, NULL);
 		return r;
@@ -606,6 +667,11 @@ static bool try_dispatch(struct sched *s, struct sfn *f, struct call *c)
 	r = cold_start(s, f, c);
 	if (r == -EAGAIN)
 		return false;
+	if (r == -ENETDOWN) {
+		call_finish(s, c, 503,
+			    "the function's network could not be set up (kilnd's log says why)");
+		return true;
+	}
 	if (r) {
 		call_finish(s, c, 502, "the function's microVM could not be restored");
 		return true;
@@ -766,9 +832,14 @@ static void on_frame(struct sched *s, struct svm *vm, const struct proto_header 
 			return;
 		snprintf(msg, sizeof(msg), "the microVM's agent refused the call: %.*s",
 			 (int)em.message.len, (const char *)em.message.ptr);
-		if (vm->call && h->id == vm->call->frame_id)
+		if ((vm->call && h->id == vm->call->frame_id) ||
+		    (vm->net && h->id == vm->net_frame_id)) {
+			if (vm->net && h->id == vm->net_frame_id)
+				snprintf(msg, sizeof(msg),
+					 "the microVM's network could not be set up: %.*s",
+					 (int)em.message.len, (const char *)em.message.ptr);
 			vm_kill(s, vm, 502, msg);
-		else
+		} else
 			log_warn("vm %s: %s", vm->proc->id, msg);
 		return;
 	}
@@ -796,9 +867,7 @@ static int agent_reconnect(struct sched *s, struct svm *vm)
 	vm->connects++;
 	r = agent_open(s, vm);
 	if (!r)
-		r = agentconn_send_reseed(vm->ac, ++vm->next_id);
-	vm->next_id++;
-	vm->acks_wanted = 2;
+		r = send_reseed(vm);
 	if (!r && vm->call)
 		return send_invoke(s, vm, vm->call);
 	if (!r) {

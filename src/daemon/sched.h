@@ -85,6 +85,7 @@ struct sched_config {
 	unsigned pause_after_ms; /* idle VMs are paused after this */
 	struct metrics *metrics;
 	struct logstore *logs;
+	struct vmnet *net; /* taps for functions with a network; NULL: none */
 };
 
 /* Creates the scheduler and starts its thread. Returns 0 and *out, -errno. */

@@ -196,6 +196,7 @@ static const char *const known_fields[] = {
 	"max_instances",
 	"keep_alive",
 	"code_sha256",
+	"network",
 	NULL,
 };
 
@@ -227,6 +228,7 @@ static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 	memset(out, 0, sizeof(*out));
 	out->memory_mb = 128;
 	out->vcpus = 1;
+	strcpy(out->network, "none");
 	out->timeout_s = 30;
 	out->concurrency = 10;
 	out->queue_timeout_s = 10;
@@ -307,6 +309,12 @@ static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 			 out->handler);
 		return -EINVAL;
 	}
+	if ((r = get_str(obj, "network", out->network, sizeof(out->network), err, esz)))
+		return r;
+	if (strcmp(out->network, "none") != 0 && strcmp(out->network, "egress") != 0) {
+		snprintf(err, esz, "network: \"none\" or \"egress\"");
+		return -EINVAL;
+	}
 	d = out->memory_mb;
 	if ((r = get_num(obj, "memory", 64, 4096, true, &d, err, esz)))
 		return r;
@@ -383,6 +391,8 @@ json_t *spec_to_json(const struct fn_spec *s)
 		      s->queue_timeout_s, "min_instances", (int)s->min_instances, "max_instances",
 		      (int)s->max_instances, "keep_alive", s->keep_alive_s, "code_sha256",
 		      s->code_sha256);
+	if (o)
+		json_object_set_new(o, "network", json_string(s->network));
 	return o;
 }
 

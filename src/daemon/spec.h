@@ -33,6 +33,7 @@ struct fn_spec {
 	unsigned max_instances;
 	double keep_alive_s;
 	char code_sha256[65]; /* filled by the deploy, "" before */
+	char network[8];      /* "none" (the default) or "egress" (docs/networking.md) */
 };
 
 /* True when name is a valid function name: [a-z0-9][a-z0-9_-]{0,62}. */

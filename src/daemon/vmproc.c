@@ -75,6 +75,10 @@ int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *i
 		argv[n++] = a->disk;
 		argv[n++] = "--vsock-uds";
 		argv[n++] = v->vsock;
+		if (a->net) {
+			argv[n++] = "--net";
+			argv[n++] = a->net;
+		}
 	} else {
 		argv[n++] = "--kernel";
 		argv[n++] = a->kernel;
@@ -88,6 +92,10 @@ int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *i
 		argv[n++] = v->vsock;
 		argv[n++] = "--cmdline";
 		argv[n++] = a->cmdline;
+		if (a->net) {
+			argv[n++] = "--net";
+			argv[n++] = a->net;
+		}
 	}
 	argv[n++] = "--api-sock";
 	argv[n++] = v->api;
@@ -113,6 +121,9 @@ int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *i
 			dup2(devnull, 0);
 		dup2(logfd, 1);
 		dup2(logfd, 2);
+		/* The VM's tap as fd 3 (`--net tap-fd=3`), open across exec. */
+		if (a->has_tap && (a->tap_fd == 3 ? fcntl(3, F_SETFD, 0) : dup2(a->tap_fd, 3)) < 0)
+			_exit(127);
 		execv(a->vmm, (char *const *)argv);
 		_exit(127);
 	}

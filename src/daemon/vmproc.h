@@ -40,6 +40,11 @@ struct vmproc_args {
 	const char *disk;    /* the runtime's root image (read-only) */
 	unsigned mem_mb;     /* prestart and boot */
 	unsigned vcpus;
+	const char *net;     /* restore and boot: the --net spec ("none",
+			      * "tap-fd=3"); NULL: no --net */
+	bool has_tap;	     /* tap_fd is inherited by kiln-vmm as fd 3 (the
+			      * caller keeps and closes its own) */
+	int tap_fd;
 };
 
 /* Spawns kiln-vmm for args in a new directory run_dir/id (removed first if

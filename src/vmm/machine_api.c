@@ -10,6 +10,7 @@
 #include "vmm/kvmstats.h"
 #include "vmm/vcpu.h"
 #include "vmm/virtio/blk.h"
+#include "vmm/virtio/net.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -74,7 +75,8 @@ static json_t *machine_op_restore(struct machine *m, json_t *req)
 	struct machine_restore_times t = {0};
 	json_t *dir = json_object_get(req, "dir"), *err;
 	json_t *uds = json_object_get(req, "vsock_uds"), *console = json_object_get(req, "console");
-	char why[1024];
+	json_t *net = json_object_get(req, "net");
+	char why[1024], netspec[128];
 
 	if (!json_is_string(dir) || !*json_string_value(dir))
 		return api_error("restore needs \"dir\": the snapshot directory");
@@ -88,6 +90,14 @@ static json_t *machine_op_restore(struct machine *m, json_t *req)
 	if (uds)
 		p.devices[p.ndevices++] = (struct virtio_host){.ops = &virtio_vsock_device,
 							       .path = json_string_value(uds)};
+	if (net) {
+		if (!json_is_string(net) || json_string_length(net) >= sizeof(netspec))
+			return api_error("\"net\" must be a string: none, tap=NAME or tap-fd=N");
+		memcpy(netspec, json_string_value(net), json_string_length(net) + 1);
+		if (virtio_net_parse_spec(netspec, &p.devices[p.ndevices], why, sizeof(why)) < 0)
+			return api_error("\"net\": %s", why);
+		p.ndevices++;
+	}
 	if (machine_restore(m, &p, &t, why, sizeof(why)) < 0)
 		return api_error("restore failed: %s", why);
 	return json_pack("{s:b, s:s, s:f, s:f, s:f}", "ok", 1, "state", "running", "load_ms",

@@ -5,6 +5,7 @@
 #include "vmm/machine.h"
 #include "vmm/snapshot/snapshot.h"
 #include "vmm/virtio/blk.h"
+#include "vmm/virtio/net.h"
 #include "vmm/virtio/vsock.h"
 
 #include <errno.h>
@@ -25,7 +26,7 @@ static void vmm_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: kiln-vmm --kernel PATH [options]\n"
-		"       kiln-vmm --restore DIR [--disk ...] [--vsock-uds ...] [options]\n"
+		"       kiln-vmm --restore DIR [--disk ...] [--vsock-uds ...] [--net ...] [options]\n"
 		"       kiln-vmm --prestart --api-sock PATH [--mem MiB] [--vcpus N] [options]\n"
 		"       kiln-vmm ctl --api-sock PATH COMMAND ...   (kiln-vmm ctl --help)\n"
 		"\n"
@@ -47,6 +48,10 @@ static void vmm_usage(FILE *out)
 		"                       reach a guest port; the guest's connections to host\n"
 		"                       port P go to the socket PATH_P (docs/vsock.md)\n"
 		"  --vsock-cid N        the guest's vsock CID, 3 to 4294967294 (default %d)\n"
+		"  --net SPEC           a virtio-net device: SPEC is tap=NAME (a tap kiln-vmm\n"
+		"                       opens), tap-fd=N (an open tap inherited as fd N),\n"
+		"                       or none (no host side: frames are dropped), then\n"
+		"                       optionally ,mac=xx:xx:xx:xx:xx:xx (docs/networking.md)\n"
 		"  --rng                a virtio-rng device: the guest's entropy comes from\n"
 		"                       the host's getrandom\n"
 		"  --console PATH|stdio where guest console output goes (default stdio;\n"
@@ -111,7 +116,8 @@ static void vmm_ctl_usage(FILE *out)
 		     "  pause | resume | stop\n"
 		     "  snapshot DIR [--diff]    write a snapshot (full, or a diff against the\n"
 		     "                           snapshot the VM was restored from)\n"
-		     "  restore DIR [--disk PATH[,ro|rw]]... [--vsock-uds PATH] [--console PATH]\n"
+		     "  restore DIR [--disk PATH[,ro|rw]]... [--vsock-uds PATH] [--net SPEC]\n"
+		     "              [--console PATH]\n"
 		     "                           restore into a kiln-vmm started with --prestart\n"
 		     "  raw JSON                 send JSON as the request line\n"
 		     "\n"
@@ -177,6 +183,8 @@ static int vmm_ctl_main(int argc, char **argv)
 				json_object_set_new(req, "vsock_uds", json_string(argv[i + 1]));
 			else if (strcmp(argv[i], "--console") == 0)
 				json_object_set_new(req, "console", json_string(argv[i + 1]));
+			else if (strcmp(argv[i], "--net") == 0)
+				json_object_set_new(req, "net", json_string(argv[i + 1]));
 			else
 				goto out_extra;
 		}
@@ -283,6 +291,7 @@ int main(int argc, char **argv)
 		OPT_VSOCK_UDS,
 		OPT_VSOCK_CID,
 		OPT_RNG,
+		OPT_NET,
 		OPT_API_SOCK,
 		OPT_RESTORE,
 		OPT_PRESTART,
@@ -300,6 +309,7 @@ int main(int argc, char **argv)
 		{"vsock-uds", required_argument, NULL, OPT_VSOCK_UDS},
 		{"vsock-cid", required_argument, NULL, OPT_VSOCK_CID},
 		{"rng", no_argument, NULL, OPT_RNG},
+		{"net", required_argument, NULL, OPT_NET},
 		{"api-sock", required_argument, NULL, OPT_API_SOCK},
 		{"restore", required_argument, NULL, OPT_RESTORE},
 		{"prestart", no_argument, NULL, OPT_PRESTART},
@@ -319,6 +329,9 @@ int main(int argc, char **argv)
 	unsigned int ndisks = 0;
 	const char *vsock_uds = NULL;
 	uint64_t vsock_cid = 0;
+	struct virtio_host net = {0};
+	bool net_given = false;
+	char why[256];
 	struct machine *m;
 	const char *restore = NULL;
 	bool prestart = false, mem_given = false, vcpus_given = false, rng = false;
@@ -388,6 +401,17 @@ int main(int argc, char **argv)
 		case OPT_RNG:
 			rng = true;
 			break;
+		case OPT_NET:
+			if (net_given) {
+				log_error("--net: one network device at most");
+				goto out_usage;
+			}
+			if (virtio_net_parse_spec(optarg, &net, why, sizeof(why)) < 0) {
+				log_error("--net: %s", why);
+				goto out_usage;
+			}
+			net_given = true;
+			break;
 		case OPT_API_SOCK:
 			if (!*optarg) {
 				log_error("--api-sock needs a path");
@@ -445,8 +469,9 @@ int main(int argc, char **argv)
 			  "snapshot: drop --mem, --vcpus and --vsock-cid");
 		goto out_usage;
 	}
-	if (prestart && (ndisks || vsock_uds)) {
-		log_error("--prestart: the disks and vsock socket come with the restore request");
+	if (prestart && (ndisks || vsock_uds || net_given)) {
+		log_error("--prestart: the disks, vsock socket and network come with the restore "
+			  "request");
 		goto out_usage;
 	}
 	if ((restore || prestart) && rng) {
@@ -472,6 +497,8 @@ int main(int argc, char **argv)
 	if (vsock_uds && vmm_add_device(&cfg, &(struct virtio_host){.ops = &virtio_vsock_device,
 								    .path = vsock_uds,
 								    .cid = vsock_cid}) < 0)
+		goto out_usage;
+	if (net_given && vmm_add_device(&cfg, &net) < 0)
 		goto out_usage;
 	if (verbosity < 0)
 		log_set_level(LOG_WARN);

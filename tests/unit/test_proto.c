@@ -665,7 +665,7 @@ static void test_unknown_types(void **state)
 		assert_int_equal(proto_parse_frame(b, sizeof(b), &h, &payload), (ssize_t)sizeof(b));
 		assert_false(proto_type_known(h.type));
 	}
-	assert_int_equal(known, 14); /* HELLO .. TRACE */
+	assert_int_equal(known, 15); /* HELLO .. NET */
 }
 
 /* ---- malformed payloads ------------------------------------------------------------ */

@@ -486,6 +486,35 @@ def test_rng_device_snapshot_and_restore(vmm, tmp_path):
     assert_continuous(before, again.text())
 
 
+def test_net_device_snapshot_and_restore(vmm, tmp_path):
+    """A virtio-net device's host side is given again at restore (--net):
+    without it the restore is refused naming the network device, another MAC
+    than the snapshot's is refused, and with --net none (or another host
+    side) the guest goes on where it stopped."""
+    run = Run(vmm, tmp_path, "orig", "--kernel", vmm.guest("snap_count"),
+              "--net", "none,mac=02:00:00:00:00:07")
+    run.wait_ticks(3)
+    run.api.ok(op="pause")
+    run.api.ok(op="snapshot", dir=str(tmp_path / "ns"))
+    before = run.text()
+    run.finish()
+    r = vmm.run("--restore", tmp_path / "ns", "--console", tmp_path / "x.console")
+    assert r.returncode == 1 and any("network device" in l for l in r.error_lines()), \
+        r.describe()
+    r = vmm.run("--restore", tmp_path / "ns", "--net", "none,mac=02:00:00:00:00:08",
+                "--console", tmp_path / "y.console")
+    assert r.returncode == 1 and any("02:00:00:00:00:07" in l for l in r.error_lines()), \
+        r.describe()
+    r = vmm.run("--restore", tmp_path / "ns", "--net", "tap-fd=x",
+                "--console", tmp_path / "z.console")
+    assert r.returncode == 2, r.describe()
+    again = Run(vmm, tmp_path, "again", "--restore", tmp_path / "ns", "--net", "none")
+    again.wait_ticks(5)
+    res = again.finish()
+    assert res.returncode == 0, res.describe()
+    assert_continuous(before, again.text())
+
+
 # ---- the control socket -------------------------------------------------------------------
 
 def test_control_protocol_errors(vmm, tmp_path):

@@ -67,6 +67,7 @@ enum snap_section_type {
 	SNAP_SEC_VIRTIO_MMIO = 80,  /* instance = virtio slot */
 	SNAP_SEC_VIRTIO_BLK = 81,   /* instance = virtio slot */
 	SNAP_SEC_VIRTIO_VSOCK = 82, /* instance = virtio slot */
+	SNAP_SEC_VIRTIO_NET = 83,   /* instance = virtio slot */
 };
 
 /* ---- writing ------------------------------------------------------------- */

@@ -9,6 +9,7 @@ static const struct virtio_device_ops *const virtio_devices[] = {
 	&virtio_blk_device,
 	&virtio_vsock_device,
 	&virtio_rng_device,
+	&virtio_net_device,
 };
 
 const struct virtio_device_ops *virtio_device_find(uint32_t device_id)

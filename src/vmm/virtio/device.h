@@ -45,9 +45,16 @@ struct virtio_slot {
  * request). Strings are not owned and must outlive the create call. */
 struct virtio_host {
 	const struct virtio_device_ops *ops; /* the device's kind */
-	const char *path;		     /* blk: the image; vsock: the unix socket */
+	const char *path;		     /* blk: the image; vsock: the unix socket;
+					      * net: the tap's name (NULL and no fd: none) */
 	bool read_only;			     /* blk: offered read-only */
 	uint64_t cid;			     /* vsock: the guest CID (0: the default) */
+	bool has_fd;			     /* net: `fd` is an open tap (the device dups it;
+					      * the caller keeps its own) */
+	int fd;
+	bool has_mac;			     /* net: `mac` given (else the default, or the
+					      * snapshot's on restore) */
+	uint8_t mac[6];
 	unsigned int nth;		     /* 1-based among its kind (for messages) */
 };
 
@@ -111,6 +118,7 @@ struct virtio_device_ops {
 extern const struct virtio_device_ops virtio_blk_device;
 extern const struct virtio_device_ops virtio_vsock_device;
 extern const struct virtio_device_ops virtio_rng_device;
+extern const struct virtio_device_ops virtio_net_device;
 
 /* Returns the device kind with virtio id `device_id`, or NULL when kiln-vmm
  * has none. */

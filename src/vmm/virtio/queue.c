@@ -264,6 +264,31 @@ int virtq_push(struct virtq *q, uint16_t head, uint32_t written)
 	return 0;
 }
 
+int virtq_push_many(struct virtq *q, const uint16_t *heads, const uint32_t *lens, unsigned int n)
+{
+	uint8_t *used, *elem;
+
+	if (!virtq_usable(q))
+		return -EIO;
+	if (n > q->size)
+		return virtq_fail(q, "device pushed more requests than the queue holds");
+	used = virtq_used(q);
+	if (!used)
+		return virtq_fail(q, "used ring outside guest RAM");
+	for (unsigned int i = 0; i < n; i++) {
+		if (heads[i] >= q->size)
+			return virtq_fail(q, "device pushed an out-of-range head");
+		elem = used + VIRTQ_RING_ENTRY + 8 * (size_t)((uint16_t)(q->used_idx + i) % q->size);
+		virtq_store32(elem, heads[i]);
+		virtq_store32(elem + 4, lens[i]);
+	}
+	q->used_idx = (uint16_t)(q->used_idx + n);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n((uint16_t *)(void *)(used + VIRTQ_RING_IDX), q->used_idx,
+			 __ATOMIC_RELEASE);
+	return 0;
+}
+
 bool virtq_should_notify(struct virtq *q)
 {
 	uint8_t *avail;

@@ -99,6 +99,12 @@ int virtq_push(struct virtq *q, uint16_t head, uint32_t written);
  * last notification (honours VIRTQ_AVAIL_F_NO_INTERRUPT and used_event). */
 bool virtq_should_notify(struct virtq *q);
 
+/* Returns `n` finished requests at once (heads[i] with lens[i] bytes
+ * written), publishing the used index only after all of them, so the guest
+ * never sees part of a group (virtio-net's merged receive buffers). Returns
+ * 0 or -EIO (broken queue). */
+int virtq_push_many(struct virtq *q, const uint16_t *heads, const uint32_t *lens, unsigned int n);
+
 /* Asks the guest not to notify (or to notify again): VIRTQ_USED_F_NO_NOTIFY,
  * or avail_event with event_idx. */
 void virtq_set_notification(struct virtq *q, bool enable);
