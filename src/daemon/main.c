@@ -24,6 +24,7 @@
 #include "daemon/daemon.h"
 #include "daemon/deploy.h"
 #include "daemon/logstore.h"
+#include "daemon/jail.h"
 #include "daemon/metrics.h"
 #include "daemon/registry.h"
 #include "daemon/sched.h"
@@ -43,6 +44,8 @@ struct options {
 	char rootfs[PATH_MAX];
 	char rootfs_node[PATH_MAX];
 	char vmm[PATH_MAX];
+	char jailer[PATH_MAX];
+	int jail; /* -1: when root (default), 0: --no-jail, 1: --jail */
 	uint64_t mem_budget_mb;
 	unsigned pool;
 	unsigned pause_after_ms;
@@ -81,6 +84,10 @@ static void usage(FILE *f)
 	      "                       (default: half of the host's RAM)\n"
 	      "  --pool N             pre-started VMMs kept per VM shape (default 2)\n"
 	      "  --pause-after MS     pause idle VMs after this long (default 2000; 0: never)\n"
+	      "  --no-jail            run kiln-vmm unjailed (debugging; see docs/security.md)\n"
+	      "  --jail               jail every kiln-vmm, or refuse to start (the default\n"
+	      "                       when kilnd runs as root)\n"
+	      "  --jailer PATH        kiln-jailer (default: next to kilnd)\n"
 	      "\n"
 	      "API security (docs/security.md):\n"
 	      "  --token-file FILE    require 'Authorization: Bearer TOKEN' on every route but\n"
@@ -125,11 +132,17 @@ static int set_opt(struct options *o, const char *key, const char *val, char *er
 	STR("rootfs", rootfs)
 	STR("rootfs-node", rootfs_node)
 	STR("vmm", vmm)
+	STR("jailer", jailer)
 	STR("token-file", token_file)
 	STR("invoke-token-file", invoke_token_file)
 	STR("tls-cert", tls_cert)
 	STR("tls-key", tls_key)
 #undef STR
+	if (strcmp(key, "no-jail") == 0 || strcmp(key, "jail") == 0) {
+		bool on = strcmp(val, "false") != 0;
+		o->jail = strcmp(key, "jail") == 0 ? on : !on;
+		return 0;
+	}
 	if (strcmp(key, "verbose") == 0) {
 		o->verbose = strcmp(val, "false") != 0;
 		return 0;
@@ -239,6 +252,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"rootfs", required_argument, NULL, 0},
 		{"rootfs-node", required_argument, NULL, 0},
 		{"vmm", required_argument, NULL, 0},
+		{"jailer", required_argument, NULL, 0},
+		{"jail", no_argument, NULL, 0},
+		{"no-jail", no_argument, NULL, 0},
 		{"mem-budget", required_argument, NULL, 0},
 		{"pool", required_argument, NULL, 0},
 		{"pause-after", required_argument, NULL, 0},
@@ -276,7 +292,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 0:
 			if (strcmp(longopts[idx].name, "config") == 0)
 				break;
-			if (set_opt(o, longopts[idx].name, optarg, err, sizeof(err))) {
+			if (set_opt(o, longopts[idx].name, optarg ? optarg : "true", err,
+				    sizeof(err))) {
 				fprintf(stderr, "kilnd: error: %s\n", err);
 				return 2;
 			}
@@ -488,7 +505,8 @@ static int load_security(const struct options *o, struct auth **auth, char **cer
 
 int main(int argc, char **argv)
 {
-	struct options o = {.listen = "127.0.0.1",
+	struct options o = {.jail = -1,
+			    .listen = "127.0.0.1",
 			    .port = 8080,
 			    .pool = 2,
 			    .pause_after_ms = 2000,
@@ -503,6 +521,7 @@ int main(int argc, char **argv)
 	struct sched_config sc = {0};
 	struct deploy_config dc = {0};
 	struct rlimit rl;
+	struct jail *jail = NULL;
 	sigset_t sigs;
 	int rc, sig, status = 1;
 
@@ -520,6 +539,7 @@ int main(int argc, char **argv)
 		if (n > 0) {
 			self[n] = 0;
 			snprintf(o.vmm, sizeof(o.vmm), "%s/kiln-vmm", dirname(self));
+			util_fmt(o.jailer, sizeof(o.jailer), "%s/kiln-jailer", self);
 		}
 	}
 	rc = parse_args(argc, argv, &o);
@@ -558,6 +578,25 @@ int main(int argc, char **argv)
 	if (rc) {
 		fprintf(stderr, "kilnd: error: %s: %s\n", run_dir, strerror(-rc));
 		return 1;
+	}
+	if (o.jail != 0 && (o.jail == 1 || geteuid() == 0)) {
+		char why[512];
+		rc = jail_create(o.jailer, o.vmm, run_dir, &jail, why, sizeof(why));
+		if (!rc)
+			rc = vmproc_use_jail(jail);
+		if (rc) {
+			fprintf(stderr,
+				"kilnd: error: cannot jail kiln-vmm: %s (run kilnd as root with "
+				"kiln-jailer and a static kiln-vmm, or pass --no-jail to run "
+				"kiln-vmm unjailed)\n",
+				why);
+			jail_destroy(jail);
+			return 1;
+		}
+		log_info("jailing every kiln-vmm with %s (uids from %u)", o.jailer, JAIL_UID_BASE);
+	} else {
+		log_warn("kiln-vmm runs unjailed (%s)",
+			 o.jail == 0 ? "--no-jail" : "kilnd is not root");
 	}
 	rc = vmproc_reap_orphans(run_dir);
 	if (rc)
@@ -682,6 +721,8 @@ out:
 	store_close(k.store);
 	registry_close(k.registry);
 	curl_global_cleanup();
+	vmproc_use_jail(NULL);
+	jail_destroy(jail);
 	log_info("stopped");
 out_security:
 	auth_destroy(auth);
