@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/cgroup.h"
 #include "common/log.h"
 #include "common/toml.h"
 #include "daemon/auth.h"
@@ -722,6 +723,10 @@ out:
 	registry_close(k.registry);
 	curl_global_cleanup();
 	vmproc_use_jail(NULL);
+	if (jail) { /* this kilnd's cgroup directory, empty once every VM is gone */
+		cgroup_remove_children(jail_cgroup_parent(jail));
+		cgroup_remove(jail_cgroup_parent(jail));
+	}
 	jail_destroy(jail);
 	log_info("stopped");
 out_security:
