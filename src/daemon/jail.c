@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/cgroup.h"
 #include "common/jailfs.h"
 #include "common/le.h"
 
@@ -23,6 +24,7 @@ struct jail {
 	char jailer[PATH_MAX];
 	char cgroup_parent[128];
 	pthread_mutex_t lock;
+	unsigned long cgroups;		  /* cgroup names made */
 	uint8_t used[JAIL_UID_COUNT / 8]; /* uids this kilnd holds */
 };
 
@@ -115,9 +117,38 @@ const char *jail_cgroup_parent(const struct jail *j)
 	return j->cgroup_parent;
 }
 
-void jail_cgroup_name(const struct jail *j, const char *id, char *out, size_t size)
+void jail_cgroup_name(struct jail *j, const char *id, char *out, size_t size)
 {
-	snprintf(out, size, "%s/%s", j->cgroup_parent, id);
+	unsigned long n;
+
+	pthread_mutex_lock(&j->lock);
+	n = ++j->cgroups;
+	pthread_mutex_unlock(&j->lock);
+	snprintf(out, size, "%s/%s-%lu", j->cgroup_parent, id, n);
+}
+
+static void *remove_thread(void *arg)
+{
+	cgroup_remove(arg);
+	free(arg);
+	return NULL;
+}
+
+void jail_cgroup_remove_async(const char *name)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	char *copy = strdup(name);
+
+	if (!copy)
+		return;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, remove_thread, copy)) {
+		cgroup_remove(copy); /* no thread: do it now */
+		free(copy);
+	}
+	pthread_attr_destroy(&attr);
 }
 
 int jail_uid_take(struct jail *j, unsigned *uid, int *lockfd)

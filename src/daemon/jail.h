@@ -41,8 +41,15 @@ int jail_uid_take(struct jail *j, unsigned *uid, int *lockfd);
 /* Gives a uid back (closes lockfd). */
 void jail_uid_put(struct jail *j, unsigned uid, int lockfd);
 
-/* Writes the cgroup name of VM id (kiln/<run dir name>/<id>) into out. */
-void jail_cgroup_name(const struct jail *j, const char *id, char *out, size_t size);
+/* Writes a cgroup name for VM id into out: kiln/<run dir name>/<id>-<n>,
+ * n counting every name made, so a name is never reused while an earlier
+ * VM's cgroup of the same id is still being removed. Thread-safe. */
+void jail_cgroup_name(struct jail *j, const char *id, char *out, size_t size);
+
+/* Removes the cgroup name (cgroup_remove) on a detached thread: removing a
+ * v1 memory cgroup takes tens of milliseconds (RCU), which the caller (the
+ * scheduler's loop) should not wait for. */
+void jail_cgroup_remove_async(const char *name);
 
 /* The parent cgroup of this kilnd's VMs (to clean up after a crash). */
 const char *jail_cgroup_parent(const struct jail *j);

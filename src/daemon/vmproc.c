@@ -446,7 +446,7 @@ static void cleanup(struct vmproc *v)
 	if (v->ctl_fd >= 0)
 		close(v->ctl_fd);
 	if (v->jail) {
-		cgroup_remove(v->cgroup);
+		jail_cgroup_remove_async(v->cgroup);
 		jail_uid_put(v->jail, v->uid, v->uid_lock);
 	}
 	util_rm_tree_at(AT_FDCWD, v->dir);

@@ -48,11 +48,10 @@ static void test_mountinfo(void **state)
 	assert_int_equal(cgroup_parse_mountinfo("27 1 254:0 / / rw,relatime - ext4 /dev/vda rw",
 						mnt, sizeof(mnt), opts, sizeof(opts)),
 			 0);
-	assert_int_equal(cgroup_parse_mountinfo("27 1 254:0", mnt, sizeof(mnt), opts,
-						sizeof(opts)),
+	assert_int_equal(cgroup_parse_mountinfo("27 1 254:0", mnt, sizeof(mnt), opts, sizeof(opts)),
 			 -EINVAL);
-	assert_int_equal(cgroup_parse_mountinfo("27 1 254:0 / /a\\040b rw - cgroup c rw,pids",
-						mnt, sizeof(mnt), opts, sizeof(opts)),
+	assert_int_equal(cgroup_parse_mountinfo("27 1 254:0 / /a\\040b rw - cgroup c rw,pids", mnt,
+						sizeof(mnt), opts, sizeof(opts)),
 			 -EINVAL);
 	/* A mount point longer than the buffer. */
 	assert_int_equal(cgroup_parse_mountinfo("1 1 0:1 / /sys/fs/cgroup/memory rw - cgroup c "
@@ -201,8 +200,8 @@ static void test_snapshot_chain(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_mountinfo),   cmocka_unit_test(test_self),
-		cmocka_unit_test(test_check_path),  cmocka_unit_test(test_mkpath),
+		cmocka_unit_test(test_mountinfo),      cmocka_unit_test(test_self),
+		cmocka_unit_test(test_check_path),     cmocka_unit_test(test_mkpath),
 		cmocka_unit_test(test_snapshot_chain),
 	};
 
