@@ -100,7 +100,10 @@ def test_attacks_from_inside_the_jail(jailed):
     kilnd, run_dir, pid = jailed
     probe = subprocess.run(
         ["/usr/bin/python3", str(ROOT / "tests/e2e/jail_probe.py"), str(pid), str(kilnd.port),
-         str(kilnd.state_dir), "/etc/shadow", str(BUILD), run_dir],
+         # (the parents of mirrored paths exist, empty: the state directory
+         # holds the snapshot, build/ the image; their other files must not)
+         str(kilnd.state_dir / "registry.db"), str(kilnd.state_dir / "code"), "/etc/shadow",
+         str(BUILD / "kilnd"), str(BUILD / "kiln-vmm"), run_dir],
         capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
     out = json.loads(probe.stdout)
