@@ -380,24 +380,27 @@ int cgroup_remove(const char *name)
 	return first;
 }
 
-int cgroup_remove_children(const char *name)
+int cgroup_remove_prefixed(const char *prefix)
 {
+	size_t plen = strlen(prefix);
 	int killed = 0;
 
-	if (check_name(name))
+	if (!plen || strchr(prefix, '/') || strstr(prefix, ".."))
 		return -EINVAL;
 	for (size_t i = 0; i < NCTL; i++) {
 		char dir[PATH_MAX], sub[PATH_MAX];
+		struct hier h;
 		struct dirent *e;
 		DIR *d;
 
-		if (cgroup_path(controllers[i], name, dir, sizeof(dir)))
+		if (find_hier(controllers[i], &h))
 			continue;
+		snprintf(dir, sizeof(dir), "%s", h.own);
 		d = opendir(dir);
 		if (!d)
 			continue;
 		while ((e = readdir(d)))
-			if (e->d_type == DT_DIR && e->d_name[0] != '.' &&
+			if (e->d_type == DT_DIR && strncmp(e->d_name, prefix, plen) == 0 &&
 			    snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name) < (int)sizeof(sub))
 				killed += remove_dir(sub) > 0;
 		closedir(d);

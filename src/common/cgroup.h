@@ -2,7 +2,7 @@
  * in cgroup v1 hierarchies (one mount per controller, as on kiln's build
  * machines) or the v2 unified hierarchy, below the caller's own cgroup.
  *
- * A VM's cgroup is NAME (a relative path such as "kiln/kilnd-ab12/vm-3")
+ * A VM's cgroup is NAME (a relative path such as "kiln-kilnd-ab12-vm-3-7")
  * under the cgroup the calling process is in, in each hierarchy that has one
  * of the controllers: so the VMs stay inside whatever limits their kilnd runs
  * under. kiln-jailer creates it and moves itself in (cgroup_enter); the
@@ -32,9 +32,9 @@ int cgroup_enter(const char *name, const struct cgroup_limits *lim, char *why, s
  * exist) or the first -errno. */
 int cgroup_remove(const char *name);
 
-/* Removes every cgroup directly below NAME (as cgroup_remove). Returns how
- * many held processes that were killed. */
-int cgroup_remove_children(const char *name);
+/* Removes (as cgroup_remove) every cgroup directly below the caller's own
+ * whose name starts with prefix. Returns how many held processes. */
+int cgroup_remove_prefixed(const char *prefix);
 
 /* Writes to out (size bytes) the directory of NAME in the hierarchy that
  * holds `controller` ("memory", "cpu", "pids"). Returns 0, -ENOENT when no

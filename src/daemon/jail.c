@@ -19,12 +19,14 @@
 #include "common/cgroup.h"
 #include "common/jailfs.h"
 #include "common/le.h"
+#include "common/log.h"
 
 struct jail {
 	char jailer[PATH_MAX];
 	char cgroup_parent[128];
 	pthread_mutex_t lock;
 	unsigned long cgroups;		  /* cgroup names made */
+	int host_mnt;			  /* kilnd's own mount namespace */
 	uint8_t used[JAIL_UID_COUNT / 8]; /* uids this kilnd holds */
 };
 
@@ -91,8 +93,14 @@ int jail_create(const char *jailer, const char *vmm, const char *run_dir, struct
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
+	j->host_mnt = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	if (j->host_mnt < 0) {
+		snprintf(err, esz, "/proc/self/ns/mnt: %s", strerror(errno));
+		free(j);
+		return -ENOENT;
+	}
 	snprintf(j->jailer, sizeof(j->jailer), "%s", jailer);
-	snprintf(j->cgroup_parent, sizeof(j->cgroup_parent), "kiln/%.100s",
+	snprintf(j->cgroup_parent, sizeof(j->cgroup_parent), "kiln-%.100s-",
 		 base ? base + 1 : run_dir);
 	pthread_mutex_init(&j->lock, NULL);
 	*out = j;
@@ -104,6 +112,7 @@ void jail_destroy(struct jail *j)
 	if (!j)
 		return;
 	pthread_mutex_destroy(&j->lock);
+	close(j->host_mnt);
 	free(j);
 }
 
@@ -124,7 +133,7 @@ void jail_cgroup_name(struct jail *j, const char *id, char *out, size_t size)
 	pthread_mutex_lock(&j->lock);
 	n = ++j->cgroups;
 	pthread_mutex_unlock(&j->lock);
-	snprintf(out, size, "%s/%s-%lu", j->cgroup_parent, id, n);
+	snprintf(out, size, "%s%s-%lu", j->cgroup_parent, id, n);
 }
 
 static void *remove_thread(void *arg)
@@ -262,77 +271,34 @@ int jail_snapshot_chain(const char *dir, char out[][PATH_MAX], int max)
 	}
 }
 
-struct expose_job {
-	pid_t pid;
-	const char *const *paths;
-	int n;
-	int r;
-	char *why;
-	size_t why_len;
-};
+/* The calling thread's own fs_struct (cwd, root), so that it may setns into
+ * a jail's mount namespace and back without moving kilnd's other threads. */
+static __thread bool fs_private;
 
-/* Runs on its own thread: setns changes only this thread's mount namespace
- * (after unshare(CLONE_FS)), and the thread ends there. */
-static void *expose_thread(void *arg)
+int jail_expose(struct jail *j, pid_t pid, const char *root, const char *const *paths, int n,
+		char *why, size_t why_len)
 {
-	struct expose_job *job = arg;
 	struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
 					      MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC};
-	int fds[JAIL_CHAIN_MAX + 4], nfds = 0, ns = -1;
+	int fds[JAIL_CHAIN_MAX + 4], nfds = 0, ns = -1, rootfd, r = 0;
 	char nspath[64];
-
-	job->r = 0;
-	for (int i = 0; i < job->n && i < JAIL_CHAIN_MAX + 4; i++) {
-		int fd = open_tree(AT_FDCWD, job->paths[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-		if (fd < 0 || mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof(attr))) {
-			job->r = -errno;
-			snprintf(job->why, job->why_len, "cannot bind %s: %s", job->paths[i],
-				 strerror(errno));
-			if (fd >= 0)
-				close(fd);
-			goto out_close;
-		}
-		fds[nfds++] = fd;
-	}
-	snprintf(nspath, sizeof(nspath), "/proc/%d/ns/mnt", (int)job->pid);
-	ns = open(nspath, O_RDONLY | O_CLOEXEC);
-	if (ns < 0 || unshare(CLONE_FS) || setns(ns, CLONE_NEWNS)) {
-		job->r = -errno;
-		snprintf(job->why, job->why_len, "cannot enter the jail's mount namespace: %s",
-			 strerror(errno));
-		goto out_close;
-	}
-	for (int i = 0; i < nfds; i++)
-		if (move_mount(fds[i], "", AT_FDCWD, job->paths[i], MOVE_MOUNT_F_EMPTY_PATH)) {
-			job->r = -errno;
-			snprintf(job->why, job->why_len, "cannot mount %s in the jail: %s",
-				 job->paths[i], strerror(errno));
-			break;
-		}
-out_close:
-	if (ns >= 0)
-		close(ns);
-	for (int i = 0; i < nfds; i++)
-		close(fds[i]);
-	return NULL;
-}
-
-int jail_expose(pid_t pid, const char *root, const char *const *paths, int n, char *why,
-		size_t why_len)
-{
-	struct expose_job job = {
-		.pid = pid, .paths = paths, .n = n, .why = why, .why_len = why_len};
-	pthread_t t;
-	int rootfd, r;
 
 	if (n > JAIL_CHAIN_MAX + 4)
 		return -E2BIG;
+	if (!fs_private) {
+		if (unshare(CLONE_FS)) {
+			snprintf(why, why_len, "unshare(CLONE_FS): %s", strerror(errno));
+			return -errno;
+		}
+		fs_private = true;
+	}
 	rootfd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (rootfd < 0) {
 		snprintf(why, why_len, "%s: %s", root, strerror(errno));
 		return -errno;
 	}
-	for (int i = 0; i < n; i++) {
+	/* The mirrors, from the host side (the jail's / is read-only). */
+	for (int i = 0; i < n && !r; i++) {
 		struct stat st;
 
 		r = stat(paths[i], &st) ? -errno : 0;
@@ -341,21 +307,49 @@ int jail_expose(pid_t pid, const char *root, const char *const *paths, int n, ch
 			r = -errno;
 		if (!r)
 			r = jailfs_mkpath(rootfd, paths[i], S_ISDIR(st.st_mode));
-		if (r) {
+		if (r)
 			snprintf(why, why_len, "cannot prepare %s for the jail: %s", paths[i],
 				 strerror(-r));
-			close(rootfd);
-			return r;
-		}
 	}
 	close(rootfd);
-	r = pthread_create(&t, NULL, expose_thread, &job);
-	if (r) {
-		snprintf(why, why_len, "cannot start a thread: %s", strerror(r));
-		return -r;
+	for (int i = 0; i < n && !r; i++) {
+		int fd = open_tree(AT_FDCWD, paths[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+		if (fd < 0 || mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof(attr))) {
+			r = -errno;
+			snprintf(why, why_len, "cannot bind %s: %s", paths[i], strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			break;
+		}
+		fds[nfds++] = fd;
 	}
-	pthread_join(t, NULL);
-	return job.r;
+	snprintf(nspath, sizeof(nspath), "/proc/%d/ns/mnt", (int)pid);
+	if (!r && ((ns = open(nspath, O_RDONLY | O_CLOEXEC)) < 0 || setns(ns, CLONE_NEWNS))) {
+		r = -errno;
+		snprintf(why, why_len, "cannot enter the jail's mount namespace: %s",
+			 strerror(errno));
+		ns = ns >= 0 ? (close(ns), -1) : -1;
+	} else if (!r) {
+		/* In the jail's namespace (this thread only): paths are the jail's. */
+		for (int i = 0; i < nfds && !r; i++)
+			if (move_mount(fds[i], "", AT_FDCWD, paths[i], MOVE_MOUNT_F_EMPTY_PATH)) {
+				r = -errno;
+				snprintf(why, why_len, "cannot mount %s in the jail: %s", paths[i],
+					 strerror(errno));
+			}
+		if (setns(j->host_mnt, CLONE_NEWNS)) {
+			/* Not expected (root, a namespace held open); this thread
+			 * would see the jail's files from now on: say it loudly. */
+			r = -errno;
+			snprintf(why, why_len, "cannot return to kilnd's mount namespace: %s",
+				 strerror(errno));
+			log_error("%s", why);
+		}
+		close(ns);
+	}
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	return r;
 }
 
 int jail_reclaim_dir(const char *dir)

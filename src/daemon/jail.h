@@ -20,8 +20,8 @@ struct jail;
 /* Checks that kiln-vmm can be jailed (kilnd is root, jailer exists, vmm is
  * statically linked, /dev/kvm opens, the uid lock directory can be made,
  * the kernel has open_tree and move_mount) and returns the jail settings
- * in *out (caller owns; jail_destroy). run_dir names the cgroup parent of
- * this kilnd's VMs: kiln/<basename of run_dir>. Returns 0 or -errno with a
+ * in *out (caller owns; jail_destroy). run_dir names this kilnd's VM
+ * cgroups: kiln-<basename of run_dir>-... Returns 0 or -errno with a
  * clear reason in err. */
 int jail_create(const char *jailer, const char *vmm, const char *run_dir, struct jail **out,
 		char *err, size_t esz);
@@ -41,9 +41,12 @@ int jail_uid_take(struct jail *j, unsigned *uid, int *lockfd);
 /* Gives a uid back (closes lockfd). */
 void jail_uid_put(struct jail *j, unsigned uid, int lockfd);
 
-/* Writes a cgroup name for VM id into out: kiln/<run dir name>/<id>-<n>,
- * n counting every name made, so a name is never reused while an earlier
- * VM's cgroup of the same id is still being removed. Thread-safe. */
+/* Writes a cgroup name for VM id into out: kiln-<run dir name>-<id>-<n>,
+ * one level below kilnd's own cgroup (not nested under a common parent: in
+ * cgroup v1's cpu controller a parent group would weigh all of kilnd's VMs
+ * together as one task against every other process of the host), n counting
+ * every name made, so a name is never reused while an earlier VM's cgroup of
+ * the same id is still being removed. Thread-safe. */
 void jail_cgroup_name(struct jail *j, const char *id, char *out, size_t size);
 
 /* Removes the cgroup name (cgroup_remove) on a detached thread: removing a
@@ -51,7 +54,8 @@ void jail_cgroup_name(struct jail *j, const char *id, char *out, size_t size);
  * scheduler's loop) should not wait for. */
 void jail_cgroup_remove_async(const char *name);
 
-/* The parent cgroup of this kilnd's VMs (to clean up after a crash). */
+/* The prefix of this kilnd's VM cgroups, kiln-<run dir name>- (to clean up
+ * after a crash: cgroup_remove_prefixed). */
 const char *jail_cgroup_parent(const struct jail *j);
 
 /* Reads the snapshot chain of dir: dir itself, then its parent, the
@@ -62,11 +66,13 @@ int jail_snapshot_chain(const char *dir, char out[][PATH_MAX], int max);
 /* Makes the host paths visible, read-only, at their own paths inside the
  * running jail of process pid whose root directory (host view) is root:
  * creates the mirrors from the host side, then binds them in the jail's
- * mount namespace from a short-lived thread (open_tree, setns, move_mount).
- * Directories that others cannot read are made 0755 first (their ancestors
- * keep the host's users out). Returns 0 or -errno with the reason in why. */
-int jail_expose(pid_t pid, const char *root, const char *const *paths, int n, char *why,
-		size_t why_len);
+ * mount namespace (open_tree, then setns of the calling thread into the
+ * jail's namespace, move_mount, setns back; the thread's cwd is then "/", so
+ * kilnd uses absolute paths). Directories that others cannot read are made
+ * 0755 first (their ancestors keep the host's users out). Returns 0 or
+ * -errno with the reason in why. */
+int jail_expose(struct jail *j, pid_t pid, const char *root, const char *const *paths, int n,
+		char *why, size_t why_len);
 
 /* Gives a directory a jailed VM wrote (a snapshot) back to kilnd: every
  * entry chowned to kilnd's uid/gid, the directory 0755 and files 0644 so

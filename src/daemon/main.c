@@ -552,6 +552,15 @@ int main(int argc, char **argv)
 	    check_file("--vmm", o.vmm) ||
 	    (o.rootfs_node[0] && check_file("--rootfs-node", o.rootfs_node)))
 		return 2;
+	/* Absolute paths: they are mirrored into jails at their own paths, and a
+	 * thread that bound one into a jail comes back with "/" as its cwd. */
+	{
+		char *paths[] = {o.kernel, o.rootfs, o.rootfs_node, o.vmm, o.jailer};
+		char abs[PATH_MAX];
+		for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+			if (paths[i][0] && realpath(paths[i], abs))
+				snprintf(paths[i], PATH_MAX, "%s", abs);
+	}
 	spec_set_images(o.rootfs, o.rootfs_node);
 	if (!o.port && !o.sock[0]) {
 		fprintf(stderr, "kilnd: error: --port 0 needs --socket\n");
@@ -574,6 +583,11 @@ int main(int argc, char **argv)
 	if (!cache[0])
 		snprintf(cache, sizeof(cache), "%s/.cache/kiln",
 			 getenv("HOME") ? getenv("HOME") : "/tmp");
+	if (cache[0] != '/') {
+		char cwd[PATH_MAX / 2];
+		if (getcwd(cwd, sizeof(cwd)) && !util_fmt(path, sizeof(path), "%s/%s", cwd, cache))
+			util_fmt(cache, sizeof(cache), "%s", path);
+	}
 	run_dir_for(state, run_dir, sizeof(run_dir));
 	rc = util_mkdirs(run_dir, 0700);
 	if (rc) {
@@ -723,10 +737,8 @@ out:
 	registry_close(k.registry);
 	curl_global_cleanup();
 	vmproc_use_jail(NULL);
-	if (jail) { /* this kilnd's cgroup directory, empty once every VM is gone */
-		cgroup_remove_children(jail_cgroup_parent(jail));
-		cgroup_remove(jail_cgroup_parent(jail));
-	}
+	if (jail) /* cgroups of VMs still being removed, or left by a deploy thread */
+		cgroup_remove_prefixed(jail_cgroup_parent(jail));
 	jail_destroy(jail);
 	log_info("stopped");
 out_security:

@@ -291,7 +291,7 @@ int vmproc_expose(struct vmproc *v, const char *snapshot, const char *disk, char
 	for (int i = 0; i < n; i++)
 		paths[i] = chain[i];
 	paths[n++] = disk;
-	return jail_expose(v->pid, v->root, paths, n, err, err_size);
+	return jail_expose(v->jail, v->pid, v->root, paths, n, err, err_size);
 }
 
 static int ctl_connect(struct vmproc *v)
@@ -542,6 +542,6 @@ int vmproc_reap_orphans(const char *run_dir)
 	}
 	closedir(d);
 	if (jail) /* cgroups of jailed VMs, which these kills emptied */
-		cgroup_remove_children(jail_cgroup_parent(jail));
+		cgroup_remove_prefixed(jail_cgroup_parent(jail));
 	return killed;
 }

@@ -148,10 +148,10 @@ def free_port():
 
 def vmm_pids(run_dir):
     """kiln-vmm processes whose command line names run_dir (kilnd's VMs), or,
-    jailed (their paths are the jail's), whose cgroup is kilnd's
-    kiln/<run dir name>/ (docs/security.md)."""
+    jailed (their paths are the jail's), whose cgroup is one of kilnd's,
+    kiln-<run dir name>-... (docs/security.md)."""
     out = []
-    tag = f"/kiln/{Path(run_dir).name}/".encode()
+    tag = f"/kiln-{Path(run_dir).name}-".encode()
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue

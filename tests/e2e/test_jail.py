@@ -137,7 +137,7 @@ def test_cgroup_limits_and_rlimits(jailed):
     d = cgroup_dir(pid, "memory")
     if d is None or not d.exists():
         pytest.skip("no cgroup v1 memory hierarchy here (v2 is not tested on this host)")
-    assert f"/kiln/{Path(run_dir).name}/" in str(d), d
+    assert d.name.startswith(f"kiln-{Path(run_dir).name}-"), d
     mem_mb = 128  # the function's memory: the default
     assert int((d / "memory.limit_in_bytes").read_text()) == (mem_mb + 256) << 20
     assert str(pid) in (d / "cgroup.procs").read_text().split()
@@ -157,12 +157,13 @@ def test_cgroups_of_stopped_vms_are_removed(jailed):
     d = cgroup_dir(pid, "memory")
     if d is None:
         pytest.skip("no cgroup v1 memory hierarchy here")
-    parent = d.parent
+    parent, prefix = d.parent, f"kiln-{Path(run_dir).name}-"
     live = {p.name for p in Path(run_dir).iterdir() if p.is_dir()}
     # Allow a spawn or a stop in flight between the two listings.
     deadline = time.monotonic() + 30
     while True:
-        groups = {g.name.rsplit("-", 1)[0] for g in parent.iterdir() if g.is_dir()}
+        groups = {g.name[len(prefix):].rsplit("-", 1)[0] for g in parent.iterdir()
+                  if g.is_dir() and g.name.startswith(prefix)}
         live = {p.name for p in Path(run_dir).iterdir() if p.is_dir()}
         if groups <= live or time.monotonic() > deadline:
             break
