@@ -188,7 +188,8 @@ class Kilnd:
         self.state_dir = self.workdir / "state"
         self.kernel = kernel
         self.rootfs = rootfs
-        self.extra = list(extra)
+        # KILN_E2E_KILND_ARGS="--no-jail": every kilnd of the run gets them
+        self.extra = list(extra) + os.environ.get("KILN_E2E_KILND_ARGS", "").split()
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = self.workdir / "kilnd.log"
