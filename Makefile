@@ -22,7 +22,13 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARNINGS) -Isrc -MMD -MP
 LDFLAGS ?=
 LDLIBS  := -lpthread -ljansson
 
+# kiln-vmm is linked statically so that its jail (kiln-jailer) needs no
+# libraries; ASan cannot link statically, so the ASan build's is dynamic
+# (and runs unjailed: kilnd --no-jail).
+VMM_STATIC := -static
+
 ifeq ($(ASAN),1)
+VMM_STATIC :=
 BUILD   := build-asan
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
@@ -34,6 +40,7 @@ VMM_SRCS    := $(filter-out src/vmm/main.c,$(wildcard src/vmm/*.c src/vmm/*/*.c)
 AGENT_SRCS  := $(wildcard src/agent/*.c)
 DAEMON_SRCS := $(filter-out src/daemon/main.c,$(wildcard src/daemon/*.c))
 CLI_SRCS    := $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
+JAILER_SRCS := $(wildcard src/jailer/*.c)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 GUEST_SRCS  := $(wildcard tests/vmm/guests/*.S)
 
@@ -41,6 +48,7 @@ COMMON_OBJS := $(COMMON_SRCS:%.c=$(BUILD)/%.o)
 VMM_OBJS    := $(VMM_SRCS:%.c=$(BUILD)/%.o)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
 CLI_OBJS    := $(CLI_SRCS:%.c=$(BUILD)/%.o)
+JAILER_OBJS := $(JAILER_SRCS:%.c=$(BUILD)/%.o)
 UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
 GUEST_ELFS  := $(GUEST_SRCS:tests/vmm/guests/%.S=$(BUILD)/tests/vmm/guests/%.elf)
 
@@ -52,13 +60,14 @@ VMM_BIN   := $(BUILD)/kiln-vmm
 INIT_BIN  := $(BUILD)/kiln-init
 DAEMON_BIN := $(BUILD)/kilnd
 CLI_BIN   := $(BUILD)/kiln
+JAILER_BIN := $(BUILD)/kiln-jailer
 
 DAEMON_LIBS := -lmicrohttpd -lsqlite3 -lcurl -larchive -lcrypto
 CLI_LIBS    := -lcurl -lyaml
 
 .PHONY: all run test asan bench format setup kernel rootfs rootfs-python unit-test vmm-test agent-test e2e-test clean
 
-all: $(VMM_BIN) $(INIT_BIN) $(DAEMON_BIN) $(CLI_BIN) $(UNIT_BINS) $(GUEST_ELFS)
+all: $(VMM_BIN) $(INIT_BIN) $(DAEMON_BIN) $(CLI_BIN) $(JAILER_BIN) $(UNIT_BINS) $(GUEST_ELFS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -73,6 +82,9 @@ $(LIBVMM): $(VMM_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 $(VMM_BIN): $(BUILD)/src/vmm/main.o $(LIBVMM) $(LIBCOMMON)
+	$(CC) $(LDFLAGS) $(VMM_STATIC) -o $@ $^ $(LDLIBS)
+
+$(JAILER_BIN): $(JAILER_OBJS) $(LIBCOMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(LIBDAEMON): $(DAEMON_OBJS)

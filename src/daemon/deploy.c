@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "daemon/agentconn.h"
+#include "daemon/jail.h"
 #include "daemon/metrics.h"
 #include "daemon/registry.h"
 #include "daemon/sched.h"
@@ -333,14 +334,26 @@ static int build_base(struct job *j, const char *dir, char *err, size_t esz)
 	const uint8_t *p;
 	uint8_t hello[64];
 	char tmp[PATH_MAX], id[48];
+	bool jailed;
 	json_t *req;
 	ssize_t n;
 	int r;
 
 	util_fmt(id, sizeof(id), "base-%d-%lld", (int)getpid(), (long long)util_now_ms());
+	/* The snapshot's directory exists before the VM does: a jailed VM is
+	 * given it (its uid, mirrored writable). */
+	util_fmt(tmp, sizeof(tmp), "%s.tmp-%d", dir, (int)getpid());
+	util_rm_tree_at(AT_FDCWD, tmp);
+	if (mkdir(tmp, 0755)) {
+		r = -errno;
+		util_fmt(err, esz, "cannot create %s: %s", tmp, strerror(errno));
+		return r;
+	}
+	a.out_dir = tmp;
 	r = vmproc_spawn(&a, d->cfg.run_dir, id, &vm);
 	if (r) {
 		util_fmt(err, esz, "cannot start kiln-vmm: %s", strerror(-r));
+		util_rm_tree_at(AT_FDCWD, tmp);
 		return r;
 	}
 	r = wait_ready(vm, BOOT_TIMEOUT_MS, err, esz);
@@ -365,19 +378,22 @@ static int build_base(struct job *j, const char *dir, char *err, size_t esz)
 	}
 	agentconn_destroy(c);
 	c = NULL;
-	util_fmt(tmp, sizeof(tmp), "%s.tmp-%d", dir, (int)getpid());
 	req = json_pack("{s:s, s:s, s:b}", "op", "snapshot", "dir", tmp, "diff", 0);
 	r = req ? vmproc_ctl(vm, req, NULL, 120000, err, esz) : -ENOMEM;
 	json_decref(req);
-	if (r)
-		goto out_stop;
-	if (rename(tmp, dir)) {
+out_stop:
+	agentconn_destroy(c);
+	jailed = vm->jail != NULL;
+	vmproc_stop(vm, 5000);
+	/* Files a jailed VM wrote are taken back once it is gone. */
+	if (!r && jailed && (r = jail_reclaim_dir(tmp)))
+		util_fmt(err, esz, "cannot take back %s from the jail: %s", tmp, strerror(-r));
+	if (!r && rename(tmp, dir)) {
 		r = -errno;
 		util_fmt(err, esz, "rename %s: %s", dir, strerror(errno));
 	}
-out_stop:
-	agentconn_destroy(c);
-	vmproc_stop(vm, 5000);
+	if (r)
+		util_rm_tree_at(AT_FDCWD, tmp);
 	return r;
 }
 
@@ -482,15 +498,25 @@ static int build_function(struct job *j, const char *base, const char *id, char 
 	uint8_t first[AGENTCONN_RESEED_MAX], *load = NULL;
 	size_t first_len = 0, load_len = 0;
 	char tmp[PATH_MAX], vmid[48];
+	bool jailed;
 	json_t *req;
 	ssize_t n;
 	int r;
 
 	set_stage(j, "restoring");
 	util_fmt(vmid, sizeof(vmid), "deploy-%s-%lld", j->spec.name, (long long)j->version);
+	/* The snapshot's directory exists before the VM: a jailed VM is given
+	 * it (its uid, mirrored writable). */
+	r = store_snapshot_tmpdir(d->cfg.store, tmp, sizeof(tmp));
+	if (r) {
+		util_fmt(err, esz, "cannot create a snapshot directory: %s", strerror(-r));
+		return r;
+	}
+	a.out_dir = tmp;
 	r = vmproc_spawn(&a, d->cfg.run_dir, vmid, &vm);
 	if (r) {
 		util_fmt(err, esz, "cannot start kiln-vmm: %s", strerror(-r));
+		store_snapshot_discard(d->cfg.store, tmp);
 		return r;
 	}
 	n = agentconn_encode_reseed(first, sizeof(first), 1);
@@ -553,14 +579,16 @@ static int build_function(struct job *j, const char *base, const char *id, char 
 	agentconn_destroy(c);
 	c = NULL;
 	set_stage(j, "snapshotting");
-	r = store_snapshot_tmpdir(d->cfg.store, tmp, sizeof(tmp));
-	if (r) {
-		util_fmt(err, esz, "cannot create a snapshot directory: %s", strerror(-r));
-		goto out_stop;
-	}
 	req = json_pack("{s:s, s:s, s:b}", "op", "snapshot", "dir", tmp, "diff", 1);
 	r = req ? vmproc_ctl(vm, req, NULL, 120000, err, esz) : -ENOMEM;
 	json_decref(req);
+out_stop:
+	agentconn_destroy(c);
+	jailed = vm->jail != NULL;
+	vmproc_stop(vm, 5000);
+	/* Files a jailed VM wrote are taken back once it is gone. */
+	if (!r && jailed && (r = jail_reclaim_dir(tmp)))
+		util_fmt(err, esz, "cannot take back the snapshot from the jail: %s", strerror(-r));
 	if (!r) {
 		r = store_snapshot_commit(d->cfg.store, tmp, id);
 		if (r)
@@ -568,9 +596,6 @@ static int build_function(struct job *j, const char *base, const char *id, char 
 	}
 	if (r)
 		store_snapshot_discard(d->cfg.store, tmp);
-out_stop:
-	agentconn_destroy(c);
-	vmproc_stop(vm, 5000);
 	return r;
 }
 

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/cgroup.h"
 #include "common/log.h"
 #include "common/toml.h"
 #include "daemon/auth.h"
@@ -24,6 +25,7 @@
 #include "daemon/daemon.h"
 #include "daemon/deploy.h"
 #include "daemon/logstore.h"
+#include "daemon/jail.h"
 #include "daemon/metrics.h"
 #include "daemon/registry.h"
 #include "daemon/sched.h"
@@ -44,6 +46,8 @@ struct options {
 	char rootfs[PATH_MAX];
 	char rootfs_node[PATH_MAX];
 	char vmm[PATH_MAX];
+	char jailer[PATH_MAX];
+	int jail; /* -1: when root (default), 0: --no-jail, 1: --jail */
 	uint64_t mem_budget_mb;
 	unsigned pool;
 	unsigned pause_after_ms;
@@ -87,6 +91,10 @@ static void usage(FILE *f)
 	      "                       (default: half of the host's RAM)\n"
 	      "  --pool N             pre-started VMMs kept per VM shape (default 2)\n"
 	      "  --pause-after MS     pause idle VMs after this long (default 2000; 0: never)\n"
+	      "  --no-jail            run kiln-vmm unjailed (debugging; see docs/security.md)\n"
+	      "  --jail               jail every kiln-vmm, or refuse to start (the default\n"
+	      "                       when kilnd runs as root)\n"
+	      "  --jailer PATH        kiln-jailer (default: next to kilnd)\n"
 	      "\n"
 	      "API security (docs/security.md):\n"
 	      "  --token-file FILE    require 'Authorization: Bearer TOKEN' on every route but\n"
@@ -142,6 +150,7 @@ static int set_opt(struct options *o, const char *key, const char *val, char *er
 	STR("rootfs", rootfs)
 	STR("rootfs-node", rootfs_node)
 	STR("vmm", vmm)
+	STR("jailer", jailer)
 	STR("token-file", token_file)
 	STR("invoke-token-file", invoke_token_file)
 	STR("tls-cert", tls_cert)
@@ -149,6 +158,11 @@ static int set_opt(struct options *o, const char *key, const char *val, char *er
 	STR("net-range", net_range)
 	STR("net-tag", net_tag)
 #undef STR
+	if (strcmp(key, "no-jail") == 0 || strcmp(key, "jail") == 0) {
+		bool on = strcmp(val, "false") != 0;
+		o->jail = strcmp(key, "jail") == 0 ? on : !on;
+		return 0;
+	}
 	if (strcmp(key, "verbose") == 0) {
 		o->verbose = strcmp(val, "false") != 0;
 		return 0;
@@ -262,6 +276,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"rootfs", required_argument, NULL, 0},
 		{"rootfs-node", required_argument, NULL, 0},
 		{"vmm", required_argument, NULL, 0},
+		{"jailer", required_argument, NULL, 0},
+		{"jail", no_argument, NULL, 0},
+		{"no-jail", no_argument, NULL, 0},
 		{"mem-budget", required_argument, NULL, 0},
 		{"pool", required_argument, NULL, 0},
 		{"pause-after", required_argument, NULL, 0},
@@ -303,7 +320,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 0:
 			if (strcmp(longopts[idx].name, "config") == 0)
 				break;
-			if (set_opt(o, longopts[idx].name, optarg, err, sizeof(err))) {
+			if (set_opt(o, longopts[idx].name, optarg ? optarg : "true", err,
+				    sizeof(err))) {
 				fprintf(stderr, "kilnd: error: %s\n", err);
 				return 2;
 			}
@@ -515,7 +533,8 @@ static int load_security(const struct options *o, struct auth **auth, char **cer
 
 int main(int argc, char **argv)
 {
-	struct options o = {.listen = "127.0.0.1",
+	struct options o = {.jail = -1,
+			    .listen = "127.0.0.1",
 			    .port = 8080,
 			    .pool = 2,
 			    .pause_after_ms = 2000,
@@ -532,6 +551,7 @@ int main(int argc, char **argv)
 	struct sched_config sc = {0};
 	struct deploy_config dc = {0};
 	struct rlimit rl;
+	struct jail *jail = NULL;
 	sigset_t sigs;
 	int rc, sig, status = 1;
 
@@ -549,6 +569,7 @@ int main(int argc, char **argv)
 		if (n > 0) {
 			self[n] = 0;
 			snprintf(o.vmm, sizeof(o.vmm), "%s/kiln-vmm", dirname(self));
+			util_fmt(o.jailer, sizeof(o.jailer), "%s/kiln-jailer", self);
 		}
 	}
 	rc = parse_args(argc, argv, &o);
@@ -560,6 +581,15 @@ int main(int argc, char **argv)
 	    check_file("--vmm", o.vmm) ||
 	    (o.rootfs_node[0] && check_file("--rootfs-node", o.rootfs_node)))
 		return 2;
+	/* Absolute paths: they are mirrored into jails at their own paths, and a
+	 * thread that bound one into a jail comes back with "/" as its cwd. */
+	{
+		char *paths[] = {o.kernel, o.rootfs, o.rootfs_node, o.vmm, o.jailer};
+		char abs[PATH_MAX];
+		for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+			if (paths[i][0] && realpath(paths[i], abs))
+				snprintf(paths[i], PATH_MAX, "%s", abs);
+	}
 	spec_set_images(o.rootfs, o.rootfs_node);
 	if (!o.port && !o.sock[0]) {
 		fprintf(stderr, "kilnd: error: --port 0 needs --socket\n");
@@ -582,11 +612,35 @@ int main(int argc, char **argv)
 	if (!cache[0])
 		snprintf(cache, sizeof(cache), "%s/.cache/kiln",
 			 getenv("HOME") ? getenv("HOME") : "/tmp");
+	if (cache[0] != '/') {
+		char cwd[PATH_MAX / 2];
+		if (getcwd(cwd, sizeof(cwd)) && !util_fmt(path, sizeof(path), "%s/%s", cwd, cache))
+			util_fmt(cache, sizeof(cache), "%s", path);
+	}
 	run_dir_for(state, run_dir, sizeof(run_dir));
 	rc = util_mkdirs(run_dir, 0700);
 	if (rc) {
 		fprintf(stderr, "kilnd: error: %s: %s\n", run_dir, strerror(-rc));
 		return 1;
+	}
+	if (o.jail != 0 && (o.jail == 1 || geteuid() == 0)) {
+		char why[512];
+		rc = jail_create(o.jailer, o.vmm, run_dir, &jail, why, sizeof(why));
+		if (!rc)
+			rc = vmproc_use_jail(jail);
+		if (rc) {
+			fprintf(stderr,
+				"kilnd: error: cannot jail kiln-vmm: %s (run kilnd as root with "
+				"kiln-jailer and a static kiln-vmm, or pass --no-jail to run "
+				"kiln-vmm unjailed)\n",
+				why);
+			jail_destroy(jail);
+			return 1;
+		}
+		log_info("jailing every kiln-vmm with %s (uids from %u)", o.jailer, JAIL_UID_BASE);
+	} else {
+		log_warn("kiln-vmm runs unjailed (%s)",
+			 o.jail == 0 ? "--no-jail" : "kilnd is not root");
 	}
 	rc = vmproc_reap_orphans(run_dir);
 	if (rc)
@@ -719,6 +773,10 @@ out:
 	store_close(k.store);
 	registry_close(k.registry);
 	curl_global_cleanup();
+	vmproc_use_jail(NULL);
+	if (jail) /* cgroups of VMs still being removed, or left by a deploy thread */
+		cgroup_remove_prefixed(jail_cgroup_parent(jail));
+	jail_destroy(jail);
 	log_info("stopped");
 out_security:
 	auth_destroy(auth);

@@ -547,12 +547,15 @@ static int cold_start(struct sched *s, struct sfn *f, struct call *c)
 	/* Every kilnd VM has a network device; only a function with a network
 	 * gets its VM's tap behind it (inherited as fd 3). */
 	req = json_pack("{s:s, s:s, s:[s], s:s, s:s, s:s}", "op", "restore", "dir", f->snapshot,
-			"disks", disk, "vsock_uds", vm->proc->vsock, "console", vm->proc->console,
-			"net", vm->net ? "tap-fd=3" : "none");
+			"disks", disk, "vsock_uds", vm->proc->vm_vsock, "console",
+			vm->proc->vm_console, "net", vm->net ? "tap-fd=3" : "none");
 	if (!req)
 		return -ENOMEM;
 	vm->restore_ns = util_mono_ns();
-	r = vmproc_ctl(vm->proc, req, &rep, 10000, err, sizeof(err));
+	/* A jailed VM sees the snapshot's files only once they are bound in. */
+	r = vmproc_expose(vm->proc, f->snapshot, disk, err, sizeof(err));
+	if (!r)
+		r = vmproc_ctl(vm->proc, req, &rep, 10000, err, sizeof(err));
 	json_decref(req);
 	if (r) {
 		log_error("restore of %s into %s failed: %s", f->name, vm->proc->id, err);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,16 +20,139 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/cgroup.h"
+#include "common/jailfs.h"
 #include "common/log.h"
+#include "daemon/jail.h"
 #include "daemon/util.h"
+
+static struct jail *jail;
+static int self_pidfd = -1; /* kilnd's own pidfd: a jailed child checks it */
+
+int vmproc_use_jail(struct jail *j)
+{
+	if (j && self_pidfd < 0) {
+		int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+
+		if (fd < 0)
+			return -errno;
+		/* Above 3: a VM's tap becomes fd 3 in the child. */
+		self_pidfd = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+		close(fd);
+		if (self_pidfd < 0)
+			return -errno;
+	}
+	jail = j;
+	return 0;
+}
+
+/* The jailer's argument list before kiln-vmm's: into argv from n, with the
+ * strings kept in buf. Returns the new n, or -errno. */
+static int jail_args(struct vmproc *v, const struct vmproc_args *a, const char **argv, int n,
+		     char (*buf)[PATH_MAX])
+{
+	char chain[JAIL_CHAIN_MAX][PATH_MAX];
+	int b = 0, nchain = 0;
+
+	argv[n++] = jail_jailer(v->jail);
+	argv[n++] = "--id";
+	argv[n++] = v->id;
+	argv[n++] = "--root";
+	argv[n++] = v->root;
+	snprintf(buf[b], PATH_MAX, "%u", v->uid);
+	argv[n++] = "--uid";
+	argv[n++] = buf[b];
+	argv[n++] = "--gid";
+	argv[n++] = buf[b++];
+	argv[n++] = "--cgroup";
+	argv[n++] = v->cgroup;
+	/* Guest RAM plus kiln-vmm and the page cache of its disk reads. */
+	snprintf(buf[b], PATH_MAX, "%u", (a->mem_mb ? a->mem_mb : 1024) + 256);
+	argv[n++] = "--mem-max";
+	argv[n++] = buf[b++];
+	snprintf(buf[b], PATH_MAX, "%u", ((a->vcpus ? a->vcpus : 1) + 1) * 1000);
+	argv[n++] = "--cpus";
+	argv[n++] = buf[b++];
+	snprintf(buf[b], PATH_MAX, "%u", 64 + 2 * (a->vcpus ? a->vcpus : 1));
+	argv[n++] = "--pids-max";
+	argv[n++] = buf[b++];
+	snprintf(buf[b], PATH_MAX, "nproc=%u", 64 + 2 * (a->vcpus ? a->vcpus : 1));
+	argv[n++] = "--rlimit";
+	argv[n++] = buf[b++];
+	argv[n++] = "--rlimit";
+	argv[n++] = "nofile=2048";
+	snprintf(buf[b], PATH_MAX, "fsize=%llu",
+		 ((unsigned long long)(a->mem_mb ? a->mem_mb : 4096) + 1024) << 20);
+	argv[n++] = "--rlimit";
+	argv[n++] = buf[b++];
+	snprintf(buf[b], PATH_MAX, "%d", self_pidfd);
+	argv[n++] = "--parent-fd";
+	argv[n++] = buf[b++];
+	if (a->kernel) {
+		argv[n++] = "--ro";
+		argv[n++] = a->kernel;
+	}
+	if (a->disk) {
+		argv[n++] = "--ro";
+		argv[n++] = a->disk;
+	}
+	if (a->restore) {
+		nchain = jail_snapshot_chain(a->restore, chain, JAIL_CHAIN_MAX);
+		if (nchain < 0)
+			return nchain;
+		for (int i = 0; i < nchain; i++) {
+			memcpy(buf[b], chain[i], PATH_MAX);
+			argv[n++] = "--ro";
+			argv[n++] = buf[b++];
+		}
+	}
+	if (a->out_dir) {
+		argv[n++] = "--rw";
+		argv[n++] = a->out_dir;
+	}
+	if (a->has_tap) {
+		argv[n++] = "--keep-fd";
+		argv[n++] = "3";
+	}
+	argv[n++] = "--";
+	return n;
+}
+
+/* In the child of clone(CLONE_NEWPID): only async-signal-safe calls. */
+static void child_exec(const char *path, const char **argv, int logfd, pid_t parent, bool jailed,
+		       int tap_fd)
+{
+	int devnull = open("/dev/null", O_RDONLY);
+
+	setpgid(0, 0);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (jailed) {
+		struct pollfd p = {.fd = self_pidfd, .events = POLLIN};
+		/* In its own PID namespace getppid() is 0: ask kilnd's pidfd. */
+		if (poll(&p, 1, 0) != 0)
+			_exit(127);
+		fcntl(self_pidfd, F_SETFD, 0);
+	} else if (getppid() != parent) {
+		_exit(127);
+	}
+	if (devnull >= 0)
+		dup2(devnull, 0);
+	dup2(logfd, 1);
+	dup2(logfd, 2);
+	/* The VM's tap as fd 3 (`--net tap-fd=3`), open across exec. */
+	if (tap_fd >= 0 && (tap_fd == 3 ? fcntl(3, F_SETFD, 0) : dup2(tap_fd, 3)) < 0)
+		_exit(127);
+	execv(path, (char *const *)argv);
+	_exit(127);
+}
 
 int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *id,
 		 struct vmproc **out)
 {
-	char mem[16], vcpus[16];
-	const char *argv[32];
+	char mem[16], vcpus[16], (*buf)[PATH_MAX] = NULL;
+	const char *argv[96];
 	struct vmproc *v;
-	int n = 0, logfd, r;
+	int n = 0, logfd = -1, r;
 	pid_t parent = getpid();
 
 	v = calloc(1, sizeof(*v));
@@ -37,15 +161,30 @@ int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *i
 	v->pidfd = -1;
 	v->ctl_fd = -1;
 	v->status = -1;
+	v->uid_lock = -1;
+	v->jail = jail;
 	snprintf(v->id, sizeof(v->id), "%s", id);
-	if (snprintf(v->dir, sizeof(v->dir), "%s/%s", run_dir, id) >= (int)sizeof(v->dir)) {
+	if (snprintf(v->dir, sizeof(v->dir), "%s/%s", run_dir, id) >= (int)sizeof(v->dir) ||
+	    (v->jail &&
+	     snprintf(v->root, sizeof(v->root), "%s/root", v->dir) + 20 >= (int)sizeof(v->root))) {
 		log_error("run directory %s is too long for unix sockets", run_dir);
 		free(v);
 		return -ENAMETOOLONG;
 	}
-	snprintf(v->api, sizeof(v->api), "%s/api.sock", v->dir);
-	snprintf(v->vsock, sizeof(v->vsock), "%s/vsock.sock", v->dir);
-	snprintf(v->console, sizeof(v->console), "%s/console.log", v->dir);
+	if (v->jail) {
+		util_fmt(v->api, sizeof(v->api), "%s%s", v->root, JAILFS_API);
+		util_fmt(v->vsock, sizeof(v->vsock), "%s%s", v->root, JAILFS_VSOCK);
+		snprintf(v->console, sizeof(v->console), "%s%s", v->root, JAILFS_CONSOLE);
+		snprintf(v->vm_vsock, sizeof(v->vm_vsock), "%s", JAILFS_VSOCK);
+		snprintf(v->vm_console, sizeof(v->vm_console), "%s", JAILFS_CONSOLE);
+		jail_cgroup_name(v->jail, v->id, v->cgroup, sizeof(v->cgroup));
+	} else {
+		snprintf(v->api, sizeof(v->api), "%s/api.sock", v->dir);
+		snprintf(v->vsock, sizeof(v->vsock), "%s/vsock.sock", v->dir);
+		snprintf(v->console, sizeof(v->console), "%s/console.log", v->dir);
+		memcpy(v->vm_vsock, v->vsock, sizeof(v->vm_vsock));
+		memcpy(v->vm_console, v->console, sizeof(v->vm_console));
+	}
 	snprintf(v->log, sizeof(v->log), "%s/vmm.log", v->dir);
 	util_rm_tree_at(AT_FDCWD, v->dir);
 	if (mkdir(v->dir, 0700) && errno != EEXIST) {
@@ -58,6 +197,24 @@ int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *i
 	if (logfd < 0) {
 		r = -errno;
 		goto out_rmdir;
+	}
+	if (v->jail) {
+		buf = calloc(16 + JAIL_CHAIN_MAX, PATH_MAX);
+		r = buf ? jail_uid_take(v->jail, &v->uid, &v->uid_lock) : -ENOMEM;
+		if (r)
+			goto out_rmdir;
+		if (a->out_dir && chown(a->out_dir, v->uid, v->uid)) {
+			r = -errno;
+			log_error("cannot give %s to the jail: %s", a->out_dir, strerror(errno));
+			goto out_rmdir;
+		}
+		n = jail_args(v, a, argv, 0, buf);
+		if (n < 0) {
+			r = n;
+			log_error("cannot read the snapshot chain of %s: %s", a->restore,
+				  strerror(-r));
+			goto out_rmdir;
+		}
 	}
 	snprintf(mem, sizeof(mem), "%u", a->mem_mb);
 	snprintf(vcpus, sizeof(vcpus), "%u", a->vcpus ? a->vcpus : 1);
@@ -74,7 +231,7 @@ int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *i
 		argv[n++] = "--disk";
 		argv[n++] = a->disk;
 		argv[n++] = "--vsock-uds";
-		argv[n++] = v->vsock;
+		argv[n++] = v->vm_vsock;
 		if (a->net) {
 			argv[n++] = "--net";
 			argv[n++] = a->net;
@@ -89,7 +246,7 @@ int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *i
 		argv[n++] = "--vcpus";
 		argv[n++] = vcpus;
 		argv[n++] = "--vsock-uds";
-		argv[n++] = v->vsock;
+		argv[n++] = v->vm_vsock;
 		argv[n++] = "--cmdline";
 		argv[n++] = a->cmdline;
 		if (a->net) {
@@ -98,36 +255,25 @@ int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *i
 		}
 	}
 	argv[n++] = "--api-sock";
-	argv[n++] = v->api;
+	argv[n++] = v->jail ? JAILFS_API : v->api;
 	argv[n++] = "--console";
-	argv[n++] = v->console;
+	argv[n++] = v->vm_console;
 	argv[n++] = "-q";
 	argv[n] = NULL;
 
-	v->pid = fork();
+	/* Jailed: kiln-jailer starts as PID 1 of a new PID namespace and
+	 * becomes kiln-vmm (exec), so this child is the VM all along. */
+	v->pid = v->jail ? (pid_t)syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, NULL, NULL, NULL, NULL)
+			 : fork();
 	if (v->pid < 0) {
 		r = -errno;
-		close(logfd);
 		goto out_rmdir;
 	}
-	if (v->pid == 0) {
-		/* Only async-signal-safe calls from here to exec. */
-		int devnull = open("/dev/null", O_RDONLY);
-		setpgid(0, 0);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		if (devnull >= 0)
-			dup2(devnull, 0);
-		dup2(logfd, 1);
-		dup2(logfd, 2);
-		/* The VM's tap as fd 3 (`--net tap-fd=3`), open across exec. */
-		if (a->has_tap && (a->tap_fd == 3 ? fcntl(3, F_SETFD, 0) : dup2(a->tap_fd, 3)) < 0)
-			_exit(127);
-		execv(a->vmm, (char *const *)argv);
-		_exit(127);
-	}
+	if (v->pid == 0)
+		child_exec(argv[0], argv, logfd, parent, v->jail != NULL,
+			   a->has_tap ? a->tap_fd : -1);
 	close(logfd);
+	free(buf);
 	setpgid(v->pid, v->pid); /* either side may win the race; both set it */
 	v->pidfd = (int)syscall(SYS_pidfd_open, v->pid, 0);
 	{
@@ -140,9 +286,35 @@ int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *i
 
 out_rmdir:
 	log_error("cannot start kiln-vmm: %s", strerror(-r));
+	if (logfd >= 0)
+		close(logfd);
+	free(buf);
+	if (v->jail && v->uid_lock >= 0)
+		jail_uid_put(v->jail, v->uid, v->uid_lock);
 	util_rm_tree_at(AT_FDCWD, v->dir);
 	free(v);
 	return r;
+}
+
+int vmproc_expose(struct vmproc *v, const char *snapshot, const char *disk, char *err,
+		  size_t err_size)
+{
+	char chain[JAIL_CHAIN_MAX][PATH_MAX];
+	const char *paths[JAIL_CHAIN_MAX + 1];
+	int n;
+
+	if (!v->jail)
+		return 0;
+	n = jail_snapshot_chain(snapshot, chain, JAIL_CHAIN_MAX);
+	if (n < 0) {
+		snprintf(err, err_size, "cannot read the snapshot chain of %s: %s", snapshot,
+			 strerror(-n));
+		return n;
+	}
+	for (int i = 0; i < n; i++)
+		paths[i] = chain[i];
+	paths[n++] = disk;
+	return jail_expose(v->jail, v->pid, v->root, paths, n, err, err_size);
 }
 
 static int ctl_connect(struct vmproc *v)
@@ -296,6 +468,10 @@ static void cleanup(struct vmproc *v)
 		close(v->pidfd);
 	if (v->ctl_fd >= 0)
 		close(v->ctl_fd);
+	if (v->jail) {
+		jail_cgroup_remove_async(v->cgroup);
+		jail_uid_put(v->jail, v->uid, v->uid_lock);
+	}
 	util_rm_tree_at(AT_FDCWD, v->dir);
 	free(v);
 }
@@ -388,5 +564,7 @@ int vmproc_reap_orphans(const char *run_dir)
 		util_rm_tree_at(AT_FDCWD, path);
 	}
 	closedir(d);
+	if (jail) /* cgroups of jailed VMs, which these kills emptied */
+		cgroup_remove_prefixed(jail_cgroup_parent(jail));
 	return killed;
 }

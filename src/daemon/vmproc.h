@@ -17,6 +17,10 @@
 
 #define VMPROC_PATH_MAX 108 /* sun_path */
 
+struct jail;
+
+/* kilnd's paths (api, vsock, console) are the host's; vm_* are the same
+ * files as kiln-vmm names them, inside its jail (equal when unjailed). */
 struct vmproc {
 	char id[32];
 	char dir[VMPROC_PATH_MAX - 16];
@@ -24,6 +28,13 @@ struct vmproc {
 	char vsock[VMPROC_PATH_MAX];
 	char console[VMPROC_PATH_MAX + 16];
 	char log[VMPROC_PATH_MAX + 16];
+	char vm_vsock[VMPROC_PATH_MAX];
+	char vm_console[VMPROC_PATH_MAX + 16];
+	struct jail *jail;	    /* NULL: unjailed */
+	char root[VMPROC_PATH_MAX]; /* the jail's root (host path) */
+	char cgroup[160];	    /* the jail's cgroup name */
+	unsigned uid;		    /* the jail's uid and gid */
+	int uid_lock;
 	pid_t pid;
 	int pidfd;  /* readable when the process exits; -1 when unknown */
 	int ctl_fd; /* connected control socket, -1 until first used */
@@ -40,18 +51,32 @@ struct vmproc_args {
 	const char *disk;    /* the runtime's root image (read-only) */
 	unsigned mem_mb;     /* prestart and boot */
 	unsigned vcpus;
+	const char *out_dir; /* a directory the VM will write a snapshot into
+			      * (jailed: given to its uid, mirrored writable) */
 	const char *net;     /* restore and boot: the --net spec ("none",
 			      * "tap-fd=3"); NULL: no --net */
 	bool has_tap;	     /* tap_fd is inherited by kiln-vmm as fd 3 (the
-			      * caller keeps and closes its own) */
+			      * caller keeps and closes its own; jailed: kept
+			      * through the jail with --keep-fd 3) */
 	int tap_fd;
 };
+
+/* Jails every kiln-vmm spawned from now on with j (kilnd keeps it alive),
+ * or none when j is NULL. Call once at start, before any spawn. Returns 0 or
+ * -errno (a pidfd of kilnd itself cannot be opened). */
+int vmproc_use_jail(struct jail *j);
 
 /* Spawns kiln-vmm for args in a new directory run_dir/id (removed first if
  * left over). Returns 0 and *out (caller owns; vmproc_destroy), or -errno
  * with the message logged. */
 int vmproc_spawn(const struct vmproc_args *args, const char *run_dir, const char *id,
 		 struct vmproc **out);
+
+/* Before a restore into a pre-started (jailed) VM: makes the snapshot dir,
+ * its parents and the disk image visible inside its jail. No-op unjailed.
+ * Returns 0 or -errno with the reason in err. */
+int vmproc_expose(struct vmproc *v, const char *snapshot, const char *disk, char *err,
+		  size_t err_size);
 
 /* Sends one control request (a JSON object, not consumed) and waits at
  * most timeout_ms for the reply; connects first when needed (retrying

@@ -197,7 +197,7 @@ static char *machine_user_cmdline(const struct machine *m, const char *user)
 /* Loads the kernel and initrd and puts the boot vCPU at its entry point. */
 static int machine_boot(struct machine *m, const struct machine_config *cfg)
 {
-	bool compat = cfg->compat && vm_host_is_nested_pvm();
+	bool compat = cfg->compat && (cfg->compat_host || vm_host_is_nested_pvm());
 	struct boot_args args;
 	char *cmdline, *user;
 	int ret;
@@ -267,7 +267,7 @@ struct machine *machine_create(const struct machine_config *cfg)
 	if (machine_open_console(m, cfg->console) < 0)
 		goto out_destroy;
 
-	m->vm = vm_create(cfg->mem_mib << 20);
+	m->vm = vm_create(cfg->mem_mib << 20, cfg->kvm_fd > 2 ? cfg->kvm_fd : -1);
 	if (!m->vm)
 		goto out_destroy;
 	m->loop = evloop_create();

@@ -23,6 +23,8 @@ struct machine_config {
 	unsigned int vcpus;  /* 1..BOOT_MAX_VCPUS */
 	const char *console; /* "stdio" or a file path that receives the output */
 	bool compat;	     /* add the nested-KVM compatibility arguments when needed */
+	bool compat_host;    /* the host is nested KVM even if /sys does not say so (jail) */
+	int kvm_fd;	     /* > 2: an open /dev/kvm the machine takes; else it opens one */
 	/* The virtio devices, in slot order (disks are /dev/vda, vdb... in
 	 * the order given); at most each kind's max_count. */
 	struct virtio_host devices[MACHINE_MAX_VIRTIO];

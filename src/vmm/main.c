@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,10 @@ static void vmm_usage(FILE *out)
 		"  --console PATH|stdio where guest console output goes (default stdio;\n"
 		"                       with stdio, standard input is the guest's console input)\n"
 		"  --no-compat          never add the nested-KVM compatibility arguments\n"
+		"  --compat             add them even where /sys/module/kvm_pvm is not visible\n"
+		"                       (kiln-jailer passes it on a nested-KVM host)\n"
+		"  --kvm-fd N           use the open /dev/kvm at descriptor N (3 or more)\n"
+		"                       instead of opening it (kiln-jailer passes it)\n"
 		"  --api-sock PATH      serve the control socket (pause, resume, state,\n"
 		"                       snapshot, restore, stop; docs/control-api.md) at PATH\n"
 		"  --restore DIR        restore the snapshot in DIR instead of booting: memory\n"
@@ -295,7 +300,9 @@ int main(int argc, char **argv)
 		OPT_API_SOCK,
 		OPT_RESTORE,
 		OPT_PRESTART,
-		OPT_MAX_MEM
+		OPT_MAX_MEM,
+		OPT_COMPAT,
+		OPT_KVM_FD
 	};
 	static const struct option options[] = {
 		{"kernel", required_argument, NULL, OPT_KERNEL},
@@ -314,6 +321,8 @@ int main(int argc, char **argv)
 		{"restore", required_argument, NULL, OPT_RESTORE},
 		{"prestart", no_argument, NULL, OPT_PRESTART},
 		{"max-mem", required_argument, NULL, OPT_MAX_MEM},
+		{"compat", no_argument, NULL, OPT_COMPAT},
+		{"kvm-fd", required_argument, NULL, OPT_KVM_FD},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
@@ -324,6 +333,7 @@ int main(int argc, char **argv)
 		.vcpus = 1,
 		.console = "stdio",
 		.compat = true,
+		.kvm_fd = -1,
 	};
 	struct virtio_host disks[VIRTIO_BLK_MAX_DISKS];
 	unsigned int ndisks = 0;
@@ -374,6 +384,14 @@ int main(int argc, char **argv)
 			break;
 		case OPT_NO_COMPAT:
 			cfg.compat = false;
+			break;
+		case OPT_COMPAT:
+			cfg.compat_host = true;
+			break;
+		case OPT_KVM_FD:
+			if (vmm_parse_u64("--kvm-fd", optarg, 3, INT_MAX, &v) < 0)
+				goto out_usage;
+			cfg.kvm_fd = (int)v;
 			break;
 		case OPT_DISK:
 			if (ndisks >= VIRTIO_BLK_MAX_DISKS) {

@@ -63,9 +63,9 @@ static void *vm_slot_thread(void *arg)
 
 	vm->slot_err = vm_set_slot(vm, 0, 0, vm->mem.low_size, vm->mem.host);
 	if (vm->slot_err == 0 && vm->mem.size > vm->mem.low_size)
-		vm->slot_err = vm_set_slot(vm, 1, LAYOUT_MMIO_GAP_END,
-					   vm->mem.size - vm->mem.low_size,
-					   vm->mem.host + vm->mem.low_size);
+		vm->slot_err =
+			vm_set_slot(vm, 1, LAYOUT_MMIO_GAP_END, vm->mem.size - vm->mem.low_size,
+				    vm->mem.host + vm->mem.low_size);
 	return NULL;
 }
 
@@ -78,7 +78,7 @@ int vm_memory_ready(struct vm *vm)
 	return vm->slot_err;
 }
 
-struct vm *vm_create(uint64_t mem_size)
+struct vm *vm_create(uint64_t mem_size, int kvm_fd)
 {
 	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 	struct vm *vm;
@@ -88,10 +88,17 @@ struct vm *vm_create(uint64_t mem_size)
 	vm = calloc(1, sizeof(*vm));
 	if (!vm) {
 		log_error("out of memory");
+		if (kvm_fd >= 0)
+			close(kvm_fd);
 		return NULL;
 	}
 	vm->vm_fd = -1;
-	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm_fd >= 0) {
+		vm->kvm_fd = kvm_fd;
+		fcntl(kvm_fd, F_SETFD, FD_CLOEXEC);
+	} else {
+		vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	}
 	if (vm->kvm_fd < 0) {
 		log_error("cannot open /dev/kvm: %s%s", strerror(errno),
 			  errno == ENOENT ? " (is KVM enabled on this host?)" : "");

@@ -22,11 +22,13 @@ struct vm {
 	int slot_err;
 };
 
-/* Opens /dev/kvm, checks the API version and the capabilities kiln needs,
- * creates a VM with `mem_size` bytes of RAM, the in-kernel irqchip and PIT.
- * Returns the VM (caller owns it; vm_destroy frees it) or NULL after logging
- * why (no /dev/kvm, no permission, missing capability, out of memory). */
-struct vm *vm_create(uint64_t mem_size);
+/* Opens /dev/kvm (or uses kvm_fd when it is >= 0: an open /dev/kvm the VM
+ * then owns and closes, as the jailer passes it), checks the API version and
+ * the capabilities kiln needs, creates a VM with `mem_size` bytes of RAM, the
+ * in-kernel irqchip and PIT. Returns the VM (caller owns it; vm_destroy frees
+ * it) or NULL after logging why (no /dev/kvm, no permission, missing
+ * capability, out of memory); kvm_fd is closed on failure too. */
+struct vm *vm_create(uint64_t mem_size, int kvm_fd);
 
 /* Waits until guest RAM is registered with KVM. Call it before any vCPU
  * runs and before guest RAM is remapped (restore). Returns 0, or -errno after

@@ -147,17 +147,22 @@ def free_port():
 
 
 def vmm_pids(run_dir):
-    """kiln-vmm processes whose command line names run_dir (kilnd's VMs)."""
+    """kiln-vmm processes whose command line names run_dir (kilnd's VMs), or,
+    jailed (their paths are the jail's), whose cgroup is one of kilnd's,
+    kiln-<run dir name>-... (docs/security.md)."""
     out = []
+    tag = f"/kiln-{Path(run_dir).name}-".encode()
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue
         try:
             argv = (p / "cmdline").read_bytes().split(b"\0")
+            if not argv or not argv[0].endswith(b"kiln-vmm"):
+                continue
+            if any(run_dir.encode() in a for a in argv) or tag in (p / "cgroup").read_bytes():
+                out.append(int(p.name))
         except OSError:
             continue
-        if argv and argv[0].endswith(b"kiln-vmm") and any(run_dir.encode() in a for a in argv):
-            out.append(int(p.name))
     return out
 
 
@@ -183,7 +188,8 @@ class Kilnd:
         self.state_dir = self.workdir / "state"
         self.kernel = kernel
         self.rootfs = rootfs
-        self.extra = list(extra)
+        # KILN_E2E_KILND_ARGS="--no-jail": every kilnd of the run gets them
+        self.extra = list(extra) + os.environ.get("KILN_E2E_KILND_ARGS", "").split()
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = self.workdir / "kilnd.log"
