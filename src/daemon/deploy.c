@@ -488,6 +488,7 @@ static int build_function(struct job *j, const char *base, const char *id, char 
 		util_fmt(err, esz, "cannot start kiln-vmm: %s", strerror(-r));
 		return r;
 	}
+	util_fmt(vm->owner, sizeof(vm->owner), "%s", j->spec.name);
 	n = agentconn_encode_reseed(first, sizeof(first), 1);
 	if (n < 0) {
 		r = (int)n;
