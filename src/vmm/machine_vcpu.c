@@ -147,7 +147,7 @@ void machine_start_vcpus(struct machine *m)
 		struct machine_cpu *c = &m->cpus[i];
 		int ret;
 
-		snprintf(c->name, sizeof(c->name), "kiln-vcpu%u", i);
+		snprintf(c->name, sizeof(c->name), "kiln-vcpu%u", i % 1000u); /* i < 32 */
 		ret = pthread_create(&c->thread, NULL, machine_cpu_thread, c);
 
 		if (ret) {

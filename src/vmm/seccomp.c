@@ -180,6 +180,53 @@ static const struct sysfilter_rule vmm_rules_main[] = {
 	IOCTL(TCSETS),
 };
 
+#ifdef __SANITIZE_ADDRESS__
+/* make asan: what the AddressSanitizer/LeakSanitizer runtime does after
+ * setup (docs/security.md#sanitizer-builds); never in a normal build. */
+static const struct sysfilter_rule vmm_rules_sanitizer[] = {
+	ALLOW(sigaltstack), /* a thread's alternate signal stack, freed at its exit */
+	/* LeakSanitizer's check at exit: a tracer thread stops every thread
+	 * with ptrace, lists them in /proc/self/task, reads their registers. */
+	ALLOW(prctl),
+	ALLOW(clone),
+	ALLOW(clone3),
+	ALLOW(ptrace),
+	ALLOW(wait4),
+	ALLOW(waitid),
+	ALLOW(sched_yield),
+	ALLOW(getdents64),
+	ALLOW(getdents),
+	ALLOW(open), /* the sanitizers' internal_open is open(2), not openat */
+	ALLOW(openat),
+	ALLOW(getppid),
+	ALLOW(rt_sigaction),
+	ALLOW(kill),
+	ALLOW(tgkill),
+	ALLOW(pipe2),
+	ALLOW(fstat),
+	ALLOW(newfstatat),
+	ALLOW(readlink),
+	ALLOW(sched_getaffinity),
+	ALLOW(pipe), /* IsAccessibleMemoryRange writes to a pipe */
+	ALLOW(prlimit64),
+	ALLOW(uname),
+	ALLOW(lseek),
+	ALLOW(mincore),
+	ALLOW(process_vm_readv),
+	ALLOW(nanosleep),
+	ALLOW(clock_nanosleep),
+	ALLOW(fcntl),
+	ALLOW(dup2),
+	ALLOW(getuid),
+	ALLOW(set_robust_list),
+	ALLOW(rseq),
+	ALLOW(arch_prctl),
+};
+#define VMM_NSANITIZER (sizeof(vmm_rules_sanitizer) / sizeof(vmm_rules_sanitizer[0]))
+#else
+#define VMM_NSANITIZER 0
+#endif
+
 static const struct {
 	const struct sysfilter_rule *rules;
 	size_t n;
@@ -236,12 +283,16 @@ int vmm_seccomp_install(enum vmm_seccomp_role role, const char *name)
 	int ret;
 
 	if ((unsigned int)role >= sizeof(vmm_roles) / sizeof(vmm_roles[0]) ||
-	    VMM_NCOMMON + vmm_roles[role].n + VMM_PID_RULES > VMM_MAX_RULES)
+	    VMM_NCOMMON + vmm_roles[role].n + VMM_PID_RULES + VMM_NSANITIZER > VMM_MAX_RULES)
 		return -EINVAL;
 	memcpy(rules, vmm_rules_common, sizeof(vmm_rules_common));
 	n = VMM_NCOMMON;
 	memcpy(rules + n, vmm_roles[role].rules, vmm_roles[role].n * sizeof(rules[0]));
 	n += vmm_roles[role].n;
+#ifdef __SANITIZE_ADDRESS__
+	memcpy(rules + n, vmm_rules_sanitizer, sizeof(vmm_rules_sanitizer));
+	n += VMM_NSANITIZER;
+#endif
 	/* Signals go to this process's own threads only. */
 	for (unsigned int i = 0; i < VMM_PID_RULES; i++)
 		rules[n++] = (struct sysfilter_rule)SYSFILTER_ARG2(
