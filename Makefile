@@ -20,7 +20,7 @@ WARNINGS := -Wall -Wextra -Werror -Wformat=2 -Winit-self -Wmissing-prototypes \
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARNINGS) -Isrc -MMD -MP
 LDFLAGS ?=
-LDLIBS  := -lpthread -ljansson
+LDLIBS  := -lpthread -ljansson -lseccomp
 
 # kiln-vmm is linked statically so that its jail (kiln-jailer) needs no
 # libraries; ASan cannot link statically, so the ASan build's is dynamic
@@ -32,6 +32,14 @@ VMM_STATIC :=
 BUILD   := build-asan
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
+endif
+
+# make SECCOMP=0: kiln-vmm and kilnd without their seccomp filters, for
+# debugging only, built into their own directory (build-noseccomp).
+SECCOMP ?= 1
+ifeq ($(SECCOMP),0)
+BUILD   := $(BUILD)-noseccomp
+CFLAGS  += -DKILN_NO_SECCOMP
 endif
 
 # ---- sources -----------------------------------------------------------
@@ -184,7 +192,7 @@ format:
 	clang-format -i $(shell find src tests bench -name '*.[ch]' -not -path 'tests/vmm/guests/*')
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-noseccomp build-asan-noseccomp
 
 # ---- fuzzing (tests/fuzz/README.md) -------------------------------------------
 # make fuzz: each tests/fuzz/fuzz_NAME.c built with clang and libFuzzer +

@@ -77,3 +77,102 @@ class ControlClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# ---- seccomp: making a thread of a running kiln-vmm call something ---------
+#
+# The seccomp tests (tests/vmm/test_seccomp.py, tests/e2e/test_kilnd.py) need
+# a real kiln-vmm thread, set up and filtered, to make a system call it never
+# makes: no test-only backdoor in kiln-vmm. They take it over with ptrace
+# (x86-64 only): seize the thread, interrupt it while it waits in a system
+# call (poll, epoll_wait, futex, KVM_RUN), point it back at its `syscall`
+# instruction with another call number and arguments, and let it go.
+
+PTRACE_GETREGS = 12
+PTRACE_SETREGS = 13
+PTRACE_CONT = 7
+PTRACE_DETACH = 17
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+WALL = 0x40000000  # __WALL: wait for threads too
+
+# Call numbers and ioctl requests the tests use (x86-64).
+NR_IOCTL = 16
+NR_SOCKET = 41
+NR_GETPID = 39
+NR_EXECVE = 59
+NR_PTRACE = 101
+AF_INET = 2
+SOCK_STREAM = 1
+KVM_CREATE_VM = 0xAE01
+
+
+def _user_regs():
+    import ctypes
+
+    class UserRegs(ctypes.Structure):  # struct user_regs_struct, <sys/user.h>
+        _fields_ = [(n, ctypes.c_ulonglong) for n in (
+            "r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi orig_rax rip cs "
+            "eflags rsp ss fs_base gs_base ds es fs gs").split()]
+    return UserRegs
+
+
+def thread_ids(pid):
+    """{thread name (comm): tid} of process pid; kiln-vmm names its threads
+    kiln-vcpuN and kiln-io, the main thread keeps the process's name."""
+    import os
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                out[f.read().strip()] = int(tid)
+        except OSError:
+            pass
+    return out
+
+
+def inject_syscall(tid, nr, *args, timeout=10.0):
+    """Makes thread `tid` (of another process; needs CAP_SYS_PTRACE or
+    ptrace rights over it) call system call `nr` with up to six `args`
+    in place of the system call it is waiting in, then detaches: what the
+    call does to the process is the caller's to check. Raises OSError when
+    ptrace refuses, TimeoutError when the thread is never caught in a
+    system call within `timeout` seconds."""
+    import ctypes
+    import os
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    libc.ptrace.restype = ctypes.c_long
+    regs = _user_regs()()
+
+    def ptrace(req, data=None):
+        if libc.ptrace(req, tid, None, data) < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"ptrace({req:#x}, {tid}): {os.strerror(e)}")
+
+    ptrace(PTRACE_SEIZE)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            ptrace(PTRACE_INTERRUPT)
+            os.waitpid(tid, WALL)
+            ptrace(PTRACE_GETREGS, ctypes.addressof(regs))
+            in_call = regs.orig_rax < 2**63  # orig_rax is -1 outside a system call
+            if in_call:
+                with open(f"/proc/{tid}/mem", "rb", buffering=0) as mem:
+                    mem.seek(regs.rip - 2)
+                    in_call = mem.read(2) == b"\x0f\x05"  # syscall
+            if in_call:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"thread {tid} was never caught in a system call")
+            ptrace(PTRACE_CONT)
+            time.sleep(0.01)
+        vals = list(args) + [0] * (6 - len(args))
+        regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 = [v % 2**64 for v in vals]
+        regs.rax = nr
+        regs.orig_rax = 2**64 - 1  # no system call restart on the way out
+        regs.rip -= 2              # back onto the syscall instruction
+        ptrace(PTRACE_SETREGS, ctypes.addressof(regs))
+    finally:
+        libc.ptrace(PTRACE_DETACH, tid, None, None)

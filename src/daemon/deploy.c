@@ -519,6 +519,7 @@ static int build_function(struct job *j, const char *base, const char *id, char 
 		store_snapshot_discard(d->cfg.store, tmp);
 		return r;
 	}
+	util_fmt(vm->owner, sizeof(vm->owner), "%s", j->spec.name);
 	n = agentconn_encode_reseed(first, sizeof(first), 1);
 	if (n < 0) {
 		r = (int)n;

@@ -30,6 +30,7 @@
 #include "daemon/registry.h"
 #include "daemon/sched.h"
 #include "daemon/vmnet.h"
+#include "daemon/seccomp.h"
 #include "daemon/spec.h"
 #include "daemon/store.h"
 #include "daemon/util.h"
@@ -735,6 +736,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kilnd: error: cannot serve the API (see above)\n");
 		goto out;
 	}
+	/* Every thread is up: the deny-list goes on all of them (seccomp.h). */
+	if ((rc = kilnd_seccomp_install()))
+		goto out;
 	if (o.port)
 		log_info("serving %s://%s%s%s:%u (state %s, memory budget %llu MiB, %s)",
 			 tls_cert ? "https" : "http", strchr(o.listen, ':') ? "[" : "", o.listen,

@@ -570,6 +570,7 @@ static int cold_start(struct sched *s, struct sfn *f, struct call *c)
 	}
 	json_decref(rep);
 	vm->fn = f;
+	snprintf(vm->proc->owner, sizeof(vm->proc->owner), "%s", f->name);
 	vm->version = f->version;
 	s->committed_mb += vm->mem_mb;
 	vm->state = VM_CONNECTING;

@@ -24,6 +24,7 @@
 #include "common/jailfs.h"
 #include "common/log.h"
 #include "daemon/jail.h"
+#include "common/sysfilter.h"
 #include "daemon/util.h"
 
 static struct jail *jail;
@@ -454,8 +455,24 @@ bool vmproc_exited(struct vmproc *v)
 	return false;
 }
 
+static void tail_of(const char *path, char *out, size_t max);
+
+bool vmproc_seccomp_report(const struct vmproc *v, char *call, size_t len)
+{
+	char log[4096];
+
+	if (v->status < 0 || !WIFSIGNALED(v->status) || WTERMSIG(v->status) != SIGSYS)
+		return false;
+	tail_of(v->log, log, sizeof(log));
+	if (!sysfilter_find_report(log, call, len))
+		snprintf(call, len, "an unknown system call (no report in %s)", v->log);
+	return true;
+}
+
 static void cleanup(struct vmproc *v)
 {
+	char call[256];
+
 	if (v->status < 0) {
 		kill(-v->pid, SIGKILL);
 		kill(v->pid, SIGKILL);
@@ -464,6 +481,10 @@ static void cleanup(struct vmproc *v)
 	} else {
 		kill(-v->pid, SIGKILL); /* anything the VMM left in its group */
 	}
+	if (vmproc_seccomp_report(v, call, sizeof(call)))
+		log_error("vm %s (%s%s): kiln-vmm was killed by its seccomp filter: forbidden "
+			  "system call %s",
+			  v->id, v->owner[0] ? "function " : "no function", v->owner, call);
 	if (v->pidfd >= 0)
 		close(v->pidfd);
 	if (v->ctl_fd >= 0)

@@ -36,9 +36,10 @@ struct vmproc {
 	unsigned uid;		    /* the jail's uid and gid */
 	int uid_lock;
 	pid_t pid;
-	int pidfd;  /* readable when the process exits; -1 when unknown */
-	int ctl_fd; /* connected control socket, -1 until first used */
-	int status; /* wait status once reaped, -1 before */
+	int pidfd;	/* readable when the process exits; -1 when unknown */
+	int ctl_fd;	/* connected control socket, -1 until first used */
+	int status;	/* wait status once reaped, -1 before */
+	char owner[64]; /* the function it serves, for reports; "" for none */
 };
 
 /* What to start. Exactly one of prestart, restore_dir, kernel. */
@@ -96,8 +97,14 @@ bool vmproc_ctl_ready(struct vmproc *v);
 bool vmproc_exited(struct vmproc *v);
 
 /* SIGKILLs the process group, waits for it, closes fds, removes the
- * directory, frees. Accepts NULL. */
+ * directory, frees. A kiln-vmm its seccomp filter killed is logged first
+ * (vmproc_seccomp_report). Accepts NULL. */
 void vmproc_destroy(struct vmproc *v);
+
+/* For a reaped process: true when it died of SIGSYS, with what its log
+ * says it called ("39 (getpid) in thread kiln-vcpu0", or "an unknown system
+ * call" without the report line) in `call`. */
+bool vmproc_seccomp_report(const struct vmproc *v, char *call, size_t len);
 
 /* Asks the VM to stop ({"op":"stop"}, falling back to SIGKILL after
  * timeout_ms), then as vmproc_destroy. Accepts NULL. */

@@ -20,6 +20,7 @@
 #include "vmm/iobus.h"
 #include "vmm/kcmdline.h"
 #include "vmm/layout.h"
+#include "vmm/seccomp.h"
 #include "vmm/vcpu.h"
 #include "vmm/virtio/mmio.h"
 #include "vmm/vm.h"
@@ -361,8 +362,17 @@ static void machine_wait(struct machine *m, int sig_fd)
 	}
 }
 
+/* On the I/O thread, before any vCPU runs (so before any guest-driven I/O):
+ * its filter. */
+static void machine_io_seccomp(void *opaque, uint32_t events)
+{
+	(void)events;
+	*(int *)opaque = vmm_seccomp_install(VMM_SECCOMP_IO, "kiln-io");
+}
+
 int machine_run(struct machine *m)
 {
+	int io_filter = 0;
 	sigset_t term, kick;
 	int sig_fd, status;
 
@@ -391,10 +401,18 @@ int machine_run(struct machine *m)
 		close(sig_fd);
 		return 1;
 	}
-
-	machine_start_vcpus(m);
+	/* Each thread installs its own seccomp filter once set up (vCPUs at the
+	 * top of their threads); the main thread's last, when no thread is
+	 * left to create. */
+	evloop_call_sync(m->loop, machine_io_seccomp, &io_filter);
+	if (io_filter < 0)
+		machine_stop(m, 1);
+	else
+		machine_start_vcpus(m);
 	if (m->stdin_input)
 		machine_tty_raw(m);
+	if (vmm_seccomp_install(VMM_SECCOMP_MAIN, "main") < 0)
+		machine_stop(m, 1);
 	machine_wait(m, sig_fd);
 	machine_join_vcpus(m);
 	machine_tty_restore(m);

@@ -37,7 +37,8 @@ struct machine_cpu {
 	struct vcpu *vcpu;
 	pthread_t thread;
 	bool started;
-	bool ran; /* KVM_RUN since it last completed its I/O */
+	bool ran;      /* KVM_RUN since it last completed its I/O */
+	char name[16]; /* the thread's name: "kiln-vcpuN" (seccomp reports, comm) */
 };
 
 enum machine_state {

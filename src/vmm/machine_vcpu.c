@@ -16,11 +16,13 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/reason.h"
+#include "vmm/seccomp.h"
 #include "vmm/vcpu.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,6 +98,11 @@ static void *machine_cpu_thread(void *arg)
 	bool first = c->vcpu->index == 0;
 	sigset_t set;
 
+	/* Before the first KVM_RUN, and before a restore can reach it. */
+	if (vmm_seccomp_install(VMM_SECCOMP_VCPU, c->name) < 0) {
+		machine_stop(m, 1);
+		return NULL;
+	}
 	sigemptyset(&set);
 	sigaddset(&set, MACHINE_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
@@ -138,7 +145,10 @@ void machine_start_vcpus(struct machine *m)
 {
 	for (unsigned int i = 0; i < m->ncpus; i++) {
 		struct machine_cpu *c = &m->cpus[i];
-		int ret = pthread_create(&c->thread, NULL, machine_cpu_thread, c);
+		int ret;
+
+		snprintf(c->name, sizeof(c->name), "kiln-vcpu%u", i % 1000u); /* i < 32 */
+		ret = pthread_create(&c->thread, NULL, machine_cpu_thread, c);
 
 		if (ret) {
 			log_error("cannot start vCPU thread %u: %s", i, strerror(ret));

@@ -3,6 +3,7 @@
 #include "vmm/api.h"
 #include "vmm/boot/boot.h"
 #include "vmm/machine.h"
+#include "vmm/seccomp.h"
 #include "vmm/snapshot/snapshot.h"
 #include "vmm/virtio/blk.h"
 #include "vmm/virtio/net.h"
@@ -522,6 +523,8 @@ int main(int argc, char **argv)
 		log_set_level(LOG_WARN);
 	else if (verbosity > 0)
 		log_set_level(LOG_DEBUG);
+	if (vmm_seccomp_init() < 0)
+		return 1;
 
 	if (restore) {
 		if (vmm_restore(&cfg, restore, &m) < 0)

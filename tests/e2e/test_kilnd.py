@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_tar, vmm_pids
+from kilnvmm import KVM_CREATE_VM, NR_IOCTL, NR_PTRACE, inject_syscall, thread_ids
 
 HANDLER = '''
 import json, os, time
@@ -291,6 +292,56 @@ def test_vmm_killed_mid_call_gives_502(gen):
         r = fut.result()
     assert r.status == 502, r.body
     assert call(gen, "gen-kill", {}).status == 200
+
+
+def inject_or_skip(tid, nr, *args):
+    try:
+        inject_syscall(tid, nr, *args)
+    except PermissionError as e:
+        pytest.skip(f"ptrace refused ({e}): this test needs CAP_SYS_PTRACE")
+
+
+def test_vmm_forbidden_syscall_is_reported_and_replaced(gen):
+    """kiln-vmm's seccomp filter (docs/security.md#seccomp): the vCPU thread of
+    a function's VM, made to call an ioctl no vCPU makes (ptrace injection:
+    tests/kilnvmm.py), kills kiln-vmm by SIGSYS; kilnd logs the VM, the
+    function and the call, and the next call runs in a fresh VM."""
+    deploy_ok(gen, "gen-sigsys")
+    warm = call(gen, "gen-sigsys", {})
+    assert warm.status == 200, warm.body
+    vm = warm.header("x-kiln-vm")
+    vm_dir = Path(gen.info()["run_dir"]) / vm
+    pid = int((vm_dir / "pid").read_text())
+    if "seccomp filters are off" in (vm_dir / "vmm.log").read_text(errors="replace"):
+        pytest.skip("kiln-vmm was built with SECCOMP=0: no filter to test")
+    inject_or_skip(thread_ids(pid)["kiln-vcpu0"], NR_IOCTL, 0, KVM_CREATE_VM, 0)
+    line = (f"vm {vm} (function gen-sigsys): kiln-vmm was killed by its seccomp filter: "
+            "forbidden system call 16 (ioctl) in thread kiln-vcpu0")
+    deadline = time.monotonic() + 60
+    while line not in gen.tail(1 << 20):
+        assert time.monotonic() < deadline, f"no report {line!r} in kilnd's log:\n{gen.tail()}"
+        time.sleep(0.1)
+    nxt = call(gen, "gen-sigsys", {"after": 1})
+    assert nxt.status == 200 and nxt.json()["event"] == {"after": 1}, (nxt.status, nxt.body)
+    assert nxt.header("x-kiln-vm") != vm
+
+
+def test_kilnd_forbidden_syscall_kills_it_with_a_report(kilnd_factory):
+    """kilnd's own filter (a deny-list, src/daemon/seccomp.h): a kilnd thread
+    made to call ptrace dies by SIGSYS after one line naming the call."""
+    k = kilnd_factory()
+    if "seccomp filter is off" in k.tail(1 << 20):
+        pytest.skip("kilnd was built with SECCOMP=0: no filter to test")
+    # The main thread waits in sigwait once serving. An invalid request
+    # (-1): were the call let through, it would fail with EIO and change
+    # nothing (sigwait's caller retries), and kilnd would live on.
+    inject_or_skip(k.proc.pid, NR_PTRACE, -1, 0, 0, 0)
+    try:
+        status = k.proc.wait(timeout=30)
+    except Exception:
+        pytest.fail(f"kilnd survived a forbidden ptrace call:\n{k.tail()}")
+    assert status == -signal.SIGSYS, (status, k.tail())
+    assert "kilnd: seccomp: forbidden system call 101 (ptrace)\n" in k.tail(1 << 20), k.tail()
 
 
 def test_remove(gen):
