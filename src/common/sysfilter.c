@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define SYSFILTER_MAX_NR 512
@@ -75,8 +76,20 @@ static void sysfilter_on_sigsys(int sig, siginfo_t *si, void *uctx)
 	if (write(STDERR_FILENO, line, len) < 0)
 		errno = saved;
 out_die:
+	/* PID 1 of a PID namespace (a jailed kiln-vmm) ignores its own
+	 * signals whose action is the default: SIGSYS would be dropped and the
+	 * process would go on. It exits with 128 + SIGSYS instead, as a shell
+	 * reports a death by that signal (sysfilter_died). */
+	if (syscall(SYS_getpid) == 1)
+		syscall(SYS_exit_group, 128 + SIGSYS);
 	/* SA_RESETHAND made SIGSYS fatal again; it is blocked until we return. */
 	syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), sig);
+}
+
+bool sysfilter_died(int wstatus)
+{
+	return (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGSYS) ||
+	       (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 128 + SIGSYS);
 }
 
 int sysfilter_report_init(const char *program)

@@ -94,4 +94,9 @@ const char *sysfilter_name(int nr, char *buf, size_t len);
  * `out` (truncated to out_len) when there is one; the last one wins. */
 bool sysfilter_find_report(const char *text, char *out, size_t out_len);
 
+/* True when a wait status says the process died of its filter: killed by
+ * SIGSYS, or (PID 1 of a PID namespace, which cannot die of its own
+ * signal) exited with 128 + SIGSYS. */
+bool sysfilter_died(int wstatus);
+
 #endif

@@ -461,11 +461,14 @@ bool vmproc_seccomp_report(const struct vmproc *v, char *call, size_t len)
 {
 	char log[4096];
 
-	if (v->status < 0 || !WIFSIGNALED(v->status) || WTERMSIG(v->status) != SIGSYS)
+	if (v->status < 0 || !sysfilter_died(v->status))
 		return false;
 	tail_of(v->log, log, sizeof(log));
-	if (!sysfilter_find_report(log, call, len))
-		snprintf(call, len, "an unknown system call (no report in %s)", v->log);
+	if (sysfilter_find_report(log, call, len))
+		return true;
+	if (!WIFSIGNALED(v->status))
+		return false; /* exit status 159 without a report: not the filter */
+	snprintf(call, len, "an unknown system call (no report in %s)", v->log);
 	return true;
 }
 
