@@ -578,7 +578,13 @@ def run_load(args):
     rootfs = bl.find_rootfs_python(build)
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-load-"))
     started = datetime.datetime.now(datetime.timezone.utc)
-    res = {"flags": " ".join(flags)}
+    # What guards each VM in this run: the jail (kilnd's default as root,
+    # unless --no-jail) and kiln-vmm's seccomp filters (off in a SECCOMP=0
+    # build, whose directory ends in -noseccomp).
+    jail = os.geteuid() == 0 and "--no-jail" not in flags
+    seccomp = not build.name.endswith("-noseccomp")
+    res = {"flags": " ".join(flags),
+           "guards": f"jail {'on' if jail else 'off'}, seccomp {'on' if seccomp else 'off'}"}
     k = None
     try:
         bl.log(f"load: starting kilnd {' '.join(flags)}; deploying the echo function")
@@ -638,10 +644,10 @@ def report_load(res, started, clients, seconds, nvms, queue_timeout, quick):
     if quick:
         bl.log("BENCH_QUICK: RESULTS.md left alone")
         return 0 if failed == 0 else 1
-    flags = res["flags"] or "default flags"
+    flags = res["guards"]
     info = bl.machine_info()
     body = (f"## kilnd load ({flags})\n\n"
-            f"Last run: {started:%Y-%m-%d %H:%M} UTC, `bench/kilnd.py --only load"
+            f"Last run: {started:%Y-%m-%d %H:%M} UTC, `bench/kilnd.py --build {build.name} --only load"
             + (f" --kilnd-flags '{res['flags']}'" if res["flags"] else "") + "`, on a shared "
             "2-core machine with other work running (see the load averages): the figures are "
             "a loaded machine's, and the guest's kernel code is emulated (nested kvm_pvm).\n\n"
