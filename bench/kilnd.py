@@ -583,7 +583,7 @@ def run_load(args):
     # build, whose directory ends in -noseccomp).
     jail = os.geteuid() == 0 and "--no-jail" not in flags
     seccomp = not build.name.endswith("-noseccomp")
-    res = {"flags": " ".join(flags),
+    res = {"flags": " ".join(flags), "build": build.name,
            "guards": f"jail {'on' if jail else 'off'}, seccomp {'on' if seccomp else 'off'}"}
     k = None
     try:
@@ -647,7 +647,7 @@ def report_load(res, started, clients, seconds, nvms, queue_timeout, quick):
     flags = res["guards"]
     info = bl.machine_info()
     body = (f"## kilnd load ({flags})\n\n"
-            f"Last run: {started:%Y-%m-%d %H:%M} UTC, `bench/kilnd.py --build {build.name} --only load"
+            f"Last run: {started:%Y-%m-%d %H:%M} UTC, `bench/kilnd.py --build {res['build']} --only load"
             + (f" --kilnd-flags '{res['flags']}'" if res["flags"] else "") + "`, on a shared "
             "2-core machine with other work running (see the load averages): the figures are "
             "a loaded machine's, and the guest's kernel code is emulated (nested kvm_pvm).\n\n"
