@@ -142,6 +142,13 @@ static void test_allowlist_kills_with_a_report(void **state)
 	struct outcome o;
 
 	(void)state;
+#ifdef __SANITIZE_ADDRESS__
+	/* Under ASan the sanitizer runtime itself calls what these minimal
+	 * tables do not allow (its exit-time leak check clones and ptraces):
+	 * the forked children cannot be judged here. The real roles, with the
+	 * sanitizer allowances, run in make asan's vmm-test. */
+	skip();
+#endif
 	run_child(small_child, SYS_getppid, &o);
 	assert_true(killed_by_sigsys(&o));
 	assert_string_equal(o.err, "small: seccomp: forbidden system call 110 (getppid) in thread "
@@ -156,6 +163,13 @@ static void test_argument_filter(void **state)
 	struct outcome o;
 
 	(void)state;
+#ifdef __SANITIZE_ADDRESS__
+	/* Under ASan the sanitizer runtime itself calls what these minimal
+	 * tables do not allow (its exit-time leak check clones and ptraces):
+	 * the forked children cannot be judged here. The real roles, with the
+	 * sanitizer allowances, run in make asan's vmm-test. */
+	skip();
+#endif
 	run_child(small_child, -SYS_socket, &o); /* AF_UNIX: allowed */
 	assert_true(exited_0(&o));
 	run_child(small_child, SYS_socket, &o); /* AF_INET: trapped */
@@ -221,6 +235,13 @@ static void test_vmm_roles(void **state)
 	struct outcome o;
 
 	(void)state;
+#ifdef __SANITIZE_ADDRESS__
+	/* Under ASan the sanitizer runtime itself calls what these minimal
+	 * tables do not allow (its exit-time leak check clones and ptraces):
+	 * the forked children cannot be judged here. The real roles, with the
+	 * sanitizer allowances, run in make asan's vmm-test. */
+	skip();
+#endif
 	if (!vmm_seccomp_enabled())
 		skip(); /* built with SECCOMP=0 */
 	run_child(vmm_child, PROBE_VCPU_UNIX_SOCKET, &o);
