@@ -218,11 +218,6 @@ void fn_unload(struct fn *f, const char *why);
 /* Returns true for a runtime or mode name: 1 to FN_NAME_MAX of [a-z0-9._-]. */
 bool fn_name_ok(struct proto_bytes b);
 
-/* True when b (a native handler) is a relative path inside the function
- * directory: not empty, no leading '/', no "." or ".." component, no empty
- * component. */
-bool fn_native_path_ok(struct proto_bytes b);
-
 /* True when runtime (NUL-terminated or len bytes) is the native runtime. */
 bool fn_is_native(const char *runtime, size_t len);
 

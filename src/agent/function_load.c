@@ -72,26 +72,6 @@ bool fn_name_ok(struct proto_bytes b)
 	return true;
 }
 
-bool fn_native_path_ok(struct proto_bytes b)
-{
-	uint32_t start = 0;
-
-	if (b.len == 0 || b.ptr[0] == '/')
-		return false;
-	for (uint32_t i = 0; i <= b.len; i++) {
-		uint32_t n;
-
-		if (i < b.len && b.ptr[i] != '/')
-			continue;
-		n = i - start;
-		if (n == 0 || (n == 1 && b.ptr[start] == '.') ||
-		    (n == 2 && b.ptr[start] == '.' && b.ptr[start + 1] == '.'))
-			return false;
-		start = i + 1;
-	}
-	return true;
-}
-
 bool fn_is_native(const char *runtime, size_t len)
 {
 	return len == strlen(FN_NATIVE_RUNTIME) && !memcmp(runtime, FN_NATIVE_RUNTIME, len);
@@ -212,7 +192,7 @@ void fn_load(struct fn *f, uint64_t conn, uint32_t id, const struct proto_load *
 		}
 	}
 	if (server && fn_is_native((const char *)m->runtime.ptr, m->runtime.len)) {
-		if (!fn_native_path_ok(m->handler)) {
+		if (!archive_path_ok((const char *)m->handler.ptr, m->handler.len)) {
 			fn_send_error(f, conn, id, PROTO_ERR_BAD_PAYLOAD,
 				      "native handler must be a relative path in the code "
 				      "archive (no '/' first, no '.' or '..')");

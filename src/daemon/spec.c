@@ -1,6 +1,8 @@
 /* spec.c - function specs: parsing, checking, JSON. */
 #include "daemon/spec.h"
 
+#include "common/archive.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -200,23 +202,6 @@ static const char *const known_fields[] = {
 	NULL,
 };
 
-/* A path inside the code: relative, no empty, "." or ".." component. */
-static bool spec_relative_path_ok(const char *p)
-{
-	if (!p[0] || p[0] == '/')
-		return false;
-	for (const char *c = p; *c;) {
-		size_t n = strcspn(c, "/");
-
-		if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
-			return false;
-		c += n;
-		if (*c == '/' && !*++c)
-			return false;
-	}
-	return true;
-}
-
 static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 {
 	bool native, exec;
@@ -302,7 +287,7 @@ static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 		snprintf(err, esz, "handler: must not be empty");
 		return -EINVAL;
 	}
-	if (native && !exec && !spec_relative_path_ok(out->handler)) {
+	if (native && !exec && !archive_path_ok(out->handler, strlen(out->handler))) {
 		snprintf(err, esz,
 			 "handler: a native server handler is the executable's path in the code "
 			 "(relative, no '.' or '..' component), not '%.64s'",
