@@ -60,6 +60,7 @@ struct job {
 	char *log;
 	size_t log_len;
 	bool finished;
+	struct vmproc *vm; /* the VM it is running now, under d->lock */
 	struct job *next;
 };
 
@@ -68,6 +69,7 @@ struct deployer {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned running;
+	bool stopping;	   /* deployer_cancel: no VM starts, running ones die */
 	struct job *jobs; /* the latest job per function name */
 	/* hash of kernel, root image, kiln-vmm per image; "" until computed */
 	struct {
@@ -99,6 +101,39 @@ static void add_log(struct job *j, const void *data, size_t len)
 		j->log[j->log_len] = 0;
 	}
 	pthread_mutex_unlock(&j->d->lock);
+}
+
+/* Records vm as the job's VM, so deployer_cancel can kill it. Returns 0, or
+ * -ECANCELED when kilnd is stopping (the caller stops vm). */
+static int job_attach(struct job *j, struct vmproc *vm)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&j->d->lock);
+	if (j->d->stopping)
+		r = -ECANCELED;
+	else
+		j->vm = vm;
+	pthread_mutex_unlock(&j->d->lock);
+	return r;
+}
+
+/* Forgets the job's VM: called before the VM is stopped and freed. */
+static void job_detach(struct job *j)
+{
+	pthread_mutex_lock(&j->d->lock);
+	j->vm = NULL;
+	pthread_mutex_unlock(&j->d->lock);
+}
+
+static bool job_cancelled(struct job *j)
+{
+	bool r;
+
+	pthread_mutex_lock(&j->d->lock);
+	r = j->d->stopping;
+	pthread_mutex_unlock(&j->d->lock);
+	return r;
 }
 
 static int sha256_file(const char *path, EVP_MD_CTX *ctx)
@@ -356,7 +391,9 @@ static int build_base(struct job *j, const char *dir, char *err, size_t esz)
 		util_rm_tree_at(AT_FDCWD, tmp);
 		return r;
 	}
-	r = wait_ready(vm, BOOT_TIMEOUT_MS, err, esz);
+	r = job_attach(j, vm);
+	if (!r)
+		r = wait_ready(vm, BOOT_TIMEOUT_MS, err, esz);
 	if (r)
 		goto out_stop;
 	n = proto_encode_hello(hello, sizeof(hello), 1, PROTO_VERSION);
@@ -383,6 +420,7 @@ static int build_base(struct job *j, const char *dir, char *err, size_t esz)
 	json_decref(req);
 out_stop:
 	agentconn_destroy(c);
+	job_detach(j);
 	jailed = vm->jail != NULL;
 	vmproc_stop(vm, 5000);
 	/* Files a jailed VM wrote are taken back once it is gone. */
@@ -422,11 +460,23 @@ static int ensure_base(struct job *j, char *dir, size_t size, char *err, size_t 
 		return 0;
 	util_fmt(lockpath, sizeof(lockpath), "%s.lock", dir);
 	fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0 || flock(fd, LOCK_EX)) {
+	if (fd < 0) {
 		r = -errno;
-		util_fmt(err, esz, "cannot lock %s: %s", lockpath, strerror(errno));
-		if (fd >= 0)
-			close(fd);
+		util_fmt(err, esz, "cannot open %s: %s", lockpath, strerror(errno));
+		return r;
+	}
+	/* Another deploy (here or in another kilnd) may be building it: wait,
+	 * but not past deployer_cancel. */
+	while (flock(fd, LOCK_EX | LOCK_NB)) {
+		r = -errno;
+		if (r == -EWOULDBLOCK && !job_cancelled(j)) {
+			usleep(200000);
+			continue;
+		}
+		if (r == -EWOULDBLOCK)
+			r = -ECANCELED;
+		util_fmt(err, esz, "cannot lock %s: %s", lockpath, strerror(-r));
+		close(fd);
 		return r;
 	}
 	if (stat(state, &st)) {
@@ -520,6 +570,9 @@ static int build_function(struct job *j, const char *base, const char *id, char 
 		return r;
 	}
 	util_fmt(vm->owner, sizeof(vm->owner), "%s", j->spec.name);
+	r = job_attach(j, vm);
+	if (r)
+		goto out_stop;
 	n = agentconn_encode_reseed(first, sizeof(first), 1);
 	if (n < 0) {
 		r = (int)n;
@@ -585,6 +638,7 @@ static int build_function(struct job *j, const char *base, const char *id, char 
 	json_decref(req);
 out_stop:
 	agentconn_destroy(c);
+	job_detach(j);
 	jailed = vm->jail != NULL;
 	vmproc_stop(vm, 5000);
 	/* Files a jailed VM wrote are taken back once it is gone. */
@@ -646,6 +700,8 @@ static void *deploy_thread(void *arg)
 		if (!r)
 			r = build_function(j, base, id, err, sizeof(err));
 	}
+	if (r && job_cancelled(j)) /* its VM was killed, or never started */
+		util_fmt(err, sizeof(err), "kilnd stopped during the deploy");
 	if (!r)
 		r = store_snapshot_path(d->cfg.store, id, snapdir, sizeof(snapdir));
 	if (!r) {
@@ -701,21 +757,12 @@ static void job_free(struct job *j)
 
 void deployer_destroy(struct deployer *d)
 {
-	struct timespec until;
-
 	if (!d)
 		return;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 2;
 	pthread_mutex_lock(&d->lock);
-	while (d->running)
-		if (pthread_cond_timedwait(&d->cond, &d->lock, &until))
-			break;
 	if (d->running) {
-		/* A deploy is still booting or loading: its VM dies with kilnd
-		 * (PR_SET_PDEATHSIG) and the next kilnd marks it failed. */
+		/* deployer_cancel timed out: the threads keep d. */
 		pthread_mutex_unlock(&d->lock);
-		log_warn("%u deploys left unfinished", d->running);
 		return;
 	}
 	pthread_mutex_unlock(&d->lock);
@@ -792,21 +839,48 @@ int deployer_start(struct deployer *d, const struct fn_spec *spec, int64_t versi
 	return 0;
 }
 
-void deployer_release_waiters(struct deployer *d, const char *why)
+int deployer_cancel(struct deployer *d, const char *why, int timeout_ms)
 {
+	struct timespec until;
+	unsigned left;
+
 	if (!d)
-		return;
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
 	pthread_mutex_lock(&d->lock);
+	d->stopping = true;
 	for (struct job *j = d->jobs; j; j = j->next) {
 		deploy_done_fn done = j->done;
 
-		if (j->finished || !done)
+		if (j->finished)
+			continue;
+		if (j->vm) /* its thread sees the VM die and ends the deploy */
+			vmproc_kill(j->vm);
+		if (!done)
 			continue;
 		j->done = NULL;
 		/* A failure answer only replies and resumes: safe under the lock. */
 		done(j->opaque, 0, j->stage, why, "");
 	}
+	if (d->running)
+		log_info("stopping %u deploy%s", d->running, d->running == 1 ? "" : "s");
+	while (d->running)
+		if (pthread_cond_timedwait(&d->cond, &d->lock, &until))
+			break;
+	left = d->running;
 	pthread_mutex_unlock(&d->lock);
+	if (left) {
+		log_error("%u deploy%s did not stop in %d s", left, left == 1 ? "" : "s",
+			  timeout_ms / 1000);
+		return -ETIMEDOUT;
+	}
+	return 0;
 }
 
 json_t *deployer_status(struct deployer *d, const char *name)

@@ -50,14 +50,18 @@ typedef void (*deploy_done_fn)(void *opaque, int ok, const char *stage, const ch
 /* Creates the deployer. Returns 0 and *out, or -errno. */
 int deployer_create(const struct deploy_config *cfg, struct deployer **out);
 
-/* Answers every waiter of an unfinished deploy now, as a failure in its
- * current stage with the message why (kilnd is stopping: suspended HTTP
- * requests must be resumed before the server stops); the deploys go on
- * without a waiter. Accepts NULL. */
-void deployer_release_waiters(struct deployer *d, const char *why);
+/* Stops every deploy, for kilnd's shutdown: no VM starts from now on, the
+ * VMs of running deploys are killed, and their waiters are answered now as
+ * failures in their current stage with the message why (suspended HTTP
+ * requests must be resumed before the server stops). Each deploy then ends
+ * as failed ("kilnd stopped during the deploy") in the registry, which must
+ * stay open until this returns. Waits up to timeout_ms for their threads.
+ * Returns 0, or -ETIMEDOUT when some are still running (the registry, store
+ * and scheduler must then be left open). Accepts NULL. */
+int deployer_cancel(struct deployer *d, const char *why, int timeout_ms);
 
-/* Waits up to 2 s for running deploys (they are not cancelled; past that
- * the deployer is left allocated for them) and frees. Accepts NULL. */
+/* Frees the deployer after deployer_cancel; does nothing while a deploy
+ * thread still runs (it keeps the deployer). Accepts NULL. */
 void deployer_destroy(struct deployer *d);
 
 /* Starts deploying `version` of spec->name with the KLNA archive

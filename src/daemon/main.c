@@ -37,6 +37,7 @@
 #include "daemon/vmproc.h"
 
 #define DRAIN_MS 30000
+#define DEPLOY_STOP_MS 60000 /* killed deploy VMs end their threads in well under this */
 
 struct options {
 	char state_dir[PATH_MAX];
@@ -763,11 +764,18 @@ int main(int argc, char **argv)
 out:
 	k.stopping = true;
 	http_quiesce(k.http);
+	/* Deploys first: their threads use the registry and the scheduler. */
+	if (deployer_cancel(k.deployer, "kilnd is stopping before the deploy finished",
+			    DEPLOY_STOP_MS)) {
+		/* A deploy thread still holds the registry: leave it all open
+		 * and let the process end take them. */
+		status = 1;
+		http_stop(k.http);
+		goto out_security;
+	}
 	sched_destroy(k.sched, DRAIN_MS);
 	vmnet_destroy(k.net); /* after every VM: kilnd's nftables table goes */
 	kilnd_logs_shutdown(&k);
-	deployer_release_waiters(k.deployer, "kilnd is stopping before the deploy finished; "
-					     "the next start marks it failed");
 	usleep(100000); /* resumed requests get their replies out */
 	http_stop(k.http);
 	deployer_destroy(k.deployer);

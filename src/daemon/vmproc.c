@@ -500,6 +500,17 @@ static void cleanup(struct vmproc *v)
 	free(v);
 }
 
+void vmproc_kill(const struct vmproc *v)
+{
+	/* Through the pidfd: the owner may reap the process meanwhile, and a
+	 * pid then names somebody else; the pidfd stays its own until freed.
+	 * Its group (anything kiln-vmm started) goes when the owner frees v. */
+	if (v->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, v->pidfd, SIGKILL, NULL, 0);
+	else if (v->status < 0)
+		kill(v->pid, SIGKILL);
+}
+
 void vmproc_destroy(struct vmproc *v)
 {
 	if (v)

@@ -96,6 +96,11 @@ bool vmproc_ctl_ready(struct vmproc *v);
  * in v->status). */
 bool vmproc_exited(struct vmproc *v);
 
+/* Sends SIGKILL to kiln-vmm (through its pidfd) and returns; the caller
+ * that owns v still reaps and frees it (vmproc_stop, vmproc_destroy). Safe
+ * from another thread while v is not yet freed. */
+void vmproc_kill(const struct vmproc *v);
+
 /* SIGKILLs the process group, waits for it, closes fds, removes the
  * directory, frees. A kiln-vmm its seccomp filter killed is logged first
  * (vmproc_seccomp_report). Accepts NULL. */

@@ -496,7 +496,11 @@ def test_sigterm_drains_the_call_in_flight_and_leaves_no_vm(kilnd_factory):
 
 
 def test_sigterm_answers_a_waiting_deploy(kilnd_factory):
+    """SIGTERM during a deploy's load: the waiting request gets a 503, the
+    deploy's VM is killed, kilnd exits 0, and the version is failed with the
+    reason when kilnd comes back."""
     k = kilnd_factory()
+    run_dir = k.info()["run_dir"]
     slow = {"handler.py": "import time\ntime.sleep(600)\n\ndef handle(e, c):\n    return e\n"}
     with ThreadPoolExecutor(1) as ex:
         fut = ex.submit(k.deploy, "slow-import", slow, runtime="python")  # ?wait=1
@@ -512,6 +516,12 @@ def test_sigterm_answers_a_waiting_deploy(kilnd_factory):
         r = fut.result(timeout=120)
     assert r.status == 503 and "stopping" in r.json()["error"], (r.status, r.body)
     assert k.proc.wait(timeout=120) == 0, k.tail()
+    assert "stopping 1 deploy" in k.tail(100000), k.tail()
+    assert not vmm_pids(run_dir), "the deploy's kiln-vmm outlived kilnd"
+    k.start()
+    d = describe(k, "slow-import")
+    assert d["status"] == "failed", d
+    assert d["deploy"]["error"] == "kilnd stopped during the deploy", d["deploy"]
 
 
 def test_python_exec_mode(gen):
