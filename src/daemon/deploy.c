@@ -32,8 +32,9 @@
 #define CONNECT_TIMEOUT_MS 60000
 #define LOG_MAX		   (64 * 1024)
 
-#define BASE_CMDLINE                                                                          \
-	"root=/dev/vda ro rootfstype=ext4 init=/sbin/kiln-init kiln.agent=1024 kiln.netwarm=1 quiet"
+#define BASE_CMDLINE                                                                               \
+	"root=/dev/vda ro rootfstype=ext4 init=/sbin/kiln-init kiln.agent=1024 kiln.netwarm=1 "    \
+	"quiet"
 
 /* Node's base snapshot is taken after one node has started and loaded this
  * (server mode): the snapshot's page cache then holds the parts of libnode,
@@ -69,7 +70,7 @@ struct deployer {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned running;
-	bool stopping;	   /* deployer_cancel: no VM starts, running ones die */
+	bool stopping;	  /* deployer_cancel: no VM starts, running ones die */
 	struct job *jobs; /* the latest job per function name */
 	/* hash of kernel, root image, kiln-vmm per image; "" until computed */
 	struct {

@@ -36,7 +36,7 @@
 #include "daemon/util.h"
 #include "daemon/vmproc.h"
 
-#define DRAIN_MS 30000
+#define DRAIN_MS       30000
 #define DEPLOY_STOP_MS 60000 /* killed deploy VMs end their threads in well under this */
 
 struct options {
