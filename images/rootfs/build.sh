@@ -7,6 +7,7 @@
 #                              (one file, hard-linked), /bin/busybox and a
 #                              symlink per applet, empty /dev /proc /sys /tmp
 #                              /run /root /etc, /etc/passwd and /etc/group,
+#                              /etc/resolv.conf -> /run/kiln/resolv.conf,
 #                              the runtime bootstraps in /usr/lib/kiln/runtimes;
 #   BUILD_DIR/initramfs.cpio   that tree as an uncompressed newc archive, plus
 #                              a /dev/console node (5,1) so that the kernel
@@ -89,6 +90,9 @@ mkdir -p "$root/usr/lib/kiln/runtimes"
 		esac
 	done
 
+# The resolver's settings are the function's (its deploy's "dns"), written by
+# kiln-init into the writable /run when a restored VM is given its network.
+ln -s /run/kiln/resolv.conf "$root/etc/resolv.conf"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"
 chmod 0644 "$root/etc/passwd" "$root/etc/group"

@@ -216,15 +216,25 @@ static void agent_dispatch(struct agent *a, struct agent_conn *c, const struct p
 
 		if (netcfg_parse(p, h->length, &nc) < 0) {
 			agent_error(a, c, h->id, PROTO_ERR_BAD_PAYLOAD, false,
-				    "NET takes \"ADDR/PREFIX GATEWAY\" or nothing");
+				    "NET takes \"ADDR/PREFIX GATEWAY [ns=ADDR]... "
+				    "[search=DOMAIN]...\" or nothing");
 			break;
 		}
 		err = netcfg_apply("eth0", &nc);
 		if (err == -ENODEV && !nc.addr)
 			err = 0; /* no network device, and none wanted */
-		if (err)
+		if (err) {
 			agent_error(a, c, h->id, PROTO_ERR_INTERNAL, false,
 				    "cannot configure eth0: %s", strerror(-err));
+			break;
+		}
+		if (mkdir("/run/kiln", 0755) < 0 && errno != EEXIST)
+			err = -errno;
+		else
+			err = netcfg_write_resolv(NETCFG_RESOLV_PATH, &nc);
+		if (err)
+			agent_error(a, c, h->id, PROTO_ERR_INTERNAL, false,
+				    "cannot write " NETCFG_RESOLV_PATH ": %s", strerror(-err));
 		else
 			agent_reply_raw(c, PROTO_ACK, h->id, NULL, 0);
 		break;

@@ -3,8 +3,11 @@
  * no netlink library in a static PID 1. */
 #include "agent/netcfg.h"
 
+#include "common/dnsname.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <net/route.h>
 #include <netinet/in.h>
@@ -30,9 +33,36 @@ static int netcfg_ip(const char *s, size_t len, uint32_t *out)
 	return 0;
 }
 
+/* One "ns=" or "search=" token of a NET payload into out. */
+static int netcfg_option(const char *t, size_t len, struct netcfg *out)
+{
+	size_t have;
+
+	if (len > 3 && memcmp(t, "ns=", 3) == 0) {
+		if (out->nns == NETCFG_NS_MAX)
+			return -EINVAL;
+		return netcfg_ip(t + 3, len - 3, &out->ns[out->nns++]);
+	}
+	if (len > 7 && memcmp(t, "search=", 7) == 0) {
+		unsigned int n = 1;
+		have = strlen(out->search);
+		for (size_t i = 0; i < have; i++)
+			n += out->search[i] == ' ';
+		if (!dnsname_ok(t + 7, len - 7) || (have && n >= NETCFG_SEARCH_MAX) ||
+		    have + (have ? 1 : 0) + (len - 7) > NETCFG_SEARCH_LEN)
+			return -EINVAL;
+		if (have)
+			out->search[have++] = ' ';
+		memcpy(out->search + have, t + 7, len - 7);
+		out->search[have + len - 7] = '\0';
+		return 0;
+	}
+	return -EINVAL;
+}
+
 int netcfg_parse(const uint8_t *p, size_t len, struct netcfg *out)
 {
-	const char *s = (const char *)p, *slash, *sp, *end = s + len;
+	const char *s = (const char *)p, *slash, *sp, *gw_end, *end = s + len;
 	unsigned int prefix = 0;
 	uint32_t mask;
 
@@ -55,13 +85,63 @@ int netcfg_parse(const uint8_t *p, size_t len, struct netcfg *out)
 	if (prefix < 1 || prefix > 30)
 		return -EINVAL;
 	out->prefix = prefix;
-	if (netcfg_ip(sp + 1, (size_t)(end - sp - 1), &out->gateway) < 0)
+	gw_end = memchr(sp + 1, ' ', (size_t)(end - sp - 1));
+	if (!gw_end)
+		gw_end = end;
+	if (netcfg_ip(sp + 1, (size_t)(gw_end - sp - 1), &out->gateway) < 0)
 		return -EINVAL;
 	mask = htonl(~0U << (32 - prefix));
 	if ((out->addr & mask) != (out->gateway & mask) || out->addr == out->gateway ||
 	    out->addr == 0)
 		return -EINVAL;
+	/* The resolver's options, one token each. */
+	for (const char *t = gw_end; t < end;) {
+		const char *te;
+		t++; /* the space */
+		te = memchr(t, ' ', (size_t)(end - t));
+		if (!te)
+			te = end;
+		if (netcfg_option(t, (size_t)(te - t), out) < 0)
+			return -EINVAL;
+		t = te;
+	}
 	return 0;
+}
+
+int netcfg_write_resolv(const char *path, const struct netcfg *cfg)
+{
+	char text[NETCFG_NS_MAX * 32 + NETCFG_SEARCH_LEN + 16], tmp[256];
+	size_t n = 0;
+	ssize_t w;
+	int fd, r = 0;
+
+	if (!cfg->nns && !cfg->search[0]) {
+		if (unlink(path) < 0 && errno != ENOENT)
+			return -errno;
+		return 0;
+	}
+	for (unsigned int i = 0; i < cfg->nns; i++) {
+		char ip[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &cfg->ns[i], ip, sizeof(ip));
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "nameserver %s\n", ip);
+	}
+	if (cfg->search[0])
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "search %s\n", cfg->search);
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	w = write(fd, text, n);
+	if (w != (ssize_t)n)
+		r = w < 0 ? -errno : -EIO;
+	if (close(fd) < 0 && !r)
+		r = -errno;
+	if (!r && rename(tmp, path) < 0)
+		r = -errno;
+	if (r)
+		unlink(tmp);
+	return r;
 }
 
 static void netcfg_sin(struct sockaddr *sa, uint32_t addr)
@@ -71,22 +151,29 @@ static void netcfg_sin(struct sockaddr *sa, uint32_t addr)
 	memcpy(sa, &sin, sizeof(sin));
 }
 
+/* Brings the loopback up (best effort) through the socket s. */
+static void netcfg_lo_up(int s)
+{
+	struct ifreq ifr = {0};
+
+	memcpy(ifr.ifr_name, "lo", 3);
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && !(ifr.ifr_flags & IFF_UP)) {
+		ifr.ifr_flags |= IFF_UP;
+		ioctl(s, SIOCSIFFLAGS, &ifr);
+	}
+}
+
 int netcfg_warm(void)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(sa);
-	struct ifreq ifr = {0};
 	int s, l = -1, c = -1, a = -1, u = -1, ret = 0;
 	char b = 'k';
 
 	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
 		return -errno;
-	memcpy(ifr.ifr_name, "lo", 3);
-	if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && !(ifr.ifr_flags & IFF_UP)) {
-		ifr.ifr_flags |= IFF_UP;
-		ioctl(s, SIOCSIFFLAGS, &ifr);
-	}
+	netcfg_lo_up(s);
 	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -133,11 +220,7 @@ int netcfg_apply(const char *ifname, const struct netcfg *cfg)
 	if (s < 0)
 		return -errno;
 	/* The loopback first: a function may talk to itself on 127.0.0.1. */
-	memcpy(ifr.ifr_name, "lo", 3);
-	if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && !(ifr.ifr_flags & IFF_UP)) {
-		ifr.ifr_flags |= IFF_UP;
-		ioctl(s, SIOCSIFFLAGS, &ifr);
-	}
+	netcfg_lo_up(s);
 	memset(&ifr, 0, sizeof(ifr));
 	memcpy(ifr.ifr_name, ifname, strlen(ifname));
 	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {

@@ -9,17 +9,36 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/dnsname.h"
+
+#define NETCFG_NS_MAX	   DNSNAME_NS_MAX
+#define NETCFG_SEARCH_MAX  DNSNAME_SEARCH_MAX
+#define NETCFG_SEARCH_LEN  DNSNAME_SEARCH_LEN
+#define NETCFG_RESOLV_PATH "/run/kiln/resolv.conf" /* /etc/resolv.conf links here */
+
 /* A parsed NET payload. */
 struct netcfg {
 	uint32_t addr, gateway; /* network byte order; addr 0: no network */
 	unsigned int prefix;	/* 1..30 */
+	uint32_t ns[NETCFG_NS_MAX];
+	unsigned int nns;
+	char search[NETCFG_SEARCH_LEN + 1]; /* domains joined by spaces, or "" */
 };
 
-/* Parses "A.B.C.D/P G.H.I.J" (or an empty payload: no network) into *out.
- * The payload is not NUL-terminated. Returns 0 or -EINVAL (a malformed
- * address, a prefix outside 1..30, a gateway outside the address's
- * network or equal to it). */
+/* Parses "A.B.C.D/P G.H.I.J[ ns=A.B.C.D]...[ search=DOMAIN]..." (or an
+ * empty payload: no network) into *out: the address, the gateway, up to
+ * NETCFG_NS_MAX nameservers and NETCFG_SEARCH_MAX search domains
+ * (dnsname_ok, NETCFG_SEARCH_LEN in all). The
+ * payload is not NUL-terminated; tokens are separated by one space.
+ * Returns 0 or -EINVAL (a malformed address, a prefix outside 1..30, a
+ * gateway outside the address's network or equal to it, a bad or extra
+ * nameserver or domain, an unknown token). */
 int netcfg_parse(const uint8_t *p, size_t len, struct netcfg *out);
+
+/* Writes cfg's resolver settings to `path` as resolv.conf ("nameserver"
+ * and "search" lines; through a temporary file renamed over it), or
+ * removes `path` when cfg has none. Returns 0 or -errno. */
+int netcfg_write_resolv(const char *path, const struct netcfg *cfg);
 
 /* Brings the loopback up, then applies cfg to interface `ifname`: removes the default route and the
  * address it had, then (with an address) sets the address and prefix,

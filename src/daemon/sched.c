@@ -501,10 +501,10 @@ static void start_call_on(struct sched *s, struct svm *vm, struct call *c, bool 
 /* After a restore: ENTROPY and TIME, and for a VM with a tap its address
  * (NET: the guest takes its own /30 whatever the snapshot had). Sets the
  * ACKs to wait for. Returns 0 or -errno. */
-static int send_reseed(struct svm *vm)
+static int send_reseed(struct sched *s, struct svm *vm)
 {
-	char cfg[64];
-	uint8_t buf[128];
+	char cfg[512];
+	uint8_t buf[600];
 	ssize_t n;
 	int r = agentconn_send_reseed(vm->ac, ++vm->next_id);
 
@@ -512,7 +512,11 @@ static int send_reseed(struct svm *vm)
 	vm->acks_wanted = 2;
 	if (r || !vm->net)
 		return r;
-	n = vmnet_guest_config(&vm->tap, cfg, sizeof(cfg));
+	n = vmnet_guest_config(s->cfg.net, &vm->tap, vm->fn->spec.dns, vm->fn->spec.ndns,
+			       vm->fn->spec.dns_search_set ? vm->fn->spec.dns_search : NULL, cfg,
+			       sizeof(cfg));
+	if (n < 0)
+		return (int)n;
 	n = proto_encode_raw(buf, sizeof(buf), PROTO_NET, ++vm->next_id, cfg, (size_t)n);
 	if (n < 0)
 		return (int)n;
@@ -578,7 +582,7 @@ static int cold_start(struct sched *s, struct sfn *f, struct call *c)
 	vm->connects = 1;
 	r = agent_open(s, vm);
 	if (!r)
-		r = send_reseed(vm);
+		r = send_reseed(s, vm);
 	if (r) {
 		vm_kill(s, vm, 0, NULL);
 		return r;
@@ -871,7 +875,7 @@ static int agent_reconnect(struct sched *s, struct svm *vm)
 	vm->connects++;
 	r = agent_open(s, vm);
 	if (!r)
-		r = send_reseed(vm);
+		r = send_reseed(s, vm);
 	if (!r && vm->call)
 		return send_invoke(s, vm, vm->call);
 	if (!r) {

@@ -3,6 +3,7 @@
 
 #include "common/archive.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -132,6 +133,71 @@ static int get_num(json_t *obj, const char *key, double lo, double hi, bool inte
 	return 0;
 }
 
+/* "dns": 1..DNSNAME_NS_MAX IPv4 nameservers; "dns_search": up to
+ * DNSNAME_SEARCH_MAX domains (dnsname_ok), DNSNAME_SEARCH_LEN joined. */
+static int get_dns(json_t *obj, struct fn_spec *out, char *err, size_t esz)
+{
+	json_t *ns = json_object_get(obj, "dns"), *search = json_object_get(obj, "dns_search");
+	json_t *v;
+	size_t i, used = 0;
+
+	if (ns && !json_is_null(ns)) {
+		if (!json_is_array(ns) || json_array_size(ns) < 1 ||
+		    json_array_size(ns) > DNSNAME_NS_MAX) {
+			snprintf(err, esz, "dns: a list of 1 to %d IPv4 nameserver addresses",
+				 DNSNAME_NS_MAX);
+			return -EINVAL;
+		}
+		json_array_foreach(ns, i, v)
+		{
+			struct in_addr a;
+			const char *ip = json_string_value(v);
+			if (!ip || strlen(ip) >= sizeof(out->dns[0]) ||
+			    inet_pton(AF_INET, ip, &a) != 1) {
+				snprintf(err, esz, "dns: '%.64s' is not an IPv4 address",
+					 ip ? ip : "(not a string)");
+				return -EINVAL;
+			}
+			snprintf(out->dns[out->ndns++], sizeof(out->dns[0]), "%s", ip);
+		}
+	}
+	if (search && !json_is_null(search)) {
+		if (!json_is_array(search) || json_array_size(search) > DNSNAME_SEARCH_MAX) {
+			snprintf(err, esz, "dns_search: a list of at most %d domains",
+				 DNSNAME_SEARCH_MAX);
+			return -EINVAL;
+		}
+		out->dns_search_set = true;
+		json_array_foreach(search, i, v)
+		{
+			const char *d = json_string_value(v);
+			size_t len = d ? json_string_length(v) : 0;
+			if (!d || !dnsname_ok(d, len)) {
+				snprintf(err, esz,
+					 "dns_search: '%.64s' is not a domain name (letters, "
+					 "digits, '-' and '.')",
+					 d ? d : "(not a string)");
+				return -EINVAL;
+			}
+			if (used + (used ? 1 : 0) + len > DNSNAME_SEARCH_LEN) {
+				snprintf(err, esz, "dns_search: longer than %d characters in all",
+					 DNSNAME_SEARCH_LEN);
+				return -EINVAL;
+			}
+			if (used)
+				out->dns_search[used++] = ' ';
+			memcpy(out->dns_search + used, d, len + 1);
+			used += len;
+		}
+	}
+	if ((out->ndns || out->dns_search_set) && strcmp(out->network, "egress")) {
+		snprintf(err, esz, "%s: only for a function with \"network\": \"egress\"",
+			 out->ndns ? "dns" : "dns_search");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int get_env(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 {
 	json_t *env = json_object_get(obj, "env");
@@ -199,6 +265,8 @@ static const char *const known_fields[] = {
 	"keep_alive",
 	"code_sha256",
 	"network",
+	"dns",
+	"dns_search",
 	NULL,
 };
 
@@ -300,6 +368,8 @@ static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 		snprintf(err, esz, "network: \"none\" or \"egress\"");
 		return -EINVAL;
 	}
+	if ((r = get_dns(obj, out, err, esz)))
+		return r;
 	d = out->memory_mb;
 	if ((r = get_num(obj, "memory", 64, 4096, true, &d, err, esz)))
 		return r;
@@ -378,6 +448,22 @@ json_t *spec_to_json(const struct fn_spec *s)
 		      s->code_sha256);
 	if (o)
 		json_object_set_new(o, "network", json_string(s->network));
+	if (o && s->ndns) {
+		json_t *a = json_array();
+		for (unsigned i = 0; a && i < s->ndns; i++)
+			json_array_append_new(a, json_string(s->dns[i]));
+		json_object_set_new(o, "dns", a);
+	}
+	if (o && s->dns_search_set) {
+		json_t *a = json_array();
+		const char *p = s->dns_search;
+		while (a && *p) {
+			size_t len = strcspn(p, " ");
+			json_array_append_new(a, json_stringn(p, len));
+			p += len + (p[len] == ' ');
+		}
+		json_object_set_new(o, "dns_search", a);
+	}
 	return o;
 }
 

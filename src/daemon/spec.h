@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/dnsname.h"
+
 #define SPEC_NAME_MAX	 63
 #define SPEC_HANDLER_MAX 1024
 #define SPEC_ENV_MAX	 64 /* variables */
@@ -34,6 +36,13 @@ struct fn_spec {
 	double keep_alive_s;
 	char code_sha256[65]; /* filled by the deploy, "" before */
 	char network[8];      /* "none" (the default) or "egress" (docs/networking.md) */
+	/* The guest's resolver (egress only): nameservers, 0 for kilnd's
+	 * default (the host's); search domains joined by spaces, valid when
+	 * dns_search_set (else kilnd's default). */
+	char dns[DNSNAME_NS_MAX][16];
+	unsigned ndns;
+	char dns_search[DNSNAME_SEARCH_LEN + 1];
+	bool dns_search_set;
 };
 
 /* True when name is a valid function name: [a-z0-9][a-z0-9_-]{0,62}. */

@@ -32,6 +32,9 @@ struct vmnet {
 	uint8_t *used; /* one byte per /30 */
 	char tag[8];
 	char cidr[32];
+	char ns[DNSNAME_NS_MAX][16]; /* the host's resolver, for VMs */
+	unsigned nns;
+	char search[DNSNAME_SEARCH_LEN + 1];
 	bool enabled;	    /* table loaded, forwarding on */
 	int forward_before; /* ip_forward when enabled: '0' / '1', 0 unknown */
 };
@@ -58,6 +61,29 @@ int vmnet_parse_cidr(const char *cidr, uint32_t *base, unsigned *prefix)
 	*prefix = (unsigned)p;
 	*base = ntohl(a.s_addr) & (~0U << (32 - p));
 	return 0;
+}
+
+/* The host's /etc/resolv.conf, read once: the default resolver of VMs. */
+static void vmnet_read_host_resolver(struct vmnet *n)
+{
+	char text[16384];
+	FILE *f = fopen("/etc/resolv.conf", "re");
+	size_t len;
+
+	if (!f)
+		return;
+	len = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[len] = 0;
+	vmnet_parse_resolv(text, n->ns, &n->nns, n->search, sizeof(n->search));
+	if (n->nns)
+		log_info("networking: functions that give no \"dns\" resolve through %s%s%s%s%s "
+			 "(the host's /etc/resolv.conf)",
+			 n->ns[0], n->nns > 1 ? " " : "", n->nns > 1 ? n->ns[1] : "",
+			 n->nns > 2 ? " " : "", n->nns > 2 ? n->ns[2] : "");
+	else
+		log_info("networking: the host's /etc/resolv.conf has no nameserver a VM can "
+			 "reach: functions resolve names only with their deploy's \"dns\"");
 }
 
 struct vmnet *vmnet_create(const char *cidr, const char *tag, char *err, size_t esz)
@@ -92,8 +118,60 @@ struct vmnet *vmnet_create(const char *cidr, const char *tag, char *err, size_t 
 	}
 	snprintf(n->tag, sizeof(n->tag), "%s", tag);
 	snprintf(n->cidr, sizeof(n->cidr), "%s", cidr);
+	vmnet_read_host_resolver(n);
 	pthread_mutex_init(&n->lock, NULL);
 	return n;
+}
+
+void vmnet_parse_resolv(const char *text, char (*ns)[16], unsigned *nns, char *search,
+			size_t search_size)
+{
+	bool have_search = false;
+
+	*nns = 0;
+	search[0] = 0;
+	while (text && *text) {
+		size_t len = strcspn(text, "\n");
+		char line[512], *save = NULL, *key, *w;
+
+		snprintf(line, sizeof(line), "%.*s", (int)(len < sizeof(line) ? len : 0), text);
+		text += len + (text[len] == '\n');
+		key = strtok_r(line, " \t\r", &save);
+		if (!key)
+			continue;
+		if (!strcmp(key, "nameserver") && (w = strtok_r(NULL, " \t\r", &save))) {
+			struct in_addr a;
+			uint32_t h;
+			if (*nns == DNSNAME_NS_MAX || inet_pton(AF_INET, w, &a) != 1)
+				continue;
+			h = ntohl(a.s_addr);
+			if ((h >> 24) == 127 || h == 0)
+				continue; /* the host's own resolver: unreachable from a VM */
+			snprintf(ns[(*nns)++], 16, "%s", w);
+		} else if ((!strcmp(key, "search") || (!strcmp(key, "domain") && !have_search))) {
+			size_t used = 0;
+			unsigned count = 0;
+			have_search = !strcmp(key, "search");
+			search[0] = 0;
+			while ((w = strtok_r(NULL, " \t\r", &save)) && count < DNSNAME_SEARCH_MAX) {
+				size_t wl = strlen(w);
+				if (!dnsname_ok(w, wl) || used + (used ? 1 : 0) + wl >= search_size ||
+				    used + (used ? 1 : 0) + wl > DNSNAME_SEARCH_LEN)
+					continue;
+				used += (size_t)snprintf(search + used, search_size - used, "%s%s",
+							 used ? " " : "", w);
+				count++;
+			}
+		}
+	}
+}
+
+void vmnet_host_resolver(const struct vmnet *n, char (*ns)[16], unsigned *nns, char *search,
+			 size_t search_size)
+{
+	memcpy(ns, n->ns, sizeof(n->ns));
+	*nns = n->nns;
+	snprintf(search, search_size, "%s", n->search);
 }
 
 /* Runs `nft -f -` with `rules` on its standard input. Returns 0 or -errno
@@ -353,12 +431,39 @@ void vmnet_tap_release(struct vmnet *n, struct vmnet_tap *t)
 	t->slot = UINT32_MAX;
 }
 
-int vmnet_guest_config(const struct vmnet_tap *t, char *buf, size_t size)
+int vmnet_guest_config(const struct vmnet *n, const struct vmnet_tap *t, const char (*ns)[16],
+		       unsigned nns, const char *search, char *buf, size_t size)
 {
 	struct in_addr g = {htonl(t->guest_ip)}, h = {htonl(t->host_ip)};
 	char gs[16], hs[16];
+	size_t used;
+	int w;
 
+	if (!nns) {
+		ns = n->ns;
+		nns = n->nns;
+	}
+	if (!search)
+		search = n->search;
 	inet_ntop(AF_INET, &g, gs, sizeof(gs));
 	inet_ntop(AF_INET, &h, hs, sizeof(hs));
-	return snprintf(buf, size, "%s/%u %s", gs, t->prefix, hs);
+	w = snprintf(buf, size, "%s/%u %s", gs, t->prefix, hs);
+	if (w < 0 || (size_t)w >= size)
+		return -ENOSPC;
+	used = (size_t)w;
+	for (unsigned i = 0; i < nns; i++) {
+		w = snprintf(buf + used, size - used, " ns=%s", ns[i]);
+		if (w < 0 || (size_t)w >= size - used)
+			return -ENOSPC;
+		used += (size_t)w;
+	}
+	while (*search) {
+		size_t len = strcspn(search, " ");
+		w = snprintf(buf + used, size - used, " search=%.*s", (int)len, search);
+		if (w < 0 || (size_t)w >= size - used)
+			return -ENOSPC;
+		used += (size_t)w;
+		search += len + (search[len] == ' ');
+	}
+	return (int)used;
 }

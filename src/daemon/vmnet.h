@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/dnsname.h"
+
 struct vmnet;
 
 /* One VM's tap: the fd is kilnd's until handed to kiln-vmm (then closed
@@ -49,8 +51,26 @@ int vmnet_tap_create(struct vmnet *n, struct vmnet_tap *t, char *err, size_t esz
 /* Closes t->fd if still open and frees its slot. Accepts t->fd == -1. */
 void vmnet_tap_release(struct vmnet *n, struct vmnet_tap *t);
 
-/* The NET frame's payload for t: "GUEST/30 HOST". Returns its length. */
-int vmnet_guest_config(const struct vmnet_tap *t, char *buf, size_t size);
+/* The NET frame's payload for t: "GUEST/30 HOST", then the guest's
+ * resolver as " ns=A.B.C.D" and " search=DOMAIN" tokens: the nameservers
+ * ns[0..nns) (nns 0: the host's, vmnet_host_resolver) and the search
+ * domains `search` joined by spaces (NULL: the host's). Returns its length,
+ * or -ENOSPC when size is too small. */
+int vmnet_guest_config(const struct vmnet *n, const struct vmnet_tap *t, const char (*ns)[16],
+		       unsigned nns, const char *search, char *buf, size_t size);
+
+/* Reads a resolv.conf text: up to DNSNAME_NS_MAX "nameserver" lines that
+ * are IPv4 and usable from a VM (not 127/8, not 0.0.0.0) into ns (*nns),
+ * and the last "search" line's domains that pass dnsname_ok (or the
+ * "domain" line without one) into search, joined by spaces, at most
+ * DNSNAME_SEARCH_MAX and DNSNAME_SEARCH_LEN characters. */
+void vmnet_parse_resolv(const char *text, char (*ns)[16], unsigned *nns, char *search,
+			size_t search_size);
+
+/* kilnd's default resolver for functions that give none: what the host's
+ * /etc/resolv.conf said when n was created (vmnet_parse_resolv). */
+void vmnet_host_resolver(const struct vmnet *n, char (*ns)[16], unsigned *nns, char *search,
+			 size_t search_size);
 
 /* Parses "A.B.C.D/N" into a base address (host order, masked) and prefix.
  * Returns 0 or -EINVAL. */

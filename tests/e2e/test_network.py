@@ -3,7 +3,9 @@ deployed with "network": "egress" fetches a page from an HTTP server this test
 runs in a network namespace of its own; a function without a network has none
 (its attempt fails at once: ENETUNREACH); functions cannot reach each other,
 nor the host (its services on any address, kilnd's API); VMs restored from the
-same snapshot each get their own address and a working network.
+same snapshot each get their own address and a working network; the
+resolver a deploy gives ("dns", "dns_search") is the guest's /etc/resolv.conf,
+and names resolve through a DNS server the test runs beside the web server.
 
 Traffic only goes to addresses on this machine. Needs root (taps, network
 namespaces, nftables): without it the tests are skipped and say why."""
@@ -65,6 +67,17 @@ def handle(event, context):
             out["addr_error"] = str(e)
     if event.get("probe"):
         out["probes"] = [probe(h, p, 3) for h, p in event["probe"]]
+    if event.get("read"):
+        try:
+            with open(event["read"]) as f:
+                out["read"] = f.read()
+        except OSError as e:
+            out["read_error"] = errno.errorcode.get(e.errno, str(e))
+    if event.get("resolve"):
+        try:
+            out["resolved"] = socket.gethostbyname(event["resolve"])
+        except OSError as e:
+            out["resolve_error"] = str(e)
     if event.get("sleep"):
         time.sleep(event["sleep"])
     return out
@@ -107,7 +120,7 @@ def web(netok, tmp_path_factory):
     root = tmp_path_factory.mktemp("web")
     token = uuid.uuid4().hex
     (root / "page.txt").write_text(token)
-    server = None
+    server = dnsd = None
     try:
         run("ip", "netns", "add", ns)
         run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
@@ -129,12 +142,21 @@ def web(netok, tmp_path_factory):
             threading.Event().wait(0.1)
         else:
             pytest.fail("the test's HTTP server did not start")
+        # A DNS server beside it: web.kiln.test is the web server.
+        dnsd = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "/usr/bin/python3",
+             os.path.join(os.path.dirname(__file__), "dnsd.py"), ns_ip,
+             f"web.kiln.test={ns_ip}"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if dnsd.stdout.readline().strip() != "ready":
+            pytest.fail("the test's DNS server did not start")
         yield {"url": f"http://{ns_ip}:8000/page.txt", "token": token, "ip": ns_ip,
                "host_ip": host_ip}
     finally:
-        if server:
-            server.kill()
-            server.wait()
+        for p in (server, dnsd):
+            if p:
+                p.kill()
+                p.wait()
         run("ip", "link", "del", host_if, check=False)
         run("ip", "netns", "del", ns, check=False)
 
@@ -240,3 +262,79 @@ def test_restored_vms_get_their_own_address(egress, web):
     addrs = {o["addr"] for o in outs}
     assert len(addrs) == 2, outs
     assert all(a.startswith("10.202.0.") for a in addrs), outs
+
+
+def host_resolvers():
+    """What kilnd gives a function without "dns": the host's nameservers a
+    VM can reach (IPv4, not 127/8), at most three."""
+    out = []
+    try:
+        lines = open("/etc/resolv.conf").read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        w = line.split()
+        if len(w) >= 2 and w[0] == "nameserver" and len(out) < 3:
+            try:
+                a = socket.inet_aton(w[1])
+            except OSError:
+                continue
+            if w[1].count(".") == 3 and a[0] != 127 and a != bytes(4):
+                out.append(w[1])
+    return out
+
+
+def test_dns_from_the_deploy(knet, web):
+    """The deploy's nameserver and search domain are the guest's resolver:
+    a bare name resolves through the search domain, and a new deploy of the
+    same code with other settings (the snapshot is reused) has them."""
+    deploy(knet, "net-dns", network="egress", dns=[web["ip"]], dns_search=["kiln.test"])
+    out = call(knet, "net-dns", {"read": "/etc/resolv.conf", "resolve": "web",
+                                 "fetch": "http://web.kiln.test:8000/page.txt"})
+    assert out.get("read") == f"nameserver {web['ip']}\nsearch kiln.test\n", out
+    assert out.get("resolved") == web["ip"], out
+    assert out.get("page") == web["token"], out
+    out = call(knet, "net-dns", {"fetch": "http://web:8000/page.txt", "resolve": "nowhere"})
+    assert out.get("page") == web["token"], out
+    assert "resolve_error" in out, out
+    spec = knet.request("GET", "/system/function/net-dns").json()
+    assert spec["dns"] == [web["ip"]] and spec["dns_search"] == ["kiln.test"], spec
+    r = knet.deploy("net-dns", FILES, runtime="python", network="egress",
+                    dns=["10.9.9.9", web["ip"]], dns_search=[], timeout=300, method="PUT")
+    assert r.status in (200, 201), (r.status, r.body)
+    out = call(knet, "net-dns", {"read": "/etc/resolv.conf", "resolve": "web.kiln.test"})
+    assert out.get("read") == f"nameserver 10.9.9.9\nnameserver {web['ip']}\n", out
+
+
+def test_dns_default_is_the_hosts(egress):
+    """A function with a network and no "dns": the host's resolvers."""
+    want = host_resolvers()
+    out = call(egress, "net-egress", {"read": "/etc/resolv.conf"})
+    if want:
+        got = [l.split()[1] for l in out.get("read", "").splitlines()
+               if l.startswith("nameserver ")]
+        assert got == want, out
+    else:
+        assert "nameserver" not in out.get("read", ""), out
+
+
+@pytest.mark.parametrize("spec, field", [
+    ({"dns": ["10.0.0.2"]}, "dns"),                               # no network
+    ({"dns_search": ["a.test"]}, "dns_search"),                   # no network
+    ({"network": "egress", "dns": ["10.0.0.256"]}, "dns"),
+    ({"network": "egress", "dns": ["fe80::1"]}, "dns"),
+    ({"network": "egress", "dns": []}, "dns"),
+    ({"network": "egress", "dns": "10.0.0.2"}, "dns"),
+    ({"network": "egress", "dns": ["1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4"]}, "dns"),
+    ({"network": "egress", "dns_search": ["a test"]}, "dns_search"),
+    ({"network": "egress", "dns_search": ["a.test\nnameserver 6.6.6.6"]}, "dns_search"),
+    ({"network": "egress", "dns_search": ["a..test"]}, "dns_search"),
+    ({"network": "egress", "dns_search": ["-a.test"]}, "dns_search"),
+    ({"network": "egress", "dns_search": ["a.test"] * 7}, "dns_search"),
+    ({"network": "egress", "dns_search": ["x" * 60 + ".test"] * 5}, "dns_search"),
+])
+def test_bad_dns_refused(knet, spec, field):
+    r = knet.deploy("net-bad-dns", FILES, runtime="python", **spec)
+    assert r.status == 400, (r.status, r.body)
+    assert r.json()["error"].startswith(field + ":"), r.body
+    assert knet.request("GET", "/system/function/net-bad-dns").status == 404

@@ -58,6 +58,86 @@ static void test_parse(void **state)
 	assert_int_equal(netcfg_parse((const uint8_t *)"10.0.0.2/30 10.0.0.1XXXX", 20, &c), 0);
 }
 
+static void test_parse_resolver(void **state)
+{
+	struct netcfg c;
+	char label64[80], long_list[400];
+	static const char *const bad[] = {
+		"10.0.0.2/30 10.0.0.1 ns=",
+		"10.0.0.2/30 10.0.0.1 ns=1.2.3",
+		"10.0.0.2/30 10.0.0.1 ns=1.1.1.1 ns=2.2.2.2 ns=3.3.3.3 ns=4.4.4.4",
+		"10.0.0.2/30 10.0.0.1 search=",
+		"10.0.0.2/30 10.0.0.1 search=a..b",
+		"10.0.0.2/30 10.0.0.1 search=.a",
+		"10.0.0.2/30 10.0.0.1 search=a.",
+		"10.0.0.2/30 10.0.0.1 search=a\nnameserver",
+		"10.0.0.2/30 10.0.0.1 search=a_b",
+		"10.0.0.2/30 10.0.0.1 search=a search=b search=c search=d search=e search=f "
+		"search=g",
+		"10.0.0.2/30 10.0.0.1 nameserver=1.1.1.1",
+		"10.0.0.2/30 10.0.0.1  ns=1.1.1.1",
+		"10.0.0.2/30 10.0.0.1 ns=1.1.1.1 ",
+	};
+
+	(void)state;
+	assert_int_equal(parse("10.0.0.2/30 10.0.0.1 ns=10.1.1.1 ns=9.9.9.9 search=kiln.test "
+			       "search=corp.example",
+			       &c),
+			 0);
+	assert_int_equal(c.gateway, inet_addr("10.0.0.1"));
+	assert_int_equal(c.nns, 2);
+	assert_int_equal(c.ns[0], inet_addr("10.1.1.1"));
+	assert_int_equal(c.ns[1], inet_addr("9.9.9.9"));
+	assert_string_equal(c.search, "kiln.test corp.example");
+	assert_int_equal(parse("10.0.0.2/30 10.0.0.1 search=a-b.C9", &c), 0);
+	assert_int_equal(c.nns, 0);
+	assert_string_equal(c.search, "a-b.C9");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (parse(bad[i], &c) != -EINVAL)
+			fail_msg("accepted '%s'", bad[i]);
+	}
+	/* A label over 63 characters. */
+	memset(label64, 'a', 64);
+	label64[64] = 0;
+	snprintf(long_list, sizeof(long_list), "10.0.0.2/30 10.0.0.1 search=%s.x", label64);
+	assert_int_equal(parse(long_list, &c), -EINVAL);
+	/* Six domains of 50 characters: over the 255 of the joined list. */
+	label64[50] = 0;
+	snprintf(long_list, sizeof(long_list), "10.0.0.2/30 10.0.0.1");
+	for (int i = 0; i < 6; i++)
+		snprintf(long_list + strlen(long_list), sizeof(long_list) - strlen(long_list),
+			 " search=%s", label64);
+	assert_int_equal(parse(long_list, &c), -EINVAL);
+}
+
+static void test_write_resolv(void **state)
+{
+	char dir[] = "/tmp/test-netcfg-XXXXXX", path[64], buf[256];
+	struct netcfg c;
+	FILE *f;
+	size_t n;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/resolv.conf", dir);
+	assert_int_equal(parse("10.0.0.2/30 10.0.0.1 ns=10.1.1.1 ns=9.9.9.9 search=kiln.test", &c),
+			 0);
+	assert_int_equal(netcfg_write_resolv(path, &c), 0);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	assert_string_equal(buf, "nameserver 10.1.1.1\nnameserver 9.9.9.9\nsearch kiln.test\n");
+	/* No resolver settings: the file goes (a restore of another function's
+	 * settings must not survive). */
+	assert_int_equal(parse("10.0.0.2/30 10.0.0.1", &c), 0);
+	assert_int_equal(netcfg_write_resolv(path, &c), 0);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(netcfg_write_resolv(path, &c), 0); /* already gone */
+	assert_int_equal(rmdir(dir), 0);
+}
+
 /* eth0's IPv4 address and netmask, or 0. */
 static void addr_of(const char *ifname, uint32_t *addr, uint32_t *mask)
 {
@@ -150,6 +230,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_parse_resolver),
+		cmocka_unit_test(test_write_resolv),
 		cmocka_unit_test(test_warm),
 		cmocka_unit_test(test_apply_and_replace),
 	};

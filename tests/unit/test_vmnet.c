@@ -92,7 +92,7 @@ static void test_taps_and_table(void **state)
 {
 	struct vmnet_tap t[5];
 	struct vmnet *n;
-	char err[512], cfg[64];
+	char err[512], cfg[256], ns[1][16] = {"10.1.1.1"};
 
 	(void)state;
 	if (!have_netns || (access("/usr/sbin/nft", X_OK) && access("/sbin/nft", X_OK)))
@@ -111,8 +111,12 @@ static void test_taps_and_table(void **state)
 	assert_int_equal(read_forward(), '1');
 	assert_string_equal(t[1].name, "ktu-1");
 	assert_int_equal(if_addr("ktu-1"), inet_addr("10.99.0.5"));
-	vmnet_guest_config(&t[1], cfg, sizeof(cfg));
-	assert_string_equal(cfg, "10.99.0.6/30 10.99.0.5");
+	assert_int_equal(vmnet_guest_config(n, &t[1], ns, 1, "", cfg, sizeof(cfg)),
+			 strlen("10.99.0.6/30 10.99.0.5 ns=10.1.1.1"));
+	assert_string_equal(cfg, "10.99.0.6/30 10.99.0.5 ns=10.1.1.1");
+	vmnet_guest_config(n, &t[1], ns, 1, "a.test b-c.test", cfg, sizeof(cfg));
+	assert_string_equal(cfg, "10.99.0.6/30 10.99.0.5 ns=10.1.1.1 search=a.test search=b-c.test");
+	assert_int_equal(vmnet_guest_config(n, &t[1], ns, 1, "a.test", cfg, 30), -ENOSPC);
 	/* A released slot is the next one given; its tap went with its fd. */
 	vmnet_tap_release(n, &t[2]);
 	assert_int_equal(if_nametoindex("ktu-2"), 0);
@@ -126,10 +130,44 @@ static void test_taps_and_table(void **state)
 	assert_int_equal(read_forward(), '0');
 }
 
+static void test_parse_resolv(void **state)
+{
+	char ns[DNSNAME_NS_MAX][16], search[DNSNAME_SEARCH_LEN + 1];
+	unsigned nns;
+
+	(void)state;
+	/* The host's own resolvers (127/8) are not a VM's; a search line wins
+	 * over a domain line; bad domains and a fourth nameserver are dropped. */
+	vmnet_parse_resolv("# comment\n"
+			   "nameserver 127.0.0.53\n"
+			   "domain home.example\n"
+			   "nameserver 10.0.0.2\n"
+			   "nameserver\t192.168.1.1 \n"
+			   "nameserver fe80::1\n"
+			   "nameserver 9.9.9.9\n"
+			   "nameserver 8.8.8.8\n"
+			   "search corp.example bad_domain x.test\r\n"
+			   "options ndots:2\n",
+			   ns, &nns, search, sizeof(search));
+	assert_int_equal(nns, 3);
+	assert_string_equal(ns[0], "10.0.0.2");
+	assert_string_equal(ns[1], "192.168.1.1");
+	assert_string_equal(ns[2], "9.9.9.9");
+	assert_string_equal(search, "corp.example x.test");
+	vmnet_parse_resolv("domain home.example\nnameserver 127.0.0.1", ns, &nns, search,
+			   sizeof(search));
+	assert_int_equal(nns, 0);
+	assert_string_equal(search, "home.example");
+	vmnet_parse_resolv("", ns, &nns, search, sizeof(search));
+	assert_int_equal(nns, 0);
+	assert_string_equal(search, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_cidr),
+		cmocka_unit_test(test_parse_resolv),
 		cmocka_unit_test(test_create_refuses),
 		cmocka_unit_test(test_taps_and_table),
 	};
