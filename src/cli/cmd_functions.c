@@ -225,6 +225,7 @@ static void describe_print(struct http_client *c, json_t *j)
 	field("Min instances:", int_text(j, "min_instances", buf, sizeof(buf)));
 	field("Max instances:", int_text(j, "max_instances", buf, sizeof(buf)));
 	field("Keep alive:", seconds_text(j, "keep_alive", buf, sizeof(buf)));
+	field("Network:", json_string_value(json_object_get(j, "network")));
 	json_object_foreach(env, k, v)
 	{
 		snprintf(buf, sizeof(buf), "%s=%s", k,
