@@ -57,6 +57,10 @@ _kiln()
 		COMPREPLY=($(compgen -W "server exec" -- "$cur"))
 		return
 		;;
+	--network)
+		COMPREPLY=($(compgen -W "none egress" -- "$cur"))
+		return
+		;;
 	-c | --code | --code-path | --data-file)
 		if [[ "$cmd" == run ]]; then
 			COMPREPLY=($(compgen -f -X '!*.toml' -- "$cur") $(compgen -d -- "$cur"))
@@ -92,8 +96,8 @@ _kiln()
 	case "$cmd" in
 	deploy)
 		opts="--runtime --handler --mode --code --code-path --env --memory --vcpus
-		      --timeout --concurrency --queue-timeout --min --max --keep-alive --quiet
-		      --json --gateway --help"
+		      --timeout --concurrency --queue-timeout --min --max --keep-alive --network
+		      --quiet --json --gateway --help"
 		;;
 	invoke)
 		opts="--data --data-file --header --query --method --path --async --callback
