@@ -45,8 +45,8 @@ _kiln()
 	case "$prev" in
 	-g | --gateway | --callback | -X | --method | --path | -H | --header | --query | \
 		-d | --data | --handler | -e | --env | -m | --memory | --vcpus | -t | --timeout | \
-		--concurrency | --queue-timeout | --min | --max | --keep-alive | --since | \
-		-n | --tail | --filter)
+		--concurrency | --queue-timeout | --min | --max | --keep-alive | --dns | \
+		--dns-search | --since | -n | --tail | --filter)
 		return
 		;;
 	-r | --runtime | --lang)
@@ -97,7 +97,7 @@ _kiln()
 	deploy)
 		opts="--runtime --handler --mode --code --code-path --env --memory --vcpus
 		      --timeout --concurrency --queue-timeout --min --max --keep-alive --network
-		      --quiet --json --gateway --help"
+		      --dns --dns-search --quiet --json --gateway --help"
 		;;
 	invoke)
 		opts="--data --data-file --header --query --method --path --async --callback
