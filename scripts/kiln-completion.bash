@@ -45,8 +45,8 @@ _kiln()
 	case "$prev" in
 	-g | --gateway | --callback | -X | --method | --path | -H | --header | --query | \
 		-d | --data | --handler | -e | --env | -m | --memory | --vcpus | -t | --timeout | \
-		--concurrency | --queue-timeout | --min | --max | --keep-alive | --since | \
-		-n | --tail | --filter)
+		--concurrency | --queue-timeout | --min | --max | --keep-alive | --dns | \
+		--dns-search | --since | -n | --tail | --filter)
 		return
 		;;
 	-r | --runtime | --lang)
@@ -55,6 +55,10 @@ _kiln()
 		;;
 	--mode)
 		COMPREPLY=($(compgen -W "server exec" -- "$cur"))
+		return
+		;;
+	--network)
+		COMPREPLY=($(compgen -W "none egress" -- "$cur"))
 		return
 		;;
 	-c | --code | --code-path | --data-file)
@@ -92,8 +96,8 @@ _kiln()
 	case "$cmd" in
 	deploy)
 		opts="--runtime --handler --mode --code --code-path --env --memory --vcpus
-		      --timeout --concurrency --queue-timeout --min --max --keep-alive --quiet
-		      --json --gateway --help"
+		      --timeout --concurrency --queue-timeout --min --max --keep-alive --network
+		      --dns --dns-search --quiet --json --gateway --help"
 		;;
 	invoke)
 		opts="--data --data-file --header --query --method --path --async --callback

@@ -43,6 +43,10 @@ static const char deploy_usage[] =
 	"      --keep-alive DURATION an idle VM is destroyed after this (default 60s)\n"
 	"      --network none|egress a network: egress reaches out through NAT\n"
 	"                            (default none: no network at all)\n"
+	"      --dns IP              with --network egress: an IPv4 nameserver\n"
+	"                            (repeatable, up to 3; default: kilnd's)\n"
+	"      --dns-search DOMAIN   with --network egress: a search domain\n"
+	"                            (repeatable, up to 6)\n"
 	"  -q, --quiet               no progress, only the URL\n"
 	"      --json                print the function's description as JSON\n"
 	"  -g, --gateway URL         kilnd's address (default $KILN_GATEWAY or\n"
@@ -62,6 +66,8 @@ enum {
 	OPT_MAX,
 	OPT_KEEP_ALIVE,
 	OPT_NETWORK,
+	OPT_DNS,
+	OPT_DNS_SEARCH,
 	OPT_JSON,
 	OPT_FILTER,
 };
@@ -116,8 +122,27 @@ static int deploy_option(int c, const char *arg, struct fn_spec *s)
 		return opts_duration("deploy", "--keep-alive", arg, &s->keep_alive_ms);
 	case OPT_NETWORK:
 		if (strcmp(arg, "none") && strcmp(arg, "egress"))
-			return opts_bad_value("deploy", "--network", arg, "expected none or egress");
+			return opts_bad_value("deploy", "--network", arg,
+					      "expected none or egress");
 		return fn_set_string(&s->network, arg) ? KILN_EXIT_SERVER : 0;
+	case OPT_DNS:
+		rc = fn_spec_add_dns(s, arg);
+		if (rc == -EINVAL)
+			return opts_bad_value("deploy", "--dns", arg,
+					      "expected an IPv4 address such as 10.0.0.2");
+		if (rc == -E2BIG)
+			return opts_bad_value("deploy", "--dns", arg, "at most 3 nameservers");
+		return rc ? KILN_EXIT_SERVER : 0;
+	case OPT_DNS_SEARCH:
+		rc = fn_spec_add_dns_search(s, arg);
+		if (rc == -EINVAL)
+			return opts_bad_value("deploy", "--dns-search", arg,
+					      "expected a domain: letters, digits, '-' and '.', "
+					      "labels of 1 to 63 characters");
+		if (rc == -E2BIG)
+			return opts_bad_value("deploy", "--dns-search", arg,
+					      "at most 6 domains, 255 characters in all");
+		return rc ? KILN_EXIT_SERVER : 0;
 	}
 	return KILN_EXIT_USAGE;
 }
@@ -140,6 +165,8 @@ int cmd_deploy(struct cli_ctx *ctx, int argc, char **argv)
 		{"max", required_argument, NULL, OPT_MAX},
 		{"keep-alive", required_argument, NULL, OPT_KEEP_ALIVE},
 		{"network", required_argument, NULL, OPT_NETWORK},
+		{"dns", required_argument, NULL, OPT_DNS},
+		{"dns-search", required_argument, NULL, OPT_DNS_SEARCH},
 		{"quiet", no_argument, NULL, 'q'},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"gateway", required_argument, NULL, 'g'},
@@ -201,6 +228,11 @@ int cmd_deploy(struct cli_ctx *ctx, int argc, char **argv)
 		rc = KILN_EXIT_USAGE;
 		goto clear_spec;
 	}
+	if (!fn_spec_dns_allowed(&s)) {
+		out_error("deploy: %s needs --network egress", s.n_dns ? "--dns" : "--dns-search");
+		rc = KILN_EXIT_USAGE;
+		goto clear_spec;
+	}
 	if (json)
 		o.print_url = false;
 	rc = api_connect(ctx, NULL, &c);
@@ -221,10 +253,11 @@ static const char up_usage[] =
 	"\n"
 	"Deploys every function of a stack file (faas-cli's stack.yml shape: version,\n"
 	"provider: {name, gateway}, functions: NAME: {runtime, handler, code, mode, network,\n"
-	"environment, memory, vcpus, timeout, concurrency, queue_timeout, min, max,\n"
-	"keep_alive}). code paths are relative to the stack file's directory. The\n"
-	"gateway is --gateway, else $KILN_GATEWAY, else provider.gateway, "
-	"else\n" KILN_DEFAULT_GATEWAY ".\n"
+	"dns, dns_search, environment, memory, vcpus, timeout, concurrency,\n"
+	"queue_timeout, min, max, keep_alive}). dns (IPv4 nameservers) and dns_search\n"
+	"(search domains) are lists and need network: egress. code paths are\n"
+	"relative to the stack file's directory. The gateway is --gateway, else\n"
+	"$KILN_GATEWAY, else provider.gateway, else " KILN_DEFAULT_GATEWAY ".\n"
 	"\n"
 	"Options:\n"
 	"  -f, --file FILE     the stack file (default kiln.yml)\n"

@@ -87,6 +87,28 @@ static const char *seconds_text(json_t *o, const char *key, char *buf, size_t si
 	return buf;
 }
 
+/* The strings of an array member joined with sep ("?" for others), or NULL
+ * when it is absent or empty. */
+static const char *strings_text(json_t *o, const char *key, const char *sep, char *buf, size_t size)
+{
+	json_t *a = json_object_get(o, key), *v;
+	size_t i, off = 0;
+
+	if (!json_is_array(a) || !json_array_size(a))
+		return NULL;
+	buf[0] = '\0';
+	json_array_foreach(a, i, v)
+	{
+		int n = snprintf(buf + off, size - off, "%s%s", i ? sep : "",
+				 json_is_string(v) ? json_string_value(v) : "?");
+
+		if (n < 0 || (size_t)n >= size - off)
+			break;
+		off += (size_t)n;
+	}
+	return buf;
+}
+
 int cmd_list(struct cli_ctx *ctx, int argc, char **argv)
 {
 	static const char *const headers[] = {"NAME",	"STATUS", "VERSION",	 "RUNTIME",
@@ -225,6 +247,11 @@ static void describe_print(struct http_client *c, json_t *j)
 	field("Min instances:", int_text(j, "min_instances", buf, sizeof(buf)));
 	field("Max instances:", int_text(j, "max_instances", buf, sizeof(buf)));
 	field("Keep alive:", seconds_text(j, "keep_alive", buf, sizeof(buf)));
+	field("Network:", json_string_value(json_object_get(j, "network")));
+	if (strings_text(j, "dns", ", ", buf, sizeof(buf)))
+		field("DNS:", buf);
+	if (strings_text(j, "dns_search", " ", buf, sizeof(buf)))
+		field("DNS search:", buf);
 	json_object_foreach(env, k, v)
 	{
 		snprintf(buf, sizeof(buf), "%s=%s", k,

@@ -1,6 +1,7 @@
 /* spec.c - function specs and their JSON (see spec.h). */
 #include "cli/spec.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,10 @@ void fn_spec_clear(struct fn_spec *s)
 	free(s->code);
 	free(s->code_path);
 	free(s->network);
+	for (size_t i = 0; i < s->n_dns; i++)
+		free(s->dns[i]);
+	for (size_t i = 0; i < s->n_dns_search; i++)
+		free(s->dns_search[i]);
 	for (size_t i = 0; i < s->n_env; i++) {
 		free(s->env[i].key);
 		free(s->env[i].value);
@@ -127,6 +132,78 @@ int fn_spec_parse_env(struct fn_spec *s, const char *kv)
 	return rc;
 }
 
+bool fn_ipv4_ok(const char *ip)
+{
+	struct in_addr a;
+
+	return ip && inet_pton(AF_INET, ip, &a) == 1;
+}
+
+bool fn_domain_ok(const char *domain)
+{
+	size_t n = 0, label = 0;
+
+	if (!domain)
+		return false;
+	for (const char *p = domain;; p++, n++) {
+		bool alnum = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			     (*p >= '0' && *p <= '9');
+
+		if (!*p || *p == '.') {
+			if (label == 0 || label > 63 || p[-1] == '-')
+				return false;
+			if (!*p)
+				break;
+			label = 0;
+		} else if (alnum || (*p == '-' && label > 0)) {
+			label++;
+		} else {
+			return false;
+		}
+		if (n >= 253)
+			return false;
+	}
+	return true;
+}
+
+int fn_spec_add_dns(struct fn_spec *s, const char *ip)
+{
+	if (!fn_ipv4_ok(ip))
+		return -EINVAL;
+	if (s->n_dns >= FN_MAX_DNS)
+		return -E2BIG;
+	s->dns[s->n_dns] = strdup(ip);
+	if (!s->dns[s->n_dns])
+		return -ENOMEM;
+	s->n_dns++;
+	return 0;
+}
+
+int fn_spec_add_dns_search(struct fn_spec *s, const char *domain)
+{
+	size_t len;
+
+	if (!fn_domain_ok(domain))
+		return -EINVAL;
+	if (s->n_dns_search >= FN_MAX_DNS_SEARCH)
+		return -E2BIG;
+	len = strlen(domain);
+	for (size_t i = 0; i < s->n_dns_search; i++)
+		len += strlen(s->dns_search[i]) + 1;
+	if (len > FN_MAX_SEARCH_LEN)
+		return -E2BIG;
+	s->dns_search[s->n_dns_search] = strdup(domain);
+	if (!s->dns_search[s->n_dns_search])
+		return -ENOMEM;
+	s->n_dns_search++;
+	return 0;
+}
+
+bool fn_spec_dns_allowed(const struct fn_spec *s)
+{
+	return (!s->n_dns && !s->n_dns_search) || (s->network && !strcmp(s->network, "egress"));
+}
+
 json_t *fn_seconds_json(int64_t ms)
 {
 	if (ms % 1000 == 0)
@@ -138,6 +215,20 @@ json_t *fn_seconds_json(int64_t ms)
 static bool put(json_t *o, const char *key, json_t *value)
 {
 	return value && json_object_set_new(o, key, value) == 0;
+}
+
+/* A JSON array of n strings; NULL when out of memory. */
+static json_t *strings_json(char *const *v, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < n; i++) {
+		if (json_array_append_new(a, json_string(v[i]))) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
 }
 
 int fn_spec_to_json(const struct fn_spec *s, const char *code_b64, json_t **out)
@@ -154,6 +245,10 @@ int fn_spec_to_json(const struct fn_spec *s, const char *code_b64, json_t **out)
 		ok = put(o, "handler", json_string(s->handler));
 	if (ok && s->network)
 		ok = put(o, "network", json_string(s->network));
+	if (ok && s->n_dns)
+		ok = put(o, "dns", strings_json(s->dns, s->n_dns));
+	if (ok && s->n_dns_search)
+		ok = put(o, "dns_search", strings_json(s->dns_search, s->n_dns_search));
 	if (ok && s->mode)
 		ok = put(o, "mode", json_string(s->mode));
 	if (ok && code_b64)

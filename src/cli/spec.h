@@ -11,6 +11,12 @@
 
 #include <jansson.h>
 
+/* Most nameservers and search domains a spec takes (kilnd's limits), and the
+ * longest the search domains joined with single spaces may be. */
+#define FN_MAX_DNS	  3
+#define FN_MAX_DNS_SEARCH 6
+#define FN_MAX_SEARCH_LEN 255
+
 struct fn_env {
 	char *key;
 	char *value;
@@ -24,6 +30,11 @@ struct fn_spec {
 	char *code;	 /* a local directory or file to pack, or NULL */
 	char *code_path; /* a path on kilnd's host, or NULL */
 	char *network;	 /* "none", "egress", or NULL: kilnd's default (none) */
+	/* With network "egress" only; none given: left out of the JSON. */
+	char *dns[FN_MAX_DNS]; /* IPv4 nameservers as dotted quads */
+	size_t n_dns;
+	char *dns_search[FN_MAX_DNS_SEARCH];
+	size_t n_dns_search;
 	struct fn_env *env;
 	size_t n_env;
 	/* -1: not set */
@@ -57,6 +68,28 @@ int fn_spec_set_env(struct fn_spec *s, const char *key, const char *value);
 /* Parses "KEY=VALUE" (the value may be empty or hold '=') into s's
  * environment. Returns as fn_spec_set_env, -EINVAL without '='. */
 int fn_spec_parse_env(struct fn_spec *s, const char *kv);
+
+/* True for an IPv4 address as a dotted quad ("10.0.0.2", read by
+ * inet_pton). */
+bool fn_ipv4_ok(const char *ip);
+
+/* True for a search domain: 1..253 characters of letters, digits, '-' and
+ * '.', in labels of 1..63 characters that neither start nor end with '-'
+ * (so no empty label, no leading or trailing '.'). */
+bool fn_domain_ok(const char *domain);
+
+/* Appends the nameserver ip to s->dns. Returns 0, -EINVAL when ip is not an
+ * IPv4 dotted quad, -E2BIG when s has FN_MAX_DNS already, -ENOMEM. */
+int fn_spec_add_dns(struct fn_spec *s, const char *ip);
+
+/* Appends a search domain to s->dns_search. Returns 0, -EINVAL for a bad
+ * domain (fn_domain_ok), -E2BIG when s has FN_MAX_DNS_SEARCH already or the
+ * domains joined with spaces would pass FN_MAX_SEARCH_LEN, -ENOMEM. */
+int fn_spec_add_dns_search(struct fn_spec *s, const char *domain);
+
+/* True unless s has dns or dns_search without network "egress" (kilnd
+ * refuses them then). */
+bool fn_spec_dns_allowed(const struct fn_spec *s);
 
 /* The spec's JSON object; code_b64 (may be NULL) is the packed code as
  * base64, else s->code_path is sent. Returns 0 and *out (caller

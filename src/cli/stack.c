@@ -174,10 +174,63 @@ static int parse_env(struct ctx *c, const yaml_node_t *n, struct fn_spec *f)
 	return 0;
 }
 
+/* Adds one item of dns: (search false) or dns_search: (true) to f. */
+static int add_dns(struct ctx *c, const yaml_node_t *n, const char *what, struct fn_spec *f,
+		   bool search)
+{
+	const char *s;
+	int rc;
+
+	if (n->type != YAML_SCALAR_NODE)
+		return fail(c, n, "%s: each item must be a value, not %s", what, kind_name(n));
+	s = (const char *)n->data.scalar.value;
+	if (strlen(s) != n->data.scalar.length)
+		return fail(c, n, "%s contains a NUL character", what);
+	rc = search ? fn_spec_add_dns_search(f, s) : fn_spec_add_dns(f, s);
+	if (rc == -EINVAL && search)
+		return fail(c, n,
+			    "%s: '%.64s' is not a domain (letters, digits, '-' and '.', labels "
+			    "of 1 to 63 characters)",
+			    what, s);
+	if (rc == -EINVAL)
+		return fail(c, n, "%s: '%.64s' is not an IPv4 address (e.g. 10.0.0.2)", what, s);
+	if (rc == -E2BIG && search)
+		return fail(c, n, "%s: more than %d domains or %d characters in all", what,
+			    FN_MAX_DNS_SEARCH, FN_MAX_SEARCH_LEN);
+	if (rc == -E2BIG)
+		return fail(c, n, "%s: more than %d nameservers", what, FN_MAX_DNS);
+	return rc;
+}
+
+/* Gets dns: or dns_search: (a list of values, or one value as a list of
+ * one) into f, replacing an earlier one. */
+static int get_dns(struct ctx *c, const yaml_node_t *n, const char *what, struct fn_spec *f,
+		   bool search)
+{
+	char **list = search ? f->dns_search : f->dns;
+	size_t *len = search ? &f->n_dns_search : &f->n_dns;
+
+	while (*len)
+		free(list[--*len]);
+	if (n->type == YAML_SCALAR_NODE)
+		return scalar(n) ? add_dns(c, n, what, f, search) : 0;
+	if (n->type != YAML_SEQUENCE_NODE)
+		return fail(c, n, "%s must be a list of values, not %s", what, kind_name(n));
+	for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
+	     i++) {
+		int rc = add_dns(c, yaml_document_get_node(c->doc, *i), what, f, search);
+
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 static int parse_function(struct ctx *c, const yaml_node_t *key, const yaml_node_t *n,
 			  struct fn_spec *f)
 {
 	const char *name = (const char *)key->data.scalar.value;
+	const yaml_node_t *dns_key = NULL;
 	char what[128];
 	int rc;
 
@@ -208,7 +261,14 @@ static int parse_function(struct ctx *c, const yaml_node_t *key, const yaml_node
 			rc = get_string(c, v, what, &f->mode);
 		else if (!strcmp(ks, "network"))
 			rc = get_string(c, v, what, &f->network);
-		else if (!strcmp(ks, "code"))
+		else if (!strcmp(ks, "dns") || !strcmp(ks, "dns_search")) {
+			bool search = !strcmp(ks, "dns_search");
+
+			rc = get_dns(c, v, what, f, search);
+			/* The key the egress error points at: one that is set. */
+			if (search ? f->n_dns_search : f->n_dns)
+				dns_key = k;
+		} else if (!strcmp(ks, "code"))
 			rc = get_string(c, v, what, &f->code);
 		else if (!strcmp(ks, "code_path"))
 			rc = get_string(c, v, what, &f->code_path);
@@ -241,6 +301,9 @@ static int parse_function(struct ctx *c, const yaml_node_t *key, const yaml_node
 		return fail(c, key, "function %s: code is required (a directory or file)", name);
 	if (f->code && f->code_path)
 		return fail(c, key, "function %s: give code or code_path, not both", name);
+	if (!fn_spec_dns_allowed(f))
+		return fail(c, dns_key, "function %s: %s needs network: egress", name,
+			    (const char *)dns_key->data.scalar.value);
 	return join_path(c, key, f);
 }
 

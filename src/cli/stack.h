@@ -19,6 +19,12 @@
  *       min: 0                  # alias min_instances
  *       max: 10                 # alias max_instances
  *       keep_alive: 60s
+ *       network: egress         # or none (the default)
+ *       dns: [10.0.0.2, 1.1.1.1]     # IPv4 nameservers, 1 to 3
+ *       dns_search: [corp.example]   # search domains, up to 6
+ *
+ * dns and dns_search need network: egress; each is a list of values, and a
+ * single value counts as a list of one.
  *
  * Parsed with libyaml. Unknown keys, wrong shapes and bad values are errors
  * that name the file, line and column ("kiln.yml:7:5: ..."). Empty values,

@@ -213,6 +213,108 @@ static void test_spec_json(void **state)
 	fn_spec_clear(NULL);
 }
 
+/* Fills buf with labels of the given lengths joined by dots. */
+static char *labels(char *buf, const size_t *len, size_t n)
+{
+	char *p = buf;
+
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			*p++ = '.';
+		memset(p, 'a' + (char)i, len[i]);
+		p += len[i];
+	}
+	*p = '\0';
+	return buf;
+}
+
+static void test_spec_dns(void **state)
+{
+	(void)state;
+	static const size_t l63[] = {63}, l64[] = {64}, l253[] = {63, 63, 63, 61},
+			    l254[] = {63, 63, 63, 62};
+	struct fn_spec s;
+	json_t *j;
+	char *text, buf[300];
+
+	fn_spec_init(&s);
+	assert_int_equal(fn_set_string(&s.name, "echo"), 0);
+	assert_int_equal(fn_set_string(&s.network, "egress"), 0);
+	/* Unset: left out of the JSON, so kilnd's default nameserver applies. */
+	assert_int_equal(fn_spec_to_json(&s, NULL, &j), 0);
+	assert_null(json_object_get(j, "dns"));
+	assert_null(json_object_get(j, "dns_search"));
+	json_decref(j);
+	assert_true(fn_spec_dns_allowed(&s));
+
+	assert_int_equal(fn_spec_add_dns(&s, "10.0.0.2"), 0);
+	assert_int_equal(fn_spec_add_dns(&s, "1.1.1.1"), 0);
+	assert_int_equal(fn_spec_add_dns(&s, "999.1.1.1"), -EINVAL);
+	assert_int_equal(fn_spec_add_dns(&s, "1.2.3"), -EINVAL);
+	assert_int_equal(fn_spec_add_dns(&s, ""), -EINVAL);
+	assert_int_equal(fn_spec_add_dns(&s, "1.2.3.4 "), -EINVAL);
+	assert_int_equal(fn_spec_add_dns(&s, "::1"), -EINVAL);
+	assert_int_equal(fn_spec_add_dns(&s, NULL), -EINVAL);
+	assert_int_equal(s.n_dns, 2);
+	assert_int_equal(fn_spec_add_dns_search(&s, "corp.example"), 0);
+	assert_int_equal(fn_spec_add_dns_search(&s, "kiln.test"), 0);
+	assert_int_equal(fn_spec_to_json(&s, NULL, &j), 0);
+	text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(text, "{\"dns\":[\"10.0.0.2\",\"1.1.1.1\"],"
+				  "\"dns_search\":[\"corp.example\",\"kiln.test\"],"
+				  "\"name\":\"echo\",\"network\":\"egress\"}");
+	free(text);
+	json_decref(j);
+
+	/* At most 3 nameservers. */
+	assert_int_equal(fn_spec_add_dns(&s, "8.8.8.8"), 0);
+	assert_int_equal(fn_spec_add_dns(&s, "8.8.4.4"), -E2BIG);
+	assert_int_equal(s.n_dns, 3);
+
+	/* Domains: labels of 1..63 of letters, digits, inner '-'. */
+	assert_true(fn_domain_ok("a"));
+	assert_true(fn_domain_ok("Corp-1.example"));
+	assert_true(fn_domain_ok(labels(buf, l63, 1)));
+	assert_true(fn_domain_ok(labels(buf, l253, 4)));
+	assert_false(fn_domain_ok(labels(buf, l254, 4)));
+	assert_false(fn_domain_ok(labels(buf, l64, 1)));
+	assert_false(fn_domain_ok(""));
+	assert_false(fn_domain_ok("a..b"));
+	assert_false(fn_domain_ok("-a.b"));
+	assert_false(fn_domain_ok("a-.b"));
+	assert_false(fn_domain_ok("a b"));
+	assert_false(fn_domain_ok(".a"));
+	assert_false(fn_domain_ok("a."));
+	assert_false(fn_domain_ok("a_b"));
+	assert_false(fn_domain_ok(NULL));
+	assert_int_equal(fn_spec_add_dns_search(&s, "a..b"), -EINVAL);
+	assert_int_equal(fn_spec_add_dns_search(&s, "-a.b"), -EINVAL);
+	assert_int_equal(fn_spec_add_dns_search(&s, "a b"), -EINVAL);
+	assert_int_equal(fn_spec_add_dns_search(&s, labels(buf, l64, 1)), -EINVAL);
+	/* At most 6 domains. */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(fn_spec_add_dns_search(&s, "x.test"), 0);
+	assert_int_equal(fn_spec_add_dns_search(&s, "seven.test"), -E2BIG);
+	assert_int_equal(s.n_dns_search, 6);
+	fn_spec_clear(&s);
+	assert_int_equal(s.n_dns + s.n_dns_search, 0);
+
+	/* At most 255 characters joined with spaces: 253 + 1 + 1 fits, one
+	 * more domain does not. */
+	assert_int_equal(fn_spec_add_dns_search(&s, labels(buf, l253, 4)), 0);
+	assert_int_equal(fn_spec_add_dns_search(&s, "b"), 0);
+	assert_int_equal(fn_spec_add_dns_search(&s, "c"), -E2BIG);
+	assert_int_equal(s.n_dns_search, 2);
+
+	/* dns and dns_search need network egress. */
+	assert_false(fn_spec_dns_allowed(&s));
+	assert_int_equal(fn_set_string(&s.network, "none"), 0);
+	assert_false(fn_spec_dns_allowed(&s));
+	assert_int_equal(fn_set_string(&s.network, "egress"), 0);
+	assert_true(fn_spec_dns_allowed(&s));
+	fn_spec_clear(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -221,6 +323,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_find_source),
 		cmocka_unit_test(test_spec_json),
+		cmocka_unit_test(test_spec_dns),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

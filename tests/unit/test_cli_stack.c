@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "cli/stack.h"
 
@@ -182,6 +183,85 @@ static void test_error_positions(void **state)
 	parse_fails("functions:\n  a: {runtime: sh, code: \"\xff\"}\n", "YAML syntax error");
 }
 
+static void test_dns(void **state)
+{
+	(void)state;
+	struct stack *s = parse_ok("functions:\n"
+				   "  a:\n"
+				   "    runtime: sh\n"
+				   "    code: a\n"
+				   "    network: egress\n"
+				   "    dns: [10.0.0.2, \"1.1.1.1\"]\n"
+				   "    dns_search:\n"
+				   "      - corp.example\n"
+				   "      - kiln.test\n"
+				   "  b:\n"
+				   "    runtime: sh\n"
+				   "    code: b\n"
+				   "    network: egress\n"
+				   "    dns: 10.0.0.3\n" /* one value: a list of one */
+				   "    dns_search: ~\n"
+				   "  c: {runtime: sh, code: c}\n",
+				   "");
+	const struct fn_spec *a = &s->fns[0], *b = &s->fns[1], *c = &s->fns[2];
+	json_t *j;
+	char *text;
+
+	assert_int_equal(a->n_dns, 2);
+	assert_string_equal(a->dns[0], "10.0.0.2");
+	assert_string_equal(a->dns[1], "1.1.1.1");
+	assert_int_equal(a->n_dns_search, 2);
+	assert_string_equal(a->dns_search[1], "kiln.test");
+	assert_int_equal(fn_spec_to_json(a, NULL, &j), 0);
+	text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(text, "{\"dns\":[\"10.0.0.2\",\"1.1.1.1\"],"
+				  "\"dns_search\":[\"corp.example\",\"kiln.test\"],"
+				  "\"name\":\"a\",\"network\":\"egress\",\"runtime\":\"sh\"}");
+	free(text);
+	json_decref(j);
+	assert_int_equal(b->n_dns, 1);
+	assert_string_equal(b->dns[0], "10.0.0.3");
+	assert_int_equal(b->n_dns_search, 0);
+	/* Unset: not in the JSON, so kilnd's defaults apply. */
+	assert_int_equal(fn_spec_to_json(c, NULL, &j), 0);
+	assert_null(json_object_get(j, "dns"));
+	assert_null(json_object_get(j, "dns_search"));
+	json_decref(j);
+	stack_destroy(s);
+
+#define FN "functions:\n  a:\n    runtime: sh\n    code: a\n    network: egress\n"
+	parse_fails(FN "    dns: [999.1.1.1]\n",
+		    "kiln.yml:6:11: a.dns: '999.1.1.1' is not an IPv4 address");
+	parse_fails(FN "    dns: [10.0.0.2, 1.2.3]\n", "kiln.yml:6:21: a.dns: '1.2.3' is not");
+	parse_fails(FN "    dns: ['']\n", "a.dns: '' is not an IPv4 address");
+	parse_fails(FN "    dns: [1.1.1.1, 1.1.1.2, 1.1.1.3, 1.1.1.4]\n",
+		    "kiln.yml:6:38: a.dns: more than 3 nameservers");
+	parse_fails(FN "    dns: {a: 1}\n", "kiln.yml:6:10: a.dns must be a list of values, not a "
+					    "mapping");
+	parse_fails(FN "    dns: [[1.1.1.1]]\n", "a.dns: each item must be a value, not a list");
+	parse_fails(FN "    dns_search: [a..b]\n",
+		    "kiln.yml:6:18: a.dns_search: 'a..b' is not a domain");
+	parse_fails(FN "    dns_search: [-a.b]\n", "'-a.b' is not a domain");
+	parse_fails(FN "    dns_search: ['a b']\n", "'a b' is not a domain");
+	parse_fails(FN "    dns_search: "
+		       "[a234567890123456789012345678901234567890123456789012345678901234.b]\n",
+		    "is not a domain");
+	parse_fails(FN "    dns_search: [a, b, c, d, e, f, g]\n",
+		    "kiln.yml:6:36: a.dns_search: more than 6 domains");
+	parse_fails(FN "    dns_search: \"a\\0b\"\n", "NUL");
+#undef FN
+	/* Without network: egress, pointing at the key. */
+	parse_fails("functions:\n  a:\n    runtime: sh\n    code: a\n    dns: [1.1.1.1]\n",
+		    "kiln.yml:5:5: function a: dns needs network: egress");
+	parse_fails("functions:\n  a:\n    runtime: sh\n    network: none\n    code: a\n"
+		    "    dns_search: corp.example\n",
+		    "kiln.yml:6:5: function a: dns_search needs network: egress");
+	/* An empty list is not set: no network needed. */
+	s = parse_ok("functions:\n  a: {runtime: sh, code: a, dns: [], dns_search: ~}\n", "");
+	assert_int_equal(s->fns[0].n_dns + s->fns[0].n_dns_search, 0);
+	stack_destroy(s);
+}
+
 static void test_load_relative_to_file(void **state)
 {
 	(void)state;
@@ -211,6 +291,7 @@ int main(void)
 		cmocka_unit_test(test_full_stack),
 		cmocka_unit_test(test_minimal_and_nulls),
 		cmocka_unit_test(test_error_positions),
+		cmocka_unit_test(test_dns),
 		cmocka_unit_test(test_load_relative_to_file),
 	};
 
