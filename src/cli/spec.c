@@ -1,6 +1,8 @@
 /* spec.c - function specs and their JSON (see spec.h). */
 #include "cli/spec.h"
 
+#include "common/dnsname.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -139,33 +141,6 @@ bool fn_ipv4_ok(const char *ip)
 	return ip && inet_pton(AF_INET, ip, &a) == 1;
 }
 
-bool fn_domain_ok(const char *domain)
-{
-	size_t n = 0, label = 0;
-
-	if (!domain)
-		return false;
-	for (const char *p = domain;; p++, n++) {
-		bool alnum = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			     (*p >= '0' && *p <= '9');
-
-		if (!*p || *p == '.') {
-			if (label == 0 || label > 63 || p[-1] == '-')
-				return false;
-			if (!*p)
-				break;
-			label = 0;
-		} else if (alnum || (*p == '-' && label > 0)) {
-			label++;
-		} else {
-			return false;
-		}
-		if (n >= 253)
-			return false;
-	}
-	return true;
-}
-
 int fn_spec_add_dns(struct fn_spec *s, const char *ip)
 {
 	if (!fn_ipv4_ok(ip))
@@ -183,7 +158,7 @@ int fn_spec_add_dns_search(struct fn_spec *s, const char *domain)
 {
 	size_t len;
 
-	if (!fn_domain_ok(domain))
+	if (!domain || !dnsname_ok(domain, strlen(domain)))
 		return -EINVAL;
 	if (s->n_dns_search >= FN_MAX_DNS_SEARCH)
 		return -E2BIG;

@@ -11,11 +11,13 @@
 
 #include <jansson.h>
 
+#include "common/dnsname.h"
+
 /* Most nameservers and search domains a spec takes (kilnd's limits), and the
  * longest the search domains joined with single spaces may be. */
-#define FN_MAX_DNS	  3
-#define FN_MAX_DNS_SEARCH 6
-#define FN_MAX_SEARCH_LEN 255
+#define FN_MAX_DNS	  DNSNAME_NS_MAX
+#define FN_MAX_DNS_SEARCH DNSNAME_SEARCH_MAX
+#define FN_MAX_SEARCH_LEN DNSNAME_SEARCH_LEN
 
 struct fn_env {
 	char *key;
@@ -73,17 +75,12 @@ int fn_spec_parse_env(struct fn_spec *s, const char *kv);
  * inet_pton). */
 bool fn_ipv4_ok(const char *ip);
 
-/* True for a search domain: 1..253 characters of letters, digits, '-' and
- * '.', in labels of 1..63 characters that neither start nor end with '-'
- * (so no empty label, no leading or trailing '.'). */
-bool fn_domain_ok(const char *domain);
-
 /* Appends the nameserver ip to s->dns. Returns 0, -EINVAL when ip is not an
  * IPv4 dotted quad, -E2BIG when s has FN_MAX_DNS already, -ENOMEM. */
 int fn_spec_add_dns(struct fn_spec *s, const char *ip);
 
 /* Appends a search domain to s->dns_search. Returns 0, -EINVAL for a bad
- * domain (fn_domain_ok), -E2BIG when s has FN_MAX_DNS_SEARCH already or the
+ * domain (dnsname_ok), -E2BIG when s has FN_MAX_DNS_SEARCH already or the
  * domains joined with spaces would pass FN_MAX_SEARCH_LEN, -ENOMEM. */
 int fn_spec_add_dns_search(struct fn_spec *s, const char *domain);
 
