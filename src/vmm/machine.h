@@ -44,6 +44,7 @@ struct machine_restore_params {
 	struct virtio_host devices[MACHINE_MAX_VIRTIO];
 	unsigned int ndevices;
 	const char *console; /* NULL: keep the machine's console */
+	const char *working_set; /* a working-set file to prefetch (wset.h), or NULL */
 };
 
 /* How long a restore took, in milliseconds. */
@@ -51,6 +52,9 @@ struct machine_restore_times {
 	double load_ms;	 /* reading and verifying the snapshot chain */
 	double apply_ms; /* devices, memory mapping, vCPU and device state */
 	double total_ms; /* from the call to the vCPUs running again */
+	double prefetch_ms;	 /* of apply_ms: the working set's prefetch */
+	int64_t prefetch_pages;	 /* pages prefetched; 0 without a working set */
+	char prefetch_skipped[256]; /* why a working set given was not used, or "" */
 };
 
 struct machine;
@@ -70,6 +74,14 @@ struct machine *machine_create(const struct machine_config *cfg);
  * while loading leaves it unusable. Control thread only. */
 int machine_restore(struct machine *m, const struct machine_restore_params *p,
 		    struct machine_restore_times *t, char *why, size_t why_len);
+
+/* Records the guest RAM pages a restored machine has touched since its
+ * restore (present in kiln-vmm's mapping) as the working set of the
+ * snapshot it was restored from, written to `path` (wset.h). *pages and
+ * *runs say how much. Returns 0, -EINVAL when the machine was not restored
+ * from a snapshot, or -errno, with a reason in `why`. Control thread. */
+int machine_working_set_save(struct machine *m, const char *path, uint64_t *pages, size_t *runs,
+			     char *why, size_t why_len);
 
 /* Pauses a running machine (its vCPUs parked; nothing else changes).
  * Returns 0 (also when already paused), or -EBUSY (not running) or -errno

@@ -75,15 +75,19 @@ static json_t *machine_op_restore(struct machine *m, json_t *req)
 	struct machine_restore_times t = {0};
 	json_t *dir = json_object_get(req, "dir"), *err;
 	json_t *uds = json_object_get(req, "vsock_uds"), *console = json_object_get(req, "console");
-	json_t *net = json_object_get(req, "net");
+	json_t *net = json_object_get(req, "net"), *ws = json_object_get(req, "working_set");
 	char why[1024], netspec[128];
+	json_t *r;
 
 	if (!json_is_string(dir) || !*json_string_value(dir))
 		return api_error("restore needs \"dir\": the snapshot directory");
 	if ((uds && !json_is_string(uds)) || (console && !json_is_string(console)))
 		return api_error("\"vsock_uds\" and \"console\" must be strings");
+	if (ws && !json_is_string(ws))
+		return api_error("\"working_set\" must be a string: a working-set file");
 	p.dir = json_string_value(dir);
 	p.console = console ? json_string_value(console) : NULL;
+	p.working_set = ws ? json_string_value(ws) : NULL;
 	err = machine_parse_disks(json_object_get(req, "disks"), &p, store);
 	if (err)
 		return err;
@@ -100,8 +104,33 @@ static json_t *machine_op_restore(struct machine *m, json_t *req)
 	}
 	if (machine_restore(m, &p, &t, why, sizeof(why)) < 0)
 		return api_error("restore failed: %s", why);
-	return json_pack("{s:b, s:s, s:f, s:f, s:f}", "ok", 1, "state", "running", "load_ms",
-			 t.load_ms, "apply_ms", t.apply_ms, "total_ms", t.total_ms);
+	r = json_pack("{s:b, s:s, s:f, s:f, s:f}", "ok", 1, "state", "running", "load_ms",
+		      t.load_ms, "apply_ms", t.apply_ms, "total_ms", t.total_ms);
+	if (r && ws)
+		json_object_set_new(r, "prefetch",
+				    t.prefetch_skipped[0]
+					    ? json_pack("{s:s}", "skipped", t.prefetch_skipped)
+					    : json_pack("{s:I, s:f}", "pages",
+							(json_int_t)t.prefetch_pages, "ms",
+							t.prefetch_ms));
+	return r;
+}
+
+/* {"op":"working-set","path":P}: the pages touched since the restore, as
+ * the snapshot's working set (machine_working_set_save). */
+static json_t *machine_op_working_set(struct machine *m, json_t *req)
+{
+	const char *path = json_string_value(json_object_get(req, "path"));
+	uint64_t pages = 0;
+	size_t runs = 0;
+	char why[512];
+
+	if (!path || !*path)
+		return api_error("working-set needs \"path\": the file to write");
+	if (machine_working_set_save(m, path, &pages, &runs, why, sizeof(why)) < 0)
+		return api_error("working-set failed: %s", why);
+	return json_pack("{s:b, s:I, s:I}", "ok", 1, "pages", (json_int_t)pages, "runs",
+			 (json_int_t)runs);
 }
 
 static json_t *machine_op_state(struct machine *m)
@@ -188,11 +217,14 @@ static json_t *machine_api_handle(void *opaque, json_t *req)
 		return machine_op_snapshot(m, req);
 	if (strcmp(op, "restore") == 0)
 		return machine_op_restore(m, req);
+	if (strcmp(op, "working-set") == 0)
+		return machine_op_working_set(m, req);
 	if (strcmp(op, "stop") == 0) {
 		machine_request_stop(m);
 		return json_pack("{s:b, s:s}", "ok", 1, "state", "stopping");
 	}
-	return api_error("unknown op '%s' (pause, resume, state, stats, snapshot, restore, stop)",
+	return api_error("unknown op '%s' (pause, resume, state, stats, snapshot, restore, "
+			 "working-set, stop)",
 			 op);
 }
 

@@ -24,6 +24,7 @@
 #include "vmm/evloop.h"
 #include "vmm/snapshot/kvm_state.h"
 #include "vmm/virtio/mmio.h"
+#include "vmm/snapshot/wset.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -229,6 +230,7 @@ struct machine_restore_ctx {
 	struct machine *m;
 	struct snap_image *img;
 	const struct machine_restore_params *p;
+	struct machine_restore_times *t; /* may be NULL */
 	/* The snapshot's virtio devices, slot by slot, with their host side. */
 	struct virtio_host plan[MACHINE_MAX_VIRTIO];
 	unsigned int nplan;
@@ -339,6 +341,64 @@ static int machine_restore_find(struct machine_restore_ctx *x, uint16_t type, co
 
 /* On the loop thread, or with it held (evloop_run_paused), or before it runs;
  * vCPUs parked. */
+/* Brings the working set in (wset.h), before the vCPUs run. A file that
+ * is missing, damaged or another snapshot's is skipped with a log line:
+ * the restore goes on, faulting pages in lazily. */
+static void machine_restore_prefetch(struct machine_restore_ctx *x)
+{
+	struct machine *m = x->m;
+	struct snap_extents e = {0};
+	char why[256];
+	uint64_t t0 = clock_mono_ns();
+	int64_t n;
+	int ret;
+
+	ret = wset_load(x->p->working_set, m->backing.parent_crc, m->vm->mem.size, &e, why,
+			sizeof(why));
+	if (ret < 0) {
+		log_warn("working set %s not used: %s", x->p->working_set, why);
+		if (x->t)
+			snprintf(x->t->prefetch_skipped, sizeof(x->t->prefetch_skipped), "%s", why);
+		return;
+	}
+	n = wset_prefetch(&m->vm->mem, &e);
+	snap_extents_release(&e);
+	if (n < 0) {
+		log_warn("working set %s: prefetch failed: %s", x->p->working_set, strerror((int)-n));
+		if (x->t)
+			snprintf(x->t->prefetch_skipped, sizeof(x->t->prefetch_skipped),
+				 "prefetch failed: %s", strerror((int)-n));
+		return;
+	}
+	if (x->t) {
+		x->t->prefetch_pages = n;
+		x->t->prefetch_ms = machine_ms_since(t0);
+	}
+}
+
+int machine_working_set_save(struct machine *m, const char *path, uint64_t *pages, size_t *runs,
+			     char *why, size_t why_len)
+{
+	struct snap_extents e = {0};
+	int ret;
+
+	if (!m->backing.file_backed || !m->restored_from[0])
+		return reason_fail(why, why_len, -EINVAL,
+				   "only a machine restored from a snapshot has a working set");
+	ret = snap_mem_resident(&m->vm->mem, &e, why, why_len);
+	if (ret < 0)
+		return ret;
+	*pages = 0;
+	for (size_t i = 0; i < e.n; i++)
+		*pages += e.v[i].npages;
+	*runs = e.n;
+	ret = wset_save(path, &e, m->backing.parent_crc, m->vm->mem.size);
+	snap_extents_release(&e);
+	if (ret < 0)
+		return reason_fail(why, why_len, ret, "cannot write %s: %s", path, strerror(-ret));
+	return 0;
+}
+
 static void machine_restore_cb(void *opaque, uint32_t events)
 {
 	struct machine_restore_ctx *x = opaque;
@@ -385,6 +445,8 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 		x->ret = ret;
 		return;
 	}
+	if (x->p->working_set)
+		machine_restore_prefetch(x);
 	ret = kvm_state_load_vm(m->vm, f, sub, sizeof(sub));
 	for (unsigned int i = 0; i < m->ncpus && !ret; i++)
 		ret = kvm_state_load_vcpu(m->cpus[i].vcpu, f, sub, sizeof(sub));
@@ -441,7 +503,7 @@ static int machine_restore_image(struct machine *m, struct snap_image *img,
 				 struct machine_restore_times *t, uint64_t t0, char *why,
 				 size_t why_len)
 {
-	struct machine_restore_ctx x = {.m = m, .img = img, .p = p};
+	struct machine_restore_ctx x = {.m = m, .img = img, .p = p, .t = t};
 	uint64_t t1 = clock_mono_ns();
 	int ret;
 

@@ -173,9 +173,9 @@ class Prestarted:
         """Until the control socket exists: it appears once it listens."""
         wait_path(self.api, self.proc, timeout, "control socket")
 
-    def restore(self, snap, rootfs):
+    def restore(self, snap, rootfs, **extra):
         return api(self.api, {"op": "restore", "dir": str(snap), "disks": [str(rootfs)],
-                              "vsock_uds": str(self.uds)})
+                              "vsock_uds": str(self.uds), **extra})
 
     def stop(self):
         terminate(self.proc)

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from kilnvmm import ControlClient
+
 from snaputil import (DIGESTS, Prestarted, Restored, api, connect_once, invoke_checked,
                       make_base_snapshot, make_function_snapshot, record_digests,
                       send_entropy_and_time, sha256_file)
@@ -164,3 +166,74 @@ def test_snapshot_files_unchanged_by_restores(vmm, base_snapshot, function_snaps
         for name in ("state", "memory"):
             p = d / name
             assert DIGESTS[p] == (sha256_file(p), p.stat().st_mtime_ns), p
+
+
+def test_working_set_prefetch(vmm, base_snapshot, function_snapshot, rootfs_python, tmp_path):
+    """A restored VM's working set (the pages touched up to its first
+    answer), recorded by kiln-vmm and given to later restores: they
+    prefetch exactly those pages and still get fresh entropy and the host's
+    clock. A damaged file, or one recorded on another snapshot, is never
+    trusted: the restore goes on without it and says why."""
+    ws = tmp_path / "working-set"
+    rec = Prestarted(vmm, tmp_path, "rec", mem=256)
+    try:
+        rec.wait_ready()
+        rec.restore(function_snapshot, rootfs_python)
+        c = connect_once(rec.uds, prepare=send_entropy_and_time)
+        invoke_checked(c, 1)
+        got = api(rec.api, {"op": "working-set", "path": str(ws)})
+        assert got["ok"] and got["pages"] > 100 and got["runs"] > 0, got
+        c.close()
+    finally:
+        rec.stop()
+    # The base snapshot's own working set: valid, but another snapshot's.
+    other = tmp_path / "base-working-set"
+    pre = Prestarted(vmm, tmp_path, "base", mem=256)
+    try:
+        pre.wait_ready()
+        pre.restore(base_snapshot, rootfs_python)
+        assert api(pre.api, {"op": "working-set", "path": str(other)})["ok"]
+    finally:
+        pre.stop()
+    damaged = tmp_path / "damaged-working-set"
+    data = bytearray(ws.read_bytes())
+    data[40] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+
+    bodies = []
+    cases = [(ws, None), (ws, None), (damaged, "checksum"), (other, "another snapshot"),
+             (tmp_path / "missing", "cannot open")]
+    for i, (path, skipped) in enumerate(cases):
+        p = Prestarted(vmm, tmp_path, f"ws{i}", mem=256)
+        try:
+            p.wait_ready()
+            r = p.restore(function_snapshot, rootfs_python, working_set=str(path))
+            assert r["state"] == "running", r
+            if skipped:
+                assert skipped in r["prefetch"]["skipped"], r
+            else:
+                assert r["prefetch"]["pages"] == got["pages"], (r, got)
+            t0 = time.time()
+            c = connect_once(p.uds, prepare=send_entropy_and_time)
+            body = invoke_checked(c, 10 + i)
+            t1 = time.time()
+            c.close()
+            # The guest's clock was set from the host's: within a second.
+            assert t0 - 1 <= body["now"] <= t1 + 1, (t0, body["now"], t1)
+            bodies.append(body)
+        finally:
+            p.stop()
+        if skipped:
+            assert "working set" in p.stderr_path.read_text() and \
+                "not used" in p.stderr_path.read_text()
+    assert len({b["rand"] for b in bodies}) == len(bodies), bodies  # fresh entropy each
+    assert len({b["loaded_at"] for b in bodies}) == 1  # one snapshot, never re-imported
+    # Only a restored machine has a working set.
+    fresh = Prestarted(vmm, tmp_path, "fresh", mem=256)
+    try:
+        fresh.wait_ready()
+        with ControlClient(fresh.api, timeout=60, connect_timeout=0) as cc:
+            r = cc.call(op="working-set", path=str(tmp_path / "x"))
+        assert not r.get("ok") and "restored" in r["error"], r
+    finally:
+        fresh.stop()

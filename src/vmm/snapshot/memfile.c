@@ -122,6 +122,43 @@ static int snap_pagemap_read(int pm, const struct guest_mem *mem, uint64_t first
 	return 0;
 }
 
+int snap_mem_resident(const struct guest_mem *mem, struct snap_extents *out, char *why,
+		      size_t why_len)
+{
+	uint64_t pages = mem->size / SNAP_PAGE_SIZE, *ents;
+	int pm, ret = 0;
+
+	pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (pm < 0)
+		return reason_fail(why, why_len, -errno, "cannot open /proc/self/pagemap: %s",
+				   strerror(errno));
+	ents = malloc(PM_CHUNK * sizeof(*ents));
+	if (!ents) {
+		close(pm);
+		return reason_fail(why, why_len, -ENOMEM, "out of memory");
+	}
+	for (uint64_t p = 0; p < pages && !ret; p += PM_CHUNK) {
+		size_t n = (size_t)(pages - p < PM_CHUNK ? pages - p : PM_CHUNK);
+
+		ret = snap_pagemap_read(pm, mem, p, n, ents);
+		if (ret < 0) {
+			reason_fail(why, why_len, ret, "cannot read /proc/self/pagemap: %s",
+				    strerror(-ret));
+			break;
+		}
+		for (size_t i = 0; i < n && !ret; i++)
+			if (ents[i] & PM_PRESENT)
+				ret = snap_extents_add(out, p + i, 1);
+		if (ret == -ENOMEM)
+			reason_fail(why, why_len, ret, "out of memory");
+	}
+	free(ents);
+	close(pm);
+	if (ret < 0)
+		snap_extents_release(out);
+	return ret;
+}
+
 static void snap_bit_set(uint64_t *bm, uint64_t page)
 {
 	bm[page / 64] |= 1ULL << (page % 64);

@@ -79,6 +79,13 @@ int snap_mem_write(int fd, const struct guest_mem *mem, const struct snap_backin
 		   struct snap_extents *extents, struct snap_mem_stats *st, char *why,
 		   size_t why_len);
 
+/* The pages of guest RAM present in kiln-vmm's host mapping now (read
+ * from /proc/self/pagemap), as runs appended to `out` (empty on entry):
+ * after a restore, the pages touched since, by the guest or a device.
+ * Returns 0 or -errno with a reason in `why`. */
+int snap_mem_resident(const struct guest_mem *mem, struct snap_extents *out, char *why,
+		      size_t why_len);
+
 /* Maps `fd` (a memory file of mem->size bytes) MAP_PRIVATE over the whole of
  * guest RAM, or only over `ext`'s pages when ext is non-NULL. Returns 0 or
  * -errno; after a failure the RAM contents are undefined. */
