@@ -50,6 +50,7 @@ struct options {
 	char vmm[PATH_MAX];
 	char jailer[PATH_MAX];
 	int jail; /* -1: when root (default), 0: --no-jail, 1: --jail */
+	bool no_prefetch;
 	uint64_t mem_budget_mb;
 	unsigned pool;
 	unsigned pause_after_ms;
@@ -94,6 +95,7 @@ static void usage(FILE *f)
 	      "  --pool N             pre-started VMMs kept per VM shape (default 2)\n"
 	      "  --pause-after MS     pause idle VMs after this long (default 2000; 0: never)\n"
 	      "  --no-jail            run kiln-vmm unjailed (debugging; see docs/security.md)\n"
+	      "  --no-prefetch        no working-set prefetch on restores (docs/snapshots.md)\n"
 	      "  --jail               jail every kiln-vmm, or refuse to start (the default\n"
 	      "                       when kilnd runs as root)\n"
 	      "  --jailer PATH        kiln-jailer (default: next to kilnd)\n"
@@ -163,6 +165,10 @@ static int set_opt(struct options *o, const char *key, const char *val, char *er
 	if (strcmp(key, "no-jail") == 0 || strcmp(key, "jail") == 0) {
 		bool on = strcmp(val, "false") != 0;
 		o->jail = strcmp(key, "jail") == 0 ? on : !on;
+		return 0;
+	}
+	if (strcmp(key, "no-prefetch") == 0) {
+		o->no_prefetch = strcmp(val, "false") != 0;
 		return 0;
 	}
 	if (strcmp(key, "verbose") == 0) {
@@ -281,6 +287,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"jailer", required_argument, NULL, 0},
 		{"jail", no_argument, NULL, 0},
 		{"no-jail", no_argument, NULL, 0},
+		{"no-prefetch", no_argument, NULL, 0},
 		{"mem-budget", required_argument, NULL, 0},
 		{"pool", required_argument, NULL, 0},
 		{"pause-after", required_argument, NULL, 0},
@@ -696,6 +703,7 @@ int main(int argc, char **argv)
 	sc.pool_size = o.pool;
 	sc.mem_budget_mb = o.mem_budget_mb;
 	sc.pause_after_ms = o.pause_after_ms;
+	sc.no_prefetch = o.no_prefetch;
 	sc.metrics = k.metrics;
 	sc.logs = k.logs;
 	k.net = vmnet_create(o.net_range, o.net_tag, path, sizeof(path));

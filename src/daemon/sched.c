@@ -139,6 +139,7 @@ struct svm {
 	int64_t idle_since_ms;
 	int64_t connect_deadline_ms;
 	int64_t restore_ns; /* when the restore was asked for */
+	bool record_ws;	    /* records its snapshot's working set at its first answer */
 	uint32_t acks_wanted;
 	unsigned connects;  /* agent connections tried since the restore */
 	uint64_t log_bytes; /* LOG payload bytes since the last call started */
@@ -160,6 +161,7 @@ struct sfn {
 	unsigned inflight;
 	uint64_t invocations;
 	bool removed;
+	bool ws_tried; /* a working set was recorded (or tried) for snapshot */
 	struct sfn *next;
 };
 
@@ -525,6 +527,25 @@ static int send_reseed(struct sched *s, struct svm *vm)
 	return agentconn_send(vm->ac, buf, (size_t)n);
 }
 
+/* What kiln-vmm did with the working set a restore gave it: counted, and
+ * a file it would not use is logged (it stays; kiln-vmm checks it each
+ * time, and a new snapshot brings a new one). */
+static void note_prefetch(struct sched *s, struct sfn *f, json_t *pf)
+{
+	const char *skipped = json_string_value(json_object_get(pf, "skipped"));
+
+	if (!pf)
+		return;
+	if (skipped) {
+		log_warn("working set of %s not used: %s", f->name, skipped);
+		if (s->cfg.metrics)
+			metrics_add(s->cfg.metrics, "kiln_prefetch_skipped_total", NULL, 1);
+	} else if (s->cfg.metrics) {
+		metrics_add(s->cfg.metrics, "kiln_prefetched_pages_total", NULL,
+			    (double)json_integer_value(json_object_get(pf, "pages")));
+	}
+}
+
 /* Restores the function's snapshot into a pool VM (c may be NULL: a warm-up
  * for min_instances). Returns 0, or -EAGAIN when no pool VM is ready yet or
  * the memory budget is full, or -errno when the restore failed. */
@@ -555,6 +576,15 @@ static int cold_start(struct sched *s, struct sfn *f, struct call *c)
 			vm->proc->vm_console, "net", vm->net ? "tap-fd=3" : "none");
 	if (!req)
 		return -ENOMEM;
+	if (!s->cfg.no_prefetch) {
+		char ws[PATH_MAX + 16];
+		snprintf(ws, sizeof(ws), "%s/" SCHED_WORKING_SET, f->snapshot);
+		if (access(ws, R_OK) == 0) /* kiln-vmm checks it, and skips a bad one */
+			json_object_set_new(req, "working_set", json_string(ws));
+		else
+			vm->record_ws = !f->ws_tried;
+		f->ws_tried = f->ws_tried || vm->record_ws;
+	}
 	vm->restore_ns = util_mono_ns();
 	/* A jailed VM sees the snapshot's files only once they are bound in. */
 	r = vmproc_expose(vm->proc, f->snapshot, disk, err, sizeof(err));
@@ -572,6 +602,7 @@ static int cold_start(struct sched *s, struct sfn *f, struct call *c)
 		metrics_add(s->cfg.metrics, "kiln_restores_total", NULL, 1);
 		metrics_observe(s->cfg.metrics, "kiln_restore_duration_seconds", NULL, secs);
 	}
+	note_prefetch(s, f, json_object_get(rep, "prefetch"));
 	json_decref(rep);
 	vm->fn = f;
 	snprintf(vm->proc->owner, sizeof(vm->proc->owner), "%s", f->name);
@@ -739,6 +770,45 @@ static void vm_became_idle(struct sched *s, struct svm *vm)
 	fn_pump(s, vm->fn);
 }
 
+/* The first answer of the first VM restored from its function's snapshot:
+ * the pages it touched become the snapshot's working set. kiln-vmm writes
+ * the file into its own directory (inside its jail, when jailed); kilnd
+ * copies it beside the snapshot, through a temporary file. Failures only
+ * cost the prefetch, and are logged. */
+static void record_working_set(struct sched *s, struct svm *vm)
+{
+	char vm_path[PATH_MAX], host[PATH_MAX], dst[PATH_MAX + 16], err[512];
+	/* Beside its console file: vm_console as kiln-vmm names it, console as
+	 * kilnd does (the same file when unjailed). */
+	const char *vs = strrchr(vm->proc->vm_console, '/'), *hs = strrchr(vm->proc->console, '/');
+	json_t *req, *rep = NULL;
+	int r;
+
+	(void)s;
+	if (!vs || !hs)
+		return;
+	snprintf(vm_path, sizeof(vm_path), "%.*s/" SCHED_WORKING_SET,
+		 (int)(vs - vm->proc->vm_console), vm->proc->vm_console);
+	snprintf(host, sizeof(host), "%.*s/" SCHED_WORKING_SET, (int)(hs - vm->proc->console),
+		 vm->proc->console);
+	snprintf(dst, sizeof(dst), "%s/" SCHED_WORKING_SET, vm->fn->snapshot);
+	req = json_pack("{s:s, s:s}", "op", "working-set", "path", vm_path);
+	r = req ? vmproc_ctl(vm->proc, req, &rep, 5000, err, sizeof(err)) : -ENOMEM;
+	json_decref(req);
+	if (!r)
+		r = util_copy_file(host, dst, 64 << 20, err, sizeof(err));
+	if (r)
+		log_warn("working set of %s (vm %s): not recorded: %s", vm->fn->name,
+			 vm->proc->id, r == -ENOMEM ? "out of memory" : err);
+	else
+		log_info("working set of %s: %lld pages in %lld runs, recorded by vm %s",
+			 vm->fn->name, (long long)json_integer_value(json_object_get(rep, "pages")),
+			 (long long)json_integer_value(json_object_get(rep, "runs")),
+			 vm->proc->id);
+	json_decref(rep);
+	unlink(host);
+}
+
 static void on_result(struct sched *s, struct svm *vm, const uint8_t *p, size_t len)
 {
 	struct call *c = vm->call;
@@ -778,6 +848,9 @@ static void on_result(struct sched *s, struct svm *vm, const uint8_t *p, size_t 
 		break;
 	}
 	call_finish(s, c, status, NULL);
+	if (vm->record_ws && status == 200 && vm->version == vm->fn->version)
+		record_working_set(s, vm);
+	vm->record_ws = false;
 	if (kill_vm)
 		vm_kill(s, vm, 0, NULL);
 	else
@@ -1090,6 +1163,8 @@ static void handle_ready(struct sched *s, struct inbox_msg *m)
 	spec_clear(&f->spec);
 	f->spec = m->spec; /* moved */
 	f->version = m->version;
+	if (strcmp(f->snapshot, m->snapshot))
+		f->ws_tried = false; /* a new snapshot: its own working set */
 	snprintf(f->snapshot, sizeof(f->snapshot), "%s", m->snapshot);
 	log_info("%s version %lld is serving", f->name, (long long)f->version);
 	/* Idle VMs of older versions go now; busy ones when their call ends. */
@@ -1376,6 +1451,12 @@ int sched_create(const struct sched_config *cfg, struct sched **out)
 		metrics_declare(m, "kiln_restore_duration_seconds", METRICS_HISTOGRAM,
 				"Restore request to vCPUs running.", NULL, rest,
 				sizeof(rest) / sizeof(rest[0]));
+		metrics_declare(m, "kiln_prefetched_pages_total", METRICS_COUNTER,
+				"Guest pages restores brought in from working sets.", NULL, NULL,
+				0);
+		metrics_declare(m, "kiln_prefetch_skipped_total", METRICS_COUNTER,
+				"Restores that did not use a working set found (damaged, stale).",
+				NULL, NULL, 0);
 		metrics_declare(m, "kiln_vms", METRICS_GAUGE, "microVMs by state.", state, NULL, 0);
 		metrics_declare(m, "kiln_memory_committed_bytes", METRICS_GAUGE,
 				"Guest memory of the VMs serving functions.", NULL, NULL, 0);

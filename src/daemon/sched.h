@@ -86,7 +86,13 @@ struct sched_config {
 	struct metrics *metrics;
 	struct logstore *logs;
 	struct vmnet *net; /* taps for functions with a network; NULL: none */
+	bool no_prefetch;  /* never record or use snapshots' working sets */
 };
+
+/* The working set of a function snapshot (docs/snapshots.md, "Working-set
+ * prefetch"): recorded by the first VM restored from it at its first
+ * answer, given to kiln-vmm by every later restore. */
+#define SCHED_WORKING_SET "working-set"
 
 /* Creates the scheduler and starts its thread. Returns 0 and *out, -errno. */
 int sched_create(const struct sched_config *cfg, struct sched **out);

@@ -95,6 +95,54 @@ int util_write_file(const char *path, const void *buf, size_t len)
 	return r;
 }
 
+int util_copy_file(const char *src, const char *dst, size_t max, char *err, size_t esz)
+{
+	char tmp[PATH_MAX];
+	struct stat st;
+	uint8_t *buf = NULL;
+	int fd, r = 0;
+
+	fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		r = -errno;
+		util_fmt(err, esz, "%s: %s", src, strerror(errno));
+		return r;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+		util_fmt(err, esz, "%s: not a regular file of at most %zu bytes", src, max);
+		close(fd);
+		return -EFBIG;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf)
+		r = -ENOMEM;
+	else
+		r = util_read_all(fd, buf, (size_t)st.st_size);
+	close(fd);
+	if (r) {
+		util_fmt(err, esz, "%s: %s", src, strerror(-r));
+		free(buf);
+		return r;
+	}
+	util_fmt(tmp, sizeof(tmp), "%s.tmp", dst);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		r = -errno;
+	else {
+		r = util_write_all(fd, buf, (size_t)st.st_size);
+		if (close(fd) < 0 && !r)
+			r = -errno;
+		if (!r && rename(tmp, dst) < 0)
+			r = -errno;
+		if (r)
+			unlink(tmp);
+	}
+	if (r)
+		util_fmt(err, esz, "%s: %s", dst, strerror(-r));
+	free(buf);
+	return r;
+}
+
 void util_uuid(char out[37])
 {
 	uint8_t b[16];

@@ -29,6 +29,11 @@ int util_rm_tree_at(int dirfd, const char *name);
 /* Creates/truncates path with exactly buf[0..len) (mode 0600). 0 or -errno. */
 int util_write_file(const char *path, const void *buf, size_t len);
 
+/* Copies the regular file src (at most max bytes) to dst through dst.tmp,
+ * renamed over dst (mode 0644). Returns 0 or -errno with a message in err
+ * (-EFBIG: src is larger than max). */
+int util_copy_file(const char *src, const char *dst, size_t max, char *err, size_t esz);
+
 /* A random version-4 UUID into out (37 bytes with the NUL). */
 void util_uuid(char out[37]);
 
