@@ -208,7 +208,31 @@ def _first(ev, what, ftype=None, after=-1):
     return None
 
 
-def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined):
+def record_working_set(vmm, snap, rootfs, work, name, kind):
+    """Restores snap into a pre-started kiln-vmm, answers one call as kilnd
+    does (pipelined), and has kiln-vmm write the pages touched so far as the
+    snapshot's working set (docs/snapshots.md, "Working-set prefetch").
+    Returns the file's path."""
+    g = bl.Guest.prestart(vmm, work, name)
+    path = Path(work) / f"{name}.working-set"
+    try:
+        g.wait_path(g.api)
+        bl.api(g.api, {"op": "restore", "dir": str(snap), "disks": [str(rootfs)],
+                       "vsock_uds": str(g.uds)})
+        c = bl.connect_agent(g.uds, prepare=bl.entropy_and_time)
+        try:
+            invoke_once(c, kind, 1)
+            rep = bl.api(g.api, {"op": "working-set", "path": str(path)})
+            bl.log(f"working set of the {kind} snapshot: {rep['pages']} pages in "
+                   f"{rep['runs']} runs")
+        finally:
+            c.close()
+    finally:
+        g.stop()
+    return path
+
+
+def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined, working_set=None):
     """One restore into a pre-started kiln-vmm answering one invocation, in
     phases: restore request, vsock connect (CONNECT/OK, retried until a
     connection survives), then ENTROPY, TIME and INVOKE either one round
@@ -223,11 +247,19 @@ def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined):
         time.sleep(0.05)
         mem = bl.GUEST_MEM_MIB * bl.MIB
         s0, (rss0, dirty0) = vmm_stats(g.api), guest_pages(g.pid, mem)
+        req = {"op": "restore", "dir": str(snap), "disks": [str(rootfs)],
+               "vsock_uds": str(g.uds)}
+        if working_set:
+            req["working_set"] = str(working_set)
         t0 = time.monotonic_ns()
-        bl.api(g.api, {"op": "restore", "dir": str(snap), "disks": [str(rootfs)],
-                       "vsock_uds": str(g.uds)})
+        rep = bl.api(g.api, req)
         t1 = time.monotonic_ns()
         r["restore"] = (t1 - t0) / 1e6
+        if working_set:
+            pf = rep.get("prefetch", {})
+            if "skipped" in pf:
+                raise bl.BenchError(f"the working set was not used: {pf['skipped']}")
+            r["prefetch_ms"], r["prefetch_pages"] = pf.get("ms"), pf.get("pages")
         retries = 0
         while True:
             try:
@@ -289,6 +321,7 @@ def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined):
             t4 = time.monotonic_ns()
             invoke_once(c, kind, 2)
             r["warm"] = (time.monotonic_ns() - t4) / 1e6
+            r["ratio"] = r["answer"] / r["warm"] if r["warm"] else None
             s3, (rss3, dirty3) = vmm_stats(g.api), guest_pages(g.pid, mem)
             wev = guest_trace(c)
             wi, wo = _first(wev, "recv", "INVOKE"), _first(wev, "queued", "RESULT")
@@ -305,6 +338,8 @@ def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined):
 
 BREAKDOWN_ROWS = [
     ("restore request → reply (pre-started kiln-vmm)", "restore", "ms"),
+    ("  of which the working set's prefetch", "prefetch_ms", "ms"),
+    ("  pages prefetched", "prefetch_pages", "n"),
     ("vsock CONNECT → OK (host)", "connect", "ms"),
     ("  connections retried", "connect_retries", "n"),
     ("ENTROPY → ACK (host; pipelined: send → first ACK)", "entropy", "ms"),
@@ -326,6 +361,7 @@ BREAKDOWN_ROWS = [
     ("warm: guest INVOKE received → RESULT queued", "g_warm_invoke_result", "ms"),
     ("warm: guest RAM newly touched", "warm_rss", "MiB"),
     ("warm: exits to kiln-vmm (pio + mmio)", "warm_exit_io", "n"),
+    ("**cold / warm (first answer ÷ warm call)**", "ratio", "x"),
 ] + [(f"warm: KVM {k}", f"warm_kvm_{k}", "n") for k in KVM_COUNTERS]
 
 
@@ -338,6 +374,8 @@ def breakdown_cell(vals, unit):
         return fmt_ms(v)
     if unit == "MiB":
         return f"{v / bl.MIB:.2f} MiB"
+    if unit == "x":
+        return f"{v:.1f}×"
     return f"{v:.0f}"
 
 
@@ -479,12 +517,16 @@ def run(args):
         bd_runs = bl.env_int("BENCH_BREAKDOWN_RUNS", runs)
         bl.log(f"breakdown: {bd_runs} pre-started restores per function, sequential and "
                "pipelined frames, interleaved")
+        wsets = {kind: record_working_set(vmm, fns[kind]["diff"], rootfs, work, f"ws{kind}",
+                                          kind) for kind in FUNCS}
         bd = {}
         for i in range(bd_runs + 1):  # run 0: warm-up, discarded
             for kind in FUNCS:
-                for mode in ("sequential", "pipelined"):
+                for mode in ("sequential", "pipelined", "pipelined+prefetch"):
                     r = breakdown_once(vmm, fns[kind]["diff"], rootfs, work,
-                                       f"b{kind}{mode[0]}{i}", kind, mode == "pipelined")
+                                       f"b{kind}{mode[0]}{mode[-1]}{i}", kind,
+                                       mode != "sequential",
+                                       wsets[kind] if mode.endswith("prefetch") else None)
                     if i:
                         bd.setdefault((kind, mode), []).append(r)
         bd_head, bd_rows = breakdown_table(bd)
@@ -620,7 +662,9 @@ def run(args):
               bl.md_rows(head, rows), "", bl.md_rows(size_head, size_rows), "",
               f"Breakdown of restore → first answer ({bd_runs} runs per column, p50; "
               "pre-started kiln-vmm; *sequential*: one round trip per frame, *pipelined*: "
-              "ENTROPY, TIME and INVOKE in one write, as kilnd sends them; see "
+              "ENTROPY, TIME and INVOKE in one write, as kilnd sends them; *+prefetch*: the "
+              "same with the snapshot's working set, recorded once by an earlier restore, "
+              "prefetched by the restore; see "
               "[docs/snapshots.md](../docs/snapshots.md#where-a-cold-call-spends-its-time)):",
               "", bl.md_rows(bd_head, bd_rows), "",
               *(["QEMU: " + qproblem, ""] if not q_rows else
