@@ -111,7 +111,7 @@ $(CLI_BIN): $(BUILD)/src/cli/main.o $(LIBCLI) $(LIBCOMMON)
 
 # kiln-init runs as PID 1 in the guest: static, no sanitizers, and only the
 # common pieces it uses (its bytes key the runtime images and snapshots).
-INIT_COMMON := $(addprefix src/common/,archive.c argv.c capfile.c dnsname.c log.c proto.c unixsock.c)
+INIT_COMMON := $(addprefix src/common/,archive.c argv.c atomicfile.c capfile.c dnsname.c log.c proto.c unixsock.c)
 $(INIT_BIN): $(AGENT_SRCS) $(INIT_COMMON) $(wildcard src/agent/*.h src/common/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARNINGS) -Isrc -O2 -static -o $@ $(AGENT_SRCS) $(INIT_COMMON)
@@ -127,9 +127,9 @@ $(BUILD)/tests/unit/test_function: tests/unit/test_function.c $(AGENT_TEST_SRCS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(AGENT_TEST_SRCS) $(LIBCOMMON) -lcmocka $(LDLIBS)
 
-$(BUILD)/tests/unit/test_netcfg: tests/unit/test_netcfg.c src/agent/netcfg.c src/agent/netcfg.h src/common/dnsname.c
+$(BUILD)/tests/unit/test_netcfg: tests/unit/test_netcfg.c src/agent/netcfg.c src/agent/netcfg.h src/common/dnsname.c src/common/atomicfile.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< src/agent/netcfg.c src/common/dnsname.c -lcmocka $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< src/agent/netcfg.c src/common/dnsname.c src/common/atomicfile.c -lcmocka $(LDLIBS)
 
 # Tiny hand-written guests: 64-bit code linked at 1 MiB into an ELF.
 $(BUILD)/tests/vmm/guests/%.elf: tests/vmm/guests/%.S tests/vmm/guests/guest.ld tests/vmm/guests/guest.h

@@ -3,6 +3,7 @@
  * no netlink library in a static PID 1. */
 #include "agent/netcfg.h"
 
+#include "common/atomicfile.h"
 #include "common/dnsname.h"
 
 #include <arpa/inet.h>
@@ -110,10 +111,8 @@ int netcfg_parse(const uint8_t *p, size_t len, struct netcfg *out)
 
 int netcfg_write_resolv(const char *path, const struct netcfg *cfg)
 {
-	char text[NETCFG_NS_MAX * 32 + NETCFG_SEARCH_LEN + 16], tmp[256];
+	char text[NETCFG_NS_MAX * 32 + NETCFG_SEARCH_LEN + 16];
 	size_t n = 0;
-	ssize_t w;
-	int fd, r = 0;
 
 	if (!cfg->nns && !cfg->search[0]) {
 		if (unlink(path) < 0 && errno != ENOENT)
@@ -127,21 +126,7 @@ int netcfg_write_resolv(const char *path, const struct netcfg *cfg)
 	}
 	if (cfg->search[0])
 		n += (size_t)snprintf(text + n, sizeof(text) - n, "search %s\n", cfg->search);
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	w = write(fd, text, n);
-	if (w != (ssize_t)n)
-		r = w < 0 ? -errno : -EIO;
-	if (close(fd) < 0 && !r)
-		r = -errno;
-	if (!r && rename(tmp, path) < 0)
-		r = -errno;
-	if (r)
-		unlink(tmp);
-	return r;
+	return atomicfile_write(path, text, n, 0644);
 }
 
 static void netcfg_sin(struct sockaddr *sa, uint32_t addr)

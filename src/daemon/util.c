@@ -1,6 +1,8 @@
 /* util.c - small helpers shared by kilnd's files. */
 #include "daemon/util.h"
 
+#include "common/atomicfile.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -97,7 +99,6 @@ int util_write_file(const char *path, const void *buf, size_t len)
 
 int util_copy_file(const char *src, const char *dst, size_t max, char *err, size_t esz)
 {
-	char tmp[PATH_MAX];
 	struct stat st;
 	uint8_t *buf = NULL;
 	int fd, r = 0;
@@ -124,19 +125,7 @@ int util_copy_file(const char *src, const char *dst, size_t max, char *err, size
 		free(buf);
 		return r;
 	}
-	util_fmt(tmp, sizeof(tmp), "%s.tmp", dst);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		r = -errno;
-	else {
-		r = util_write_all(fd, buf, (size_t)st.st_size);
-		if (close(fd) < 0 && !r)
-			r = -errno;
-		if (!r && rename(tmp, dst) < 0)
-			r = -errno;
-		if (r)
-			unlink(tmp);
-	}
+	r = atomicfile_write(dst, buf, (size_t)st.st_size, 0644);
 	if (r)
 		util_fmt(err, esz, "%s: %s", dst, strerror(-r));
 	free(buf);

@@ -1,6 +1,7 @@
 /* wset.c - a snapshot's working set file and its prefetch (see wset.h). */
 #include "vmm/snapshot/wset.h"
 
+#include "common/atomicfile.h"
 #include "common/le.h"
 #include "common/reason.h"
 #include "vmm/snapshot/format.h"
@@ -95,38 +96,13 @@ int wset_decode(const uint8_t *buf, size_t len, uint32_t crc, uint64_t mem_size,
 
 int wset_save(const char *path, const struct snap_extents *e, uint32_t crc, uint64_t mem_size)
 {
-	char tmp[PATH_MAX];
 	uint8_t *buf;
-	size_t len, done = 0;
-	int fd, ret;
+	size_t len;
+	int ret = wset_encode(e, crc, mem_size, &buf, &len);
 
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	ret = wset_encode(e, crc, mem_size, &buf, &len);
 	if (ret < 0)
 		return ret;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		ret = -errno;
-		goto out_free;
-	}
-	while (done < len) {
-		ssize_t w = write(fd, buf + done, len - done);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			ret = w < 0 ? -errno : -EIO;
-			break;
-		}
-		done += (size_t)w;
-	}
-	if (close(fd) < 0 && !ret)
-		ret = -errno;
-	if (!ret && rename(tmp, path) < 0)
-		ret = -errno;
-	if (ret)
-		unlink(tmp);
-out_free:
+	ret = atomicfile_write(path, buf, len, 0644);
 	free(buf);
 	return ret;
 }
