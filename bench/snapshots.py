@@ -222,7 +222,9 @@ def record_working_set(vmm, snap, rootfs, work, name, kind):
         c = bl.connect_agent(g.uds, prepare=bl.entropy_and_time)
         try:
             invoke_once(c, kind, 1)
-            rep = bl.api(g.api, {"op": "working-set", "path": str(path)})
+            rep, _ = bl.api(g.api, {"op": "working-set", "path": str(path)})
+            if not rep.get("ok"):
+                raise bl.BenchError(f"working-set: {rep}")
             bl.log(f"working set of the {kind} snapshot: {rep['pages']} pages in "
                    f"{rep['runs']} runs")
         finally:
@@ -252,7 +254,7 @@ def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined, working_set=N
         if working_set:
             req["working_set"] = str(working_set)
         t0 = time.monotonic_ns()
-        rep = bl.api(g.api, req)
+        rep, _ = bl.api(g.api, req)
         t1 = time.monotonic_ns()
         r["restore"] = (t1 - t0) / 1e6
         if working_set:

@@ -338,3 +338,25 @@ def test_bad_dns_refused(knet, spec, field):
     assert r.status == 400, (r.status, r.body)
     assert r.json()["error"].startswith(field + ":"), r.body
     assert knet.request("GET", "/system/function/net-bad-dns").status == 404
+
+
+def test_cli_deploys_dns(knet, web, tmp_path):
+    """`kiln deploy --dns --dns-search` reaches the guest's resolv.conf (the
+    same code as net-dns: its snapshot is reused, nothing loads)."""
+    from conftest import BUILD
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "handler.py").write_text(HANDLER)
+    gw = f"http://127.0.0.1:{knet.port}"
+    r = subprocess.run([str(BUILD / "kiln"), "--gateway", gw, "deploy", "net-cli",
+                        "--runtime", "python", "--code", str(code), "--network", "egress",
+                        "--dns", web["ip"], "--dns-search", "kiln.test", "--timeout", "300s"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    out = call(knet, "net-cli", {"read": "/etc/resolv.conf", "resolve": "web"})
+    assert out.get("read") == f"nameserver {web['ip']}\nsearch kiln.test\n", out
+    assert out.get("resolved") == web["ip"], out
+    bad = subprocess.run([str(BUILD / "kiln"), "--gateway", gw, "deploy", "net-cli2",
+                          "--runtime", "python", "--code", str(code), "--dns", web["ip"]],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "--dns needs --network egress" in bad.stderr, bad.stderr
