@@ -148,7 +148,7 @@ struct hier {
 
 static int find_hier(const char *controller, struct hier *h)
 {
-	static char self[8192];
+	char self[8192]; /* not static: VMs' cgroups are removed from several threads */
 	char mnt[PATH_MAX], opts[512], path[PATH_MAX], v2mnt[PATH_MAX] = "", own[PATH_MAX],
 						       line[4096];
 	FILE *f;
@@ -334,7 +334,7 @@ int cgroup_enter(const char *name, const struct cgroup_limits *lim, char *why, s
  * 0, or -errno. */
 static int remove_dir(const char *dir)
 {
-	static char procs[16384];
+	char procs[16384]; /* not static: see find_hier */
 	char path[PATH_MAX];
 	int had = 0;
 

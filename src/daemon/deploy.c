@@ -30,6 +30,7 @@
 #define BOOT_TIMEOUT_MS	   (30 * 60 * 1000) /* a boot is minutes on nested KVM */
 #define LOAD_TIMEOUT_MS	   (30 * 60 * 1000) /* an import is tens of seconds there, node minutes */
 #define CONNECT_TIMEOUT_MS 60000
+#define CHECK_TIMEOUT_MS   60000 /* a new snapshot's check restore: ACKs within */
 #define LOG_MAX		   (64 * 1024)
 
 #define BASE_CMDLINE                                                                               \
@@ -539,6 +540,67 @@ static int encode_load(const struct job *j, uint8_t **out, size_t *len)
 
 /* Restores the base, loads the code, takes the function's diff snapshot
  * into the store under id. */
+/* Restores the new snapshot in `dir` once, in a VM of its own, and waits
+ * for its agent to acknowledge ENTROPY and TIME: a snapshot is stored only
+ * when a VM restored from it answers. (Rarely, on a loaded host, a snapshot
+ * was taken in a state its restores never leave: every one of them hung
+ * before serving its vsock. One restore here catches that before any call
+ * meets it; the deploy then takes the snapshot again.) CONNECTs are
+ * retried within CHECK_TIMEOUT_MS as kilnd's scheduler retries them.
+ * Returns 0, or -EAGAIN with the reason in err. */
+static int check_snapshot(struct job *j, const char *dir, char *err, size_t esz)
+{
+	struct deployer *d = j->d;
+	struct vmproc_args a = {
+		.vmm = d->cfg.vmm, .restore = dir, .disk = job_image(j), .net = "none"};
+	int64_t deadline = util_now_ms() + CHECK_TIMEOUT_MS;
+	uint8_t first[AGENTCONN_RESEED_MAX];
+	char vmid[48];
+	struct vmproc *vm;
+	ssize_t n;
+	int r, acks = 0, tries = 0;
+
+	util_fmt(vmid, sizeof(vmid), "check-%s-%lld", j->spec.name, (long long)j->version);
+	r = vmproc_spawn(&a, d->cfg.run_dir, vmid, &vm);
+	if (r) {
+		util_fmt(err, esz, "cannot start kiln-vmm to check the snapshot: %s", strerror(-r));
+		return r;
+	}
+	r = job_attach(j, vm);
+	while (!r && acks < 2 && util_now_ms() < deadline) {
+		struct agentconn *c = NULL;
+		struct proto_header h;
+		const uint8_t *p;
+
+		tries++;
+		n = agentconn_encode_reseed(first, sizeof(first), 1);
+		r = n < 0 ? (int)n : agent_connect(vm, first, (size_t)n, &c, err, esz);
+		for (acks = 0; !r && acks < 2;) {
+			int64_t left = deadline - util_now_ms();
+			int w = agentconn_wait(c, &h, &p, left > 0 ? (int)left : 1);
+			if (w != 1)
+				break; /* closed before the handshake: CONNECT again */
+			acks += h.type == PROTO_ACK;
+		}
+		agentconn_destroy(c);
+		if (r == -ETIMEDOUT || vmproc_exited(vm))
+			break;
+		r = 0;
+	}
+	job_detach(j);
+	if (acks < 2) {
+		char diag[1200];
+		vmproc_diag(vm, diag, sizeof(diag));
+		util_fmt(err, esz,
+			 "a VM restored from the new snapshot did not answer in %d s (%d "
+			 "connections): %s",
+			 CHECK_TIMEOUT_MS / 1000, tries, diag);
+		r = r ? r : -EAGAIN;
+	}
+	vmproc_stop(vm, 5000);
+	return acks < 2 ? r : 0;
+}
+
 static int build_function(struct job *j, const char *base, const char *id, char *err, size_t esz)
 {
 	struct deployer *d = j->d;
@@ -646,6 +708,10 @@ out_stop:
 	if (!r && jailed && (r = jail_reclaim_dir(tmp)))
 		util_fmt(err, esz, "cannot take back the snapshot from the jail: %s", strerror(-r));
 	if (!r) {
+		set_stage(j, "checking");
+		r = check_snapshot(j, tmp, err, esz);
+	}
+	if (!r) {
 		r = store_snapshot_commit(d->cfg.store, tmp, id);
 		if (r)
 			util_fmt(err, esz, "cannot store the snapshot: %s", strerror(-r));
@@ -700,6 +766,13 @@ static void *deploy_thread(void *arg)
 		r = ensure_base(j, base, sizeof(base), err, sizeof(err));
 		if (!r)
 			r = build_function(j, base, id, err, sizeof(err));
+		if (r == -EAGAIN && !job_cancelled(j)) {
+			/* The snapshot's check failed: once more, from the base. */
+			log_warn("deploy %s v%lld: %s; taking the snapshot again", j->spec.name,
+				 (long long)j->version, err);
+			err[0] = 0;
+			r = build_function(j, base, id, err, sizeof(err));
+		}
 	}
 	if (r && job_cancelled(j)) /* its VM was killed, or never started */
 		util_fmt(err, sizeof(err), "kilnd stopped during the deploy");

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <time.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -136,10 +137,20 @@ void jail_cgroup_name(struct jail *j, const char *id, char *out, size_t size)
 	snprintf(out, size, "%s%s-%lu", j->cgroup_parent, id, n);
 }
 
+/* Removal threads still running: kilnd waits for them before it exits, so
+ * none runs on while the process is torn down. */
+static pthread_mutex_t removing_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t removing_cond = PTHREAD_COND_INITIALIZER;
+static unsigned removing;
+
 static void *remove_thread(void *arg)
 {
 	cgroup_remove(arg);
 	free(arg);
+	pthread_mutex_lock(&removing_lock);
+	removing--;
+	pthread_cond_broadcast(&removing_cond);
+	pthread_mutex_unlock(&removing_lock);
 	return NULL;
 }
 
@@ -151,13 +162,39 @@ void jail_cgroup_remove_async(const char *name)
 
 	if (!copy)
 		return;
+	pthread_mutex_lock(&removing_lock);
+	removing++;
+	pthread_mutex_unlock(&removing_lock);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&t, &attr, remove_thread, copy)) {
+		pthread_mutex_lock(&removing_lock);
+		removing--;
+		pthread_mutex_unlock(&removing_lock);
 		cgroup_remove(copy); /* no thread: do it now */
 		free(copy);
 	}
 	pthread_attr_destroy(&attr);
+}
+
+unsigned jail_cgroup_remove_wait(int timeout_ms)
+{
+	struct timespec until;
+	unsigned left;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&removing_lock);
+	while (removing && !pthread_cond_timedwait(&removing_cond, &removing_lock, &until))
+		;
+	left = removing;
+	pthread_mutex_unlock(&removing_lock);
+	return left;
 }
 
 int jail_uid_take(struct jail *j, unsigned *uid, int *lockfd)

@@ -54,6 +54,10 @@ void jail_cgroup_name(struct jail *j, const char *id, char *out, size_t size);
  * scheduler's loop) should not wait for. */
 void jail_cgroup_remove_async(const char *name);
 
+/* Waits up to timeout_ms for the removals jail_cgroup_remove_async started
+ * (kilnd calls it before it exits). Returns how many still run. */
+unsigned jail_cgroup_remove_wait(int timeout_ms);
+
 /* The prefix of this kilnd's VM cgroups, kiln-<run dir name>- (to clean up
  * after a crash: cgroup_remove_prefixed). */
 const char *jail_cgroup_parent(const struct jail *j);

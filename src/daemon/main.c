@@ -794,8 +794,11 @@ out:
 	registry_close(k.registry);
 	curl_global_cleanup();
 	vmproc_use_jail(NULL);
-	if (jail) /* cgroups of VMs still being removed, or left by a deploy thread */
+	if (jail) { /* cgroups of VMs still being removed, or left by a deploy thread */
+		if (jail_cgroup_remove_wait(10000))
+			log_warn("some VMs' cgroups are still being removed");
 		cgroup_remove_prefixed(jail_cgroup_parent(jail));
+	}
 	jail_destroy(jail);
 	log_info("stopped");
 out_security:
