@@ -576,6 +576,7 @@ static int cold_start(struct sched *s, struct sfn *f, struct call *c)
 			vm->proc->vm_console, "net", vm->net ? "tap-fd=3" : "none");
 	if (!req)
 		return -ENOMEM;
+	json_object_set_new(req, "vsock_connect_ms", json_integer(VMPROC_CONNECT_MS_INT));
 	if (!s->cfg.no_prefetch) {
 		char ws[PATH_MAX + 16];
 		snprintf(ws, sizeof(ws), "%s/" SCHED_WORKING_SET, f->snapshot);

@@ -233,6 +233,8 @@ int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *i
 		argv[n++] = a->disk;
 		argv[n++] = "--vsock-uds";
 		argv[n++] = v->vm_vsock;
+		argv[n++] = "--vsock-connect-ms";
+		argv[n++] = VMPROC_CONNECT_MS;
 		if (a->net) {
 			argv[n++] = "--net";
 			argv[n++] = a->net;

@@ -17,6 +17,13 @@
 
 #define VMPROC_PATH_MAX 108 /* sun_path */
 
+/* How long kiln-vmm lets a host CONNECT wait for the guest's agent
+ * (--vsock-connect-ms, the restore request's "vsock_connect_ms"): a guest
+ * right after a restore on a loaded host can take seconds to answer, and
+ * kilnd's own deadline for the agent is 30 s. */
+#define VMPROC_CONNECT_MS     "30000"
+#define VMPROC_CONNECT_MS_INT 30000
+
 struct jail;
 
 /* kilnd's paths (api, vsock, console) are the host's; vm_* are the same

@@ -76,6 +76,7 @@ static json_t *machine_op_restore(struct machine *m, json_t *req)
 	json_t *dir = json_object_get(req, "dir"), *err;
 	json_t *uds = json_object_get(req, "vsock_uds"), *console = json_object_get(req, "console");
 	json_t *net = json_object_get(req, "net"), *ws = json_object_get(req, "working_set");
+	json_t *cms = json_object_get(req, "vsock_connect_ms");
 	char why[1024], netspec[128];
 	json_t *r;
 
@@ -91,9 +92,14 @@ static json_t *machine_op_restore(struct machine *m, json_t *req)
 	err = machine_parse_disks(json_object_get(req, "disks"), &p, store);
 	if (err)
 		return err;
+	if (cms && (!json_is_integer(cms) || json_integer_value(cms) < 1 ||
+		    json_integer_value(cms) > 600000))
+		return api_error("\"vsock_connect_ms\" must be an integer from 1 to 600000");
 	if (uds)
-		p.devices[p.ndevices++] = (struct virtio_host){.ops = &virtio_vsock_device,
-							       .path = json_string_value(uds)};
+		p.devices[p.ndevices++] = (struct virtio_host){
+			.ops = &virtio_vsock_device,
+			.path = json_string_value(uds),
+			.connect_ms = cms ? (unsigned int)json_integer_value(cms) : 0};
 	if (net) {
 		if (!json_is_string(net) || json_string_length(net) >= sizeof(netspec))
 			return api_error("\"net\" must be a string: none, tap=NAME or tap-fd=N");

@@ -50,6 +50,8 @@ static void vmm_usage(FILE *out)
 		"                       reach a guest port; the guest's connections to host\n"
 		"                       port P go to the socket PATH_P (docs/vsock.md)\n"
 		"  --vsock-cid N        the guest's vsock CID, 3 to 4294967294 (default %d)\n"
+		"  --vsock-connect-ms MS  how long a host CONNECT waits for the guest to\n"
+		"                       answer, 1 to 600000 (default 5000)\n"
 		"  --net SPEC           a virtio-net device: SPEC is tap=NAME (a tap kiln-vmm\n"
 		"                       opens), tap-fd=N (an open tap inherited as fd N),\n"
 		"                       or none (no host side: frames are dropped), then\n"
@@ -296,6 +298,7 @@ int main(int argc, char **argv)
 		OPT_DISK,
 		OPT_VSOCK_UDS,
 		OPT_VSOCK_CID,
+		OPT_VSOCK_CONNECT_MS,
 		OPT_RNG,
 		OPT_NET,
 		OPT_API_SOCK,
@@ -316,6 +319,7 @@ int main(int argc, char **argv)
 		{"disk", required_argument, NULL, OPT_DISK},
 		{"vsock-uds", required_argument, NULL, OPT_VSOCK_UDS},
 		{"vsock-cid", required_argument, NULL, OPT_VSOCK_CID},
+		{"vsock-connect-ms", required_argument, NULL, OPT_VSOCK_CONNECT_MS},
 		{"rng", no_argument, NULL, OPT_RNG},
 		{"net", required_argument, NULL, OPT_NET},
 		{"api-sock", required_argument, NULL, OPT_API_SOCK},
@@ -339,6 +343,7 @@ int main(int argc, char **argv)
 	struct virtio_host disks[VIRTIO_BLK_MAX_DISKS];
 	unsigned int ndisks = 0;
 	const char *vsock_uds = NULL;
+	unsigned int vsock_connect_ms = 0;
 	uint64_t vsock_cid = 0;
 	struct virtio_host net = {0};
 	bool net_given = false;
@@ -416,6 +421,11 @@ int main(int argc, char **argv)
 			if (vmm_parse_u64("--vsock-cid", optarg, 3, 0xfffffffeULL, &v) < 0)
 				goto out_usage;
 			vsock_cid = v;
+			break;
+		case OPT_VSOCK_CONNECT_MS:
+			if (vmm_parse_u64("--vsock-connect-ms", optarg, 1, 600000, &v) < 0)
+				goto out_usage;
+			vsock_connect_ms = (unsigned int)v;
 			break;
 		case OPT_RNG:
 			rng = true;
@@ -515,7 +525,8 @@ int main(int argc, char **argv)
 			goto out_usage;
 	if (vsock_uds && vmm_add_device(&cfg, &(struct virtio_host){.ops = &virtio_vsock_device,
 								    .path = vsock_uds,
-								    .cid = vsock_cid}) < 0)
+								    .cid = vsock_cid,
+								    .connect_ms = vsock_connect_ms}) < 0)
 		goto out_usage;
 	if (net_given && vmm_add_device(&cfg, &net) < 0)
 		goto out_usage;

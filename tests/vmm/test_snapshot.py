@@ -201,6 +201,19 @@ def test_prestarted_vmm_refuses_other_memory_size(vmm, tmp_path, snap):
     pre.finish()
 
 
+def test_prestarted_vmm_refuses_bad_request_fields(vmm, tmp_path, snap):
+    d, _ = snap
+    pre = Run(vmm, tmp_path, "pre", "--prestart", "--mem", 128)
+    for field, value, message in (("vsock_connect_ms", 0, "vsock_connect_ms"),
+                                  ("vsock_connect_ms", "5000", "vsock_connect_ms"),
+                                  ("vsock_connect_ms", 600001, "vsock_connect_ms"),
+                                  ("working_set", 7, "working_set")):
+        r = pre.api.call(op="restore", dir=str(d), **{field: value})
+        assert r["ok"] is False and message in r["error"], r
+    assert pre.api.ok(op="state")["state"] == "waiting"
+    pre.finish()
+
+
 def test_two_restores_at_once(vmm, tmp_path, snap):
     d, before = snap
     a = Run(vmm, tmp_path, "a", "--restore", d)
@@ -386,7 +399,10 @@ def test_refuses_memory_over_limit(vmm, tmp_path, snap):
 def test_restore_usage_errors(vmm, tmp_path, snap):
     d, _ = snap
     for args in (["--restore", d, "--mem", 64], ["--restore", d, "--kernel", "x"],
-                 ["--prestart", "--mem", 64], ["--restore", d, "--prestart"]):
+                 ["--prestart", "--mem", 64], ["--restore", d, "--prestart"],
+                 ["--restore", d, "--vsock-connect-ms", 0],
+                 ["--restore", d, "--vsock-connect-ms", 600001],
+                 ["--restore", d, "--vsock-connect-ms", "5s"]):
         r = vmm.run(*args)
         assert r.returncode == 2, r.describe()
 

@@ -49,6 +49,8 @@ struct virtio_host {
 					      * net: the tap's name (NULL and no fd: none) */
 	bool read_only;			     /* blk: offered read-only */
 	uint64_t cid;			     /* vsock: the guest CID (0: the default) */
+	unsigned int connect_ms;	     /* vsock: how long a host CONNECT waits for
+					      * the guest (0: VSOCK_DEFAULT_CONNECT_MS) */
 	bool has_fd;			     /* net: `fd` is an open tap (the device dups it;
 					      * the caller keeps its own) */
 	int fd;

@@ -1407,6 +1407,7 @@ static void *vsock_create(const struct virtio_slot *slot, const struct virtio_ho
 	struct virtio_vsock_config cfg = {
 		.guest_cid = host->cid ? host->cid : VSOCK_DEFAULT_GUEST_CID,
 		.uds_path = host->path,
+		.connect_ms = host->connect_ms,
 	};
 	struct virtio_vsock *v = virtio_vsock_create(slot->loop, &cfg);
 
