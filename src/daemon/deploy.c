@@ -920,13 +920,7 @@ int deployer_cancel(struct deployer *d, const char *why, int timeout_ms)
 
 	if (!d)
 		return 0;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	util_deadline(timeout_ms, &until);
 	pthread_mutex_lock(&d->lock);
 	d->stopping = true;
 	for (struct job *j = d->jobs; j; j = j->next) {

@@ -1,5 +1,6 @@
 /* jail.c - kilnd's side of kiln-jailer (see jail.h). */
 #include "daemon/jail.h"
+#include "daemon/util.h"
 
 #include <dirent.h>
 #include <elf.h>
@@ -182,13 +183,7 @@ unsigned jail_cgroup_remove_wait(int timeout_ms)
 	struct timespec until;
 	unsigned left;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	util_deadline(timeout_ms, &until);
 	pthread_mutex_lock(&removing_lock);
 	while (removing && !pthread_cond_timedwait(&removing_cond, &removing_lock, &until))
 		;

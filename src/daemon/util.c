@@ -132,6 +132,17 @@ int util_copy_file(const char *src, const char *dst, size_t max, char *err, size
 	return r;
 }
 
+void util_deadline(int timeout_ms, struct timespec *out)
+{
+	clock_gettime(CLOCK_REALTIME, out);
+	out->tv_sec += timeout_ms / 1000;
+	out->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (out->tv_nsec >= 1000000000L) {
+		out->tv_sec++;
+		out->tv_nsec -= 1000000000L;
+	}
+}
+
 void util_uuid(char out[37])
 {
 	uint8_t b[16];

@@ -4,9 +4,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* CLOCK_MONOTONIC in milliseconds / nanoseconds. */
 int64_t util_now_ms(void);
+
+/* The CLOCK_REALTIME instant timeout_ms from now, for
+ * pthread_cond_timedwait. */
+void util_deadline(int timeout_ms, struct timespec *out);
 int64_t util_mono_ns(void);
 /* CLOCK_REALTIME in nanoseconds. */
 int64_t util_wall_ns(void);
