@@ -18,9 +18,6 @@ Runs alternate on/off (the order flips every run) so that the load other
 processes put on the machine falls on both alike. Prints medians and p90s.
 """
 import argparse
-import hashlib
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,29 +25,18 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-import kilnclient as kc  # noqa: E402
-from kilnvmm import ControlClient  # noqa: E402
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402
 
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+ROOT = bl.ROOT
+from kilnvmm import ControlClient  # noqa: E402 - benchlib puts tests/ on sys.path
 
 
 def base_snapshot(build):
     """The base snapshot tests/e2e/snaputil.py cached for this build."""
-    kernel = subprocess.run([str(ROOT / "images/kernel/build.sh")], stdout=subprocess.PIPE,
-                            text=True, check=True).stdout.strip().splitlines()[-1]
     rootfs = build / "rootfs-python.ext4"
-    key = hashlib.sha256("\n".join([sha256(kernel), sha256(rootfs), sha256(build / "kiln-init"),
-                                    sha256(build / "kiln-vmm")]).encode()).hexdigest()
-    cache = Path(os.environ.get("KILN_CACHE", Path.home() / ".cache/kiln"))
-    snap = cache / "snapshots" / key / "base"
+    snap = bl.CACHE / "snapshots" / bl.snapshot_key(bl.find_kernel(), rootfs, build) / "base"
     if not (snap / "state").is_file():
         sys.exit(f"no base snapshot for {build} in {snap.parent}: run "
                  f"KILN_BUILD={build.name} pytest tests/e2e/test_snapshots.py once")
@@ -58,23 +44,8 @@ def base_snapshot(build):
 
 
 def connect_agent(uds):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(30)
-    s.connect(str(uds))
-    s.sendall(f"CONNECT {kc.AGENT_PORT}\n".encode())
-    line = b""
-    while not line.endswith(b"\n"):
-        ch = s.recv(1)
-        if not ch:
-            raise kc.ConnectionClosed("vsock CONNECT: closed")
-        line += ch
-    if not line.startswith(b"OK "):
-        raise kc.ConnectionClosed(f"vsock CONNECT: {line!r}")
-    c = kc.Client(s)
-    c.hello()
-    c.entropy(os.urandom(64))
-    c.set_time(time.time_ns())
-    return c
+    """HELLO, ENTROPY and TIME, as kilnd's first call after a restore."""
+    return bl.connect_agent(uds, timeout=30.0, prepare=bl.entropy_and_time)
 
 
 def one(vmm, snap, rootfs, work, tag):
