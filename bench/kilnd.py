@@ -64,18 +64,23 @@ kc = bl.kc
 
 ECHO = "def handle(event, context):\n    return event\n"
 EVENT = b'{"hello": "world", "n": 42}'
-WRK_LUA = r'''
+# What both wrk scripts start with: POST the event, keep every thread (their
+# counters are summed in done()).
+WRK_POST_LUA = r'''
 wrk.method = "POST"
 wrk.body = '%s'
 wrk.headers["Content-Type"] = "application/json"
-kilnd_ms = {}
-vm_ms = {}
-bad = 0
 threads = {}
 
 function setup(thread)
   table.insert(threads, thread)
 end
+'''
+
+WRK_LUA = (WRK_POST_LUA + r'''
+kilnd_ms = {}
+vm_ms = {}
+bad = 0
 
 function response(status, headers, body)
   if status ~= 200 then
@@ -109,21 +114,13 @@ function done(summary, latency, requests)
     io.write(string.format("KILN lat_p%%d=%%d\n", p, latency:percentile(p)))
   end
 end
-''' % EVENT.decode()
+''') % EVENT.decode()
 
 
-LOAD_LUA = r'''
-wrk.method = "POST"
-wrk.body = '%s'
-wrk.headers["Content-Type"] = "application/json"
+LOAD_LUA = (WRK_POST_LUA + r'''
 ok = 0
 shed = 0
 other = 0
-threads = {}
-
-function setup(thread)
-  table.insert(threads, thread)
-end
 
 function response(status, headers, body)
   if status == 200 then
@@ -151,7 +148,7 @@ function done(summary, latency, requests)
   end
   io.write(string.format("KILN lat_max=%%d\n", latency.max))
 end
-''' % EVENT.decode()
+''') % EVENT.decode()
 
 
 def free_port():
