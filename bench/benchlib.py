@@ -791,7 +791,8 @@ class QemuGuest:
     to a file; stopped (SIGKILL) by stop() or at exit."""
 
     def __init__(self, workdir, name, kernel, append, mem=GUEST_MEM_MIB, extra=(),
-                 machine_opts=""):
+                 machine_opts="", qemu=None):
+        """qemu: the binary to run (default qemu_path()), e.g. a wrapper."""
         self.dir = Path(workdir)
         self.qmp_path = self.dir / f"{name}.qmp"
         self.console = self.dir / f"{name}.console"
@@ -800,7 +801,7 @@ class QemuGuest:
             self.qmp_path.unlink()
         except FileNotFoundError:
             pass
-        self.argv = [qemu_path(), "-M", QEMU_MACHINE + machine_opts, "-enable-kvm", "-cpu",
+        self.argv = [qemu or qemu_path(), "-M", QEMU_MACHINE + machine_opts, "-enable-kvm", "-cpu",
                      "host,-arch-capabilities", "-m", str(mem), "-smp", "1", "-nodefaults",
                      "-no-user-config", "-display", "none", "-serial",
                      f"file:{self.console}", "-no-reboot", "-kernel", str(kernel),

@@ -286,13 +286,8 @@ def qemu(kernel, rootfs, work, mib, rtts, timeout):
                  "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no,vhost=off",
                  "-device", "virtio-net-device,netdev=n0"]
         bl.log("QEMU: booting with a tap (~1.5 min on nested KVM)")
-        saved = bl.qemu_path
-        bl.qemu_path = lambda: str(wrapper)
-        try:
-            q = bl.QemuGuest(work, "qnet", kernel, append, extra=extra,
-                             machine_opts=",auto-kernel-cmdline=off")
-        finally:
-            bl.qemu_path = saved
+        q = bl.QemuGuest(work, "qnet", kernel, append, extra=extra,
+                         machine_opts=",auto-kernel-cmdline=off", qemu=str(wrapper))
         _, m = q.wait_console(rb"KILNNET (\{.*\})", timeout)
         return summary(json.loads(m.group(1)))
     finally:
