@@ -582,9 +582,8 @@ static int cold_start(struct sched *s, struct sfn *f, struct call *c)
 		snprintf(ws, sizeof(ws), "%s/" SCHED_WORKING_SET, f->snapshot);
 		if (access(ws, R_OK) == 0) /* kiln-vmm checks it, and skips a bad one */
 			json_object_set_new(req, "working_set", json_string(ws));
-		else
-			vm->record_ws = !f->ws_tried;
-		f->ws_tried = f->ws_tried || vm->record_ws;
+		else if (!f->ws_tried)
+			vm->record_ws = f->ws_tried = true;
 	}
 	vm->restore_ns = util_mono_ns();
 	/* A jailed VM sees the snapshot's files only once they are bound in. */
@@ -799,13 +798,12 @@ static void record_working_set(struct sched *s, struct svm *vm)
 	if (!r)
 		r = util_copy_file(host, dst, 64 << 20, err, sizeof(err));
 	if (r)
-		log_warn("working set of %s (vm %s): not recorded: %s", vm->fn->name,
-			 vm->proc->id, r == -ENOMEM ? "out of memory" : err);
+		log_warn("working set of %s (vm %s): not recorded: %s", vm->fn->name, vm->proc->id,
+			 r == -ENOMEM ? "out of memory" : err);
 	else
 		log_info("working set of %s: %lld pages in %lld runs, recorded by vm %s",
 			 vm->fn->name, (long long)json_integer_value(json_object_get(rep, "pages")),
-			 (long long)json_integer_value(json_object_get(rep, "runs")),
-			 vm->proc->id);
+			 (long long)json_integer_value(json_object_get(rep, "runs")), vm->proc->id);
 	json_decref(rep);
 	unlink(host);
 }
