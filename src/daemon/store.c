@@ -1,6 +1,8 @@
 /* store.c - kilnd's content-addressed stores (store.h). */
 #include "daemon/store.h"
 
+#include "common/readfile.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -211,56 +213,13 @@ void store_close(struct store *s)
  * the buffer holds one byte more, a NUL after the content, for text. */
 static int store_read_file(int dirfd, const char *name, size_t max, uint8_t **buf, size_t *len)
 {
-	struct stat st;
-	uint8_t *data;
-	size_t size, got = 0;
-	int fd, ret;
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), ret;
 
-	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ELOOP ? -EBADMSG : -errno;
-	if (fstat(fd, &st) < 0) {
-		ret = -errno;
-		goto close_fd;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		ret = -EBADMSG;
-		goto close_fd;
-	}
-	if ((uint64_t)st.st_size > max) {
-		ret = -EFBIG;
-		goto close_fd;
-	}
-	size = (size_t)st.st_size;
-	data = malloc(size + 1);
-	if (!data) {
-		ret = -ENOMEM;
-		goto close_fd;
-	}
-	while (got < size) {
-		ssize_t n = read(fd, data + got, size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			ret = -errno;
-			goto free_data;
-		}
-		if (n == 0)
-			break; /* shrank under us: the hash check will tell */
-		got += (size_t)n;
-	}
+	ret = readfile_fd(fd, max, buf, len); /* a shrunk file: the hash check tells */
 	close(fd);
-	data[got] = '\0';
-	*buf = data;
-	*len = got;
-	return 0;
-
-free_data:
-	free(data);
-close_fd:
-	close(fd);
-	return ret;
+	return ret == -EINVAL ? -EBADMSG : ret;
 }
 
 int store_code_put(struct store *s, const void *buf, size_t len, char hex[65])

@@ -2,6 +2,7 @@
 #include "daemon/util.h"
 
 #include "common/atomicfile.h"
+#include "common/readfile.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -99,9 +100,9 @@ int util_write_file(const char *path, const void *buf, size_t len)
 
 int util_copy_file(const char *src, const char *dst, size_t max, char *err, size_t esz)
 {
-	struct stat st;
 	uint8_t *buf = NULL;
-	int fd, r = 0;
+	size_t len;
+	int fd, r;
 
 	fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
@@ -109,23 +110,17 @@ int util_copy_file(const char *src, const char *dst, size_t max, char *err, size
 		util_fmt(err, esz, "%s: %s", src, strerror(errno));
 		return r;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+	r = readfile_fd(fd, max, &buf, &len);
+	close(fd);
+	if (r == -EINVAL || r == -EFBIG) {
 		util_fmt(err, esz, "%s: not a regular file of at most %zu bytes", src, max);
-		close(fd);
 		return -EFBIG;
 	}
-	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-	if (!buf)
-		r = -ENOMEM;
-	else
-		r = util_read_all(fd, buf, (size_t)st.st_size);
-	close(fd);
 	if (r) {
 		util_fmt(err, esz, "%s: %s", src, strerror(-r));
-		free(buf);
 		return r;
 	}
-	r = atomicfile_write(dst, buf, (size_t)st.st_size, 0644);
+	r = atomicfile_write(dst, buf, len, 0644);
 	if (r)
 		util_fmt(err, esz, "%s: %s", dst, strerror(-r));
 	free(buf);

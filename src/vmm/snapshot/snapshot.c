@@ -2,6 +2,7 @@
  * parents, mapping it over guest RAM. See snapshot.h. */
 #include "vmm/snapshot/snapshot.h"
 
+#include "common/readfile.h"
 #include "common/reason.h"
 
 #include "vmm/boot/boot.h"
@@ -207,14 +208,12 @@ int snap_write_state(const char *dir, const void *buf, size_t len, char *why, si
 
 /* ---- loading -------------------------------------------------------------------------- */
 
-/* Reads a whole state file (at most SNAP_MAX_STATE_BYTES). */
+/* Reads a whole state file (at most SNAP_MAX_STATE_BYTES). A file that
+ * shrank while read is caught as truncated by snap_parse. */
 static int snap_read_file(const char *path, uint8_t **out, size_t *out_len, char *why,
 			  size_t why_len)
 {
-	struct stat st;
-	uint8_t *buf;
-	size_t len, done = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
 
 	if (fd < 0)
 		return reason_fail(why, why_len, -errno, "cannot open %s: %s%s", path,
@@ -222,33 +221,15 @@ static int snap_read_file(const char *path, uint8_t **out, size_t *out_len, char
 				   errno == ENOENT ? " (not a snapshot directory, or an incomplete "
 						     "snapshot)"
 						   : "");
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return reason_fail(why, why_len, -EINVAL, "%s is not a regular file", path);
-	}
-	if ((uint64_t)st.st_size > SNAP_MAX_STATE_BYTES) {
-		close(fd);
-		return reason_fail(why, why_len, -EFBIG, "%s is larger than %u bytes", path,
-				   SNAP_MAX_STATE_BYTES);
-	}
-	len = (size_t)st.st_size;
-	buf = malloc(len ? len : 1);
-	if (!buf) {
-		close(fd);
-		return reason_fail(why, why_len, -ENOMEM, "out of memory");
-	}
-	while (done < len) {
-		ssize_t n = read(fd, buf + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		done += (size_t)n;
-	}
+	ret = readfile_fd(fd, SNAP_MAX_STATE_BYTES, out, out_len);
 	close(fd);
-	*out = buf;
-	*out_len = done; /* a file that shrank is caught as truncated by snap_parse */
+	if (ret == -EINVAL)
+		return reason_fail(why, why_len, ret, "%s is not a regular file", path);
+	if (ret == -EFBIG)
+		return reason_fail(why, why_len, ret, "%s is larger than %u bytes", path,
+				   SNAP_MAX_STATE_BYTES);
+	if (ret < 0)
+		return reason_fail(why, why_len, ret, "cannot read %s: %s", path, strerror(-ret));
 	return 0;
 }
 

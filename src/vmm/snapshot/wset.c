@@ -3,6 +3,7 @@
 
 #include "common/atomicfile.h"
 #include "common/le.h"
+#include "common/readfile.h"
 #include "common/reason.h"
 #include "vmm/snapshot/format.h"
 
@@ -107,41 +108,27 @@ int wset_save(const char *path, const struct snap_extents *e, uint32_t crc, uint
 	return ret;
 }
 
-int wset_load(const char *path, uint32_t crc, uint64_t mem_size, struct snap_extents *e,
-	      char *why, size_t why_len)
+int wset_load(const char *path, uint32_t crc, uint64_t mem_size, struct snap_extents *e, char *why,
+	      size_t why_len)
 {
 	/* At most one run per page. */
 	uint64_t max = WSET_HEAD + (mem_size / SNAP_PAGE_SIZE) * WSET_RUN + 4;
-	struct stat st;
 	uint8_t *buf;
-	size_t done = 0;
+	size_t len;
 	int fd, ret;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return reason_fail(why, why_len, -errno, "cannot open it: %s", strerror(errno));
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
-		close(fd);
+	ret = readfile_fd(fd, (size_t)max, &buf, &len);
+	close(fd);
+	if (ret == -EINVAL || ret == -EFBIG)
 		return reason_fail(why, why_len, -EFBIG, "not a regular file of at most %llu bytes",
 				   (unsigned long long)max);
-	}
-	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-	if (!buf) {
-		close(fd);
-		return reason_fail(why, why_len, -ENOMEM, "out of memory");
-	}
-	while (done < (size_t)st.st_size) {
-		ssize_t r = read(fd, buf + done, (size_t)st.st_size - done);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		done += (size_t)r;
-	}
-	close(fd);
-	ret = done == (size_t)st.st_size
-		      ? wset_decode(buf, done, crc, mem_size, e, why, why_len)
-		      : reason_fail(why, why_len, -EIO, "cannot read it");
+	if (ret < 0)
+		return reason_fail(why, why_len, ret, "cannot read it: %s", strerror(-ret));
+	/* A file that shrank while read fails the length check. */
+	ret = wset_decode(buf, len, crc, mem_size, e, why, why_len);
 	free(buf);
 	return ret;
 }
