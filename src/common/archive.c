@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -229,5 +230,51 @@ int archive_extract(int dirfd, const void *buf, size_t len, char *bad_path, size
 			return -errno;
 		}
 	}
+	return 0;
+}
+
+int archive_write(const struct archive_entry *entries, size_t n, uint8_t **out, size_t *out_len)
+{
+	size_t len = ARCHIVE_HEADER_SIZE;
+	uint64_t total = 0;
+	uint8_t *buf, *p;
+	int r;
+
+	if (n > ARCHIVE_MAX_ENTRIES)
+		return -E2BIG;
+	for (size_t i = 0; i < n; i++) {
+		total += entries[i].size;
+		len += ARCHIVE_ENTRY_SIZE + entries[i].path_len + entries[i].size;
+	}
+	if (total > ARCHIVE_MAX_TOTAL)
+		return -E2BIG;
+	buf = malloc(len);
+	if (!buf)
+		return -ENOMEM;
+	le32_put(buf, ARCHIVE_MAGIC);
+	le32_put(buf + 4, (uint32_t)n);
+	p = buf + ARCHIVE_HEADER_SIZE;
+	for (size_t i = 0; i < n; i++) {
+		const struct archive_entry *e = &entries[i];
+
+		p[0] = e->kind;
+		p[1] = 0;
+		le16_put(p + 2, e->mode);
+		le16_put(p + 4, e->path_len);
+		le32_put(p + 6, e->size);
+		p += ARCHIVE_ENTRY_SIZE;
+		memcpy(p, e->path, e->path_len);
+		p += e->path_len;
+		if (e->size)
+			memcpy(p, e->data, e->size);
+		p += e->size;
+	}
+	r = archive_check(buf, len, NULL);
+	if (r) {
+		free(buf);
+		return r;
+	}
+	*out = buf;
+	*out_len = len;
 	return 0;
 }

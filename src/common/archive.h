@@ -72,6 +72,13 @@ int archive_next(struct archive_reader *r, struct archive_entry *e);
  * archive_next. */
 int archive_check(const void *buf, size_t len, uint32_t *count);
 
+/* Writes n entries, in the order given, as a new archive (*out malloc'd,
+ * the caller frees; *out_len its length), and checks it. Returns 0,
+ * -ENOMEM, -E2BIG (more than ARCHIVE_MAX_ENTRIES entries or the total past
+ * ARCHIVE_MAX_TOTAL), or an archive_check error for an entry that breaks
+ * the rules above (nothing is returned then). */
+int archive_write(const struct archive_entry *entries, size_t n, uint8_t **out, size_t *out_len);
+
 /* Extracts the archive (validated first: on a validation error nothing is
  * written) into the directory dirfd, which should be new and empty. Creates
  * missing parent directories (0755); files are created with O_EXCL and

@@ -12,7 +12,6 @@
 /* common/archive.h and libarchive both name a `struct archive_entry`. */
 #define archive_entry kiln_archive_entry
 #include "common/archive.h"
-#include "common/le.h"
 #undef archive_entry
 
 #include "daemon/codepack.h"
@@ -572,65 +571,36 @@ static int cp_cmp(const void *a, const void *b)
 }
 
 /* Stores v little-endian at p; returns the byte after it. */
-static uint8_t *cp_le16(uint8_t *p, uint16_t v)
-{
-	le16_put(p, v);
-	return p + 2;
-}
-
-static uint8_t *cp_le32(uint8_t *p, uint32_t v)
-{
-	le32_put(p, v);
-	return p + 4;
-}
-
 /* Writes the table, sorted by path, as a KLNA archive and checks it. */
 static int cp_write(struct cp *cp, uint8_t **out, size_t *out_len)
 {
 	const struct cp_entry **sorted;
-	size_t len = ARCHIVE_HEADER_SIZE;
-	uint8_t *buf, *p;
+	struct kiln_archive_entry *ae;
 	int ret;
 
 	sorted = malloc((cp->n ? cp->n : 1) * sizeof(*sorted));
-	if (!sorted)
-		return cp_fail(cp, -ENOMEM, NULL, "out of memory");
-	for (size_t i = 0; i < cp->n; i++) {
-		sorted[i] = &cp->e[i];
-		len += ARCHIVE_ENTRY_SIZE + strlen(cp->e[i].path) + cp->e[i].size;
-	}
-	qsort(sorted, cp->n, sizeof(*sorted), cp_cmp);
-	buf = malloc(len);
-	if (!buf) {
+	ae = malloc((cp->n ? cp->n : 1) * sizeof(*ae));
+	if (!sorted || !ae) {
 		ret = cp_fail(cp, -ENOMEM, NULL, "out of memory");
-		goto free_sorted;
+		goto free_arrays;
 	}
-	p = cp_le32(buf, ARCHIVE_MAGIC);
-	p = cp_le32(p, (uint32_t)cp->n);
-	for (size_t i = 0; i < cp->n; i++) {
-		const struct cp_entry *e = sorted[i];
-		size_t plen = strlen(e->path);
-
-		*p++ = e->kind;
-		*p++ = 0;
-		p = cp_le16(p, e->mode);
-		p = cp_le16(p, (uint16_t)plen);
-		p = cp_le32(p, e->size);
-		memcpy(p, e->path, plen);
-		p += plen;
-		if (e->size)
-			memcpy(p, e->data, e->size);
-		p += e->size;
-	}
-	ret = archive_check(buf, len, NULL);
-	if (ret) {
-		free(buf);
+	for (size_t i = 0; i < cp->n; i++)
+		sorted[i] = &cp->e[i];
+	qsort(sorted, cp->n, sizeof(*sorted), cp_cmp);
+	for (size_t i = 0; i < cp->n; i++)
+		ae[i] = (struct kiln_archive_entry){.kind = sorted[i]->kind,
+						    .mode = sorted[i]->mode,
+						    .path = sorted[i]->path,
+						    .path_len = (uint16_t)strlen(sorted[i]->path),
+						    .data = sorted[i]->data,
+						    .size = sorted[i]->size};
+	ret = archive_write(ae, cp->n, out, out_len);
+	if (ret == -ENOMEM)
+		ret = cp_fail(cp, ret, NULL, "out of memory");
+	else if (ret)
 		ret = cp_fail(cp, ret, NULL, "internal error: the archive written does not check");
-		goto free_sorted;
-	}
-	*out = buf;
-	*out_len = len;
-free_sorted:
+free_arrays:
+	free(ae);
 	free(sorted);
 	return ret;
 }

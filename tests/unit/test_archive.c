@@ -502,9 +502,74 @@ static void test_extract_no_follow(void **state)
 	tmp_remove(&t);
 }
 
+/* archive_write: what it writes reads back entry by entry; what breaks the
+ * rules is refused and nothing is returned. */
+static void test_write(void **state)
+{
+	static const char data[] = "int main(void) { return 0; }\n";
+	struct archive_entry in[3] = {
+		{.kind = ARCHIVE_DIR, .mode = 0755, .path = "src", .path_len = 3},
+		{.kind = ARCHIVE_FILE,
+		 .mode = 0644,
+		 .path = "src/main.c",
+		 .path_len = 10,
+		 .data = (const uint8_t *)data,
+		 .size = sizeof(data) - 1},
+		{.kind = ARCHIVE_FILE, .mode = 0600, .path = "empty", .path_len = 5},
+	};
+	struct archive_reader r;
+	struct archive_entry e;
+	uint8_t *out = NULL;
+	size_t len = 0;
+	uint32_t count;
+
+	(void)state;
+	assert_int_equal(archive_write(in, 3, &out, &len), 0);
+	assert_int_equal(archive_check(out, len, &count), 0);
+	assert_int_equal(count, 3);
+	assert_int_equal(archive_open(&r, out, len), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(archive_next(&r, &e), 1);
+		assert_int_equal(e.kind, in[i].kind);
+		assert_int_equal(e.mode, in[i].mode);
+		assert_int_equal(e.path_len, in[i].path_len);
+		assert_memory_equal(e.path, in[i].path, e.path_len);
+		assert_int_equal(e.size, in[i].size);
+		if (e.size)
+			assert_memory_equal(e.data, in[i].data, e.size);
+	}
+	assert_int_equal(archive_next(&r, &e), 0);
+	free(out);
+
+	/* No entries: just the header. */
+	out = NULL;
+	assert_int_equal(archive_write(NULL, 0, &out, &len), 0);
+	assert_int_equal(len, ARCHIVE_HEADER_SIZE);
+	assert_int_equal(archive_check(out, len, &count), 0);
+	assert_int_equal(count, 0);
+	free(out);
+
+	/* Bad paths, a bad mode and a bad kind are refused; out is untouched. */
+	out = NULL;
+	in[1].path = "../main.c";
+	in[1].path_len = 9;
+	assert_int_equal(archive_write(in, 3, &out, &len), -EINVAL);
+	in[1].path = "src/main.c";
+	in[1].path_len = 10;
+	in[2].mode = 01777;
+	assert_int_equal(archive_write(in, 3, &out, &len), -EBADMSG);
+	in[2].mode = 0600;
+	in[2].kind = 3;
+	assert_int_equal(archive_write(in, 3, &out, &len), -ENOTSUP);
+	in[2].kind = ARCHIVE_FILE;
+	assert_int_equal(archive_write(in, ARCHIVE_MAX_ENTRIES + 1, &out, &len), -E2BIG);
+	assert_null(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_write),
 		cmocka_unit_test(test_valid_and_extract),
 		cmocka_unit_test(test_bad_paths),
 		cmocka_unit_test(test_bad_entries),
