@@ -73,7 +73,7 @@ JAILER_BIN := $(BUILD)/kiln-jailer
 DAEMON_LIBS := -lmicrohttpd -lsqlite3 -lcurl -larchive -lcrypto
 CLI_LIBS    := -lcurl -lyaml
 
-.PHONY: all run test asan bench format setup kernel rootfs rootfs-python unit-test vmm-test agent-test e2e-test clean
+.PHONY: all run test asan bench format setup kernel rootfs rootfs-python rootfs-builder unit-test vmm-test agent-test e2e-test clean
 
 all: $(VMM_BIN) $(INIT_BIN) $(DAEMON_BIN) $(CLI_BIN) $(JAILER_BIN) $(UNIT_BINS) $(GUEST_ELFS)
 
@@ -147,6 +147,10 @@ rootfs: $(INIT_BIN)
 rootfs-python: rootfs
 	@images/rootfs/build-runtime.sh $(BUILD) python
 
+# The builder microVM's image (gcc, rustc): c and rust functions.
+rootfs-builder: rootfs
+	@images/rootfs/build-runtime.sh $(BUILD) builder
+
 # ---- top-level jobs ---------------------------------------------------------
 setup:
 	@scripts/setup
@@ -167,7 +171,7 @@ agent-test: $(INIT_BIN) rootfs
 # The guest kernel is built (or found in the cache) first, then the test
 # files run two at a time (pytest-xdist, one file per worker): each guest
 # keeps one core busy with emulated kernel code, and this machine has two.
-e2e-test: all rootfs rootfs-python
+e2e-test: all rootfs rootfs-python rootfs-builder
 	@images/kernel/build.sh >/dev/null
 	KILN_BUILD=$(BUILD) $(PYTHON) -m pytest -q -n 2 --dist loadfile tests/e2e
 

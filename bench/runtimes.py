@@ -14,6 +14,13 @@ runtime and form, each answering a short event:
   sh            exec mode, `sh handler.sh` per call
   native        server mode, examples/native/server.c built static
   native-exec   exec mode, examples/native/exec.c built static
+  c             server mode, examples/native/server.c deployed as source:
+                kilnd compiles it in its builder microVM (the deploy column
+                then includes the build; the -warm twin is served by the
+                build cache)
+  rust          exec mode, examples/rust/main.rs deployed as source (only
+                with BENCH_RUST=1 on the nested KVM, where rustc crashes in
+                a guest: docs/runtimes.md)
   node          server mode, index.handler (only with BENCH_NODE=1 on the
                 nested KVM, where node does not finish starting yet)
 
@@ -28,6 +35,7 @@ Environment: BENCH_QUICK=1 (fewer calls, RESULTS.md left alone),
 BENCH_RUNTIMES_CALLS (calls per measurement, default 7; exec-mode forms
 get at most 3 here: each call is a fork and exec in an emulated kernel),
 BENCH_RUNTIMES_FORMS (e.g. `native,sh`: only those forms), BENCH_NODE=1,
+BENCH_RUST=1,
 BENCH_RESULTS.
 """
 import base64
@@ -51,8 +59,9 @@ kc = bl.kc
 
 # Lambda's init durations, p50, from the public lambda-perf data of
 # 2023-03-19 (https://maxday.github.io/lambda-perf/), as the issue cites them.
-LAMBDA_INIT_MS = {"python": 106, "node": 208, "native": 17}
-LAMBDA_NOTE = {"python": "Python 3.9", "node": "Node 18", "native": "Rust (provided.al2)"}
+LAMBDA_INIT_MS = {"python": 106, "node": 208, "native": 17, "rust": 17}
+LAMBDA_NOTE = {"python": "Python 3.9", "node": "Node 18", "native": "Rust (provided.al2)",
+               "rust": "Rust (provided.al2)"}
 
 EVENT = b"hello kiln"
 PY = "def handle(event, context):\n    return {'got': event}\n"
@@ -84,7 +93,14 @@ def forms(work, with_node):
          {"bootstrap": (bins["server"], 0o755)}, False, b"HELLO KILN"),
         ("native-exec", "native", {}, {"bootstrap": (bins["exec"], 0o755)}, True,
          b"HELLO KILN"),
+        ("c", "c", {"mode": "server"},
+         {"server.c": (bl.ROOT / "examples" / "native" / "server.c").read_text()}, False,
+         b"HELLO KILN"),
     ]
+    if os.environ.get("BENCH_RUST") == "1" or not bl.nested_kvm():
+        rows.append(("rust", "rust", {},
+                     {"main.rs": (bl.ROOT / "examples" / "rust" / "main.rs").read_text()}, True,
+                     b"HELLO KILN"))
     if with_node:
         rows.append(("node", "node", {}, {"index.js": NODE}, False, b"got"))
     keep = os.environ.get("BENCH_RUNTIMES_FORMS")
@@ -151,7 +167,12 @@ def run(args):
     with_node = os.environ.get("BENCH_NODE") == "1" or not bl.nested_kvm()
     kernel = bl.find_kernel()
     rootfs = bl.find_rootfs_python(build)
-    extra = []
+    out = subprocess.run([str(bl.ROOT / "images/rootfs/build-runtime.sh"), str(build), "builder"],
+                         stdout=subprocess.PIPE, text=True, timeout=3600)
+    if out.returncode:
+        raise bl.BenchError("images/rootfs/build-runtime.sh BUILD builder failed")
+    rootfs_builder = Path(out.stdout.strip().splitlines()[-1])
+    extra = ["--rootfs-builder", str(rootfs_builder)]
     rootfs_node = None
     if with_node:
         out = subprocess.run([str(bl.ROOT / "images/rootfs/build-runtime.sh"), str(build),
@@ -159,7 +180,7 @@ def run(args):
         if out.returncode:
             raise bl.BenchError("images/rootfs/build-runtime.sh BUILD node failed")
         rootfs_node = Path(out.stdout.strip().splitlines()[-1])
-        extra = ["--rootfs-node", str(rootfs_node)]
+        extra += ["--rootfs-node", str(rootfs_node)]
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-runtimes-"))
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg()
@@ -187,8 +208,9 @@ def run(args):
         if k:
             k.stop()
         shutil.rmtree(work, ignore_errors=True)
-    report(res, build, rootfs, rootfs_node, with_node, started, load_before, ncalls, nexec,
-           quick)
+    report(res, build, {"python, sh, native, c, rust": rootfs, "node": rootfs_node,
+                        "the builder (c, rust)": rootfs_builder},
+           with_node, started, load_before, ncalls, nexec, quick)
     return 0
 
 
@@ -196,12 +218,12 @@ def mib(b):
     return f"{b / 1048576:.1f} MiB"
 
 
-def report(res, build, rootfs, rootfs_node, with_node, started, load_before, ncalls, nexec,
-           quick):
+def report(res, build, images, with_node, started, load_before, ncalls, nexec, quick):
     rows = []
     for r in res:
         c50, w50 = bl.percentile(r["cold"], 50), bl.percentile(r["warm"], 50)
-        lam = LAMBDA_INIT_MS.get(r["runtime"]) if r["name"] in ("python", "node", "native") else None
+        lam = (LAMBDA_INIT_MS.get(r["runtime"])
+               if r["name"] in ("python", "node", "native", "rust") else None)
         rows.append((r["name"], f"{c50:.0f} / {max(r['cold']):.0f} ms",
                      f"{w50:.0f} / {max(r['warm']):.0f} ms", f"{c50 / w50:.1f}×",
                      f"{lam} ms ({LAMBDA_NOTE[r['runtime']]})" if lam else "",
@@ -213,7 +235,7 @@ def report(res, build, rootfs, rootfs_node, with_node, started, load_before, nca
             "Lambda init p50", "deploy")
     print(bl.text_rows(head, rows))
     sizes = []
-    for label, img in (("python, sh, native", rootfs), ("node", rootfs_node)):
+    for label, img in images.items():
         if img and Path(img).exists():
             alloc, size = du_bytes(img)
             sizes.append((f"image for {label}: `{Path(img).name}`", mib(size), mib(alloc)))

@@ -48,7 +48,7 @@ note() {
 	echo "build-runtime.sh: $*" >&2
 }
 
-[ $# -eq 2 ] || die "usage: $0 BUILD_DIR RUNTIME (python, node)"
+[ $# -eq 2 ] || die "usage: $0 BUILD_DIR RUNTIME (python, node, builder)"
 build=$1
 runtime=$2
 [ -d "$build" ] || die "$build: no such directory"
@@ -133,6 +133,33 @@ node_stage() { # STAGE
 		2>/dev/null || true
 }
 
+# The builder: the image of the microVM in which kilnd compiles `c` and
+# `rust` functions (never on the host), with gcc 12, binutils, glibc's
+# static libraries and headers, and rustc 1.63 with its standard library
+# (which needs LLVM 14). cargo is not in: a build has no network, so only a
+# single-crate program compiles (runtimes/builder/build says what it runs).
+builder_packages="gcc-12 gcc cpp-12 cpp gcc-12-base libgcc-12-dev libcc1-0 binutils
+binutils-common binutils-x86-64-linux-gnu libbinutils libctf0 libctf-nobfd0
+libgprofng0 libjansson4 libgmp10 libisl23 libmpfr6 libmpc3 libzstd1 zlib1g libgomp1
+libitm1 libatomic1 libasan8 liblsan0 libtsan2 libubsan1 libquadmath0 libc6 libc6-dev
+libc-dev-bin linux-libc-dev libcrypt1 libcrypt-dev libtirpc3 libtirpc-common
+libtirpc-dev libnsl2 libnsl-dev libgssapi-krb5-2 libkrb5-3 libkrb5support0
+libk5crypto3 libkeyutils1 libcom-err2 libssl3 libgcc-s1 libstdc++6 rustc
+libstd-rust-1.63 libstd-rust-dev libllvm14 libedit2 libbsd0 libmd0 libffi8
+libtinfo6 libxml2 libicu72 liblzma5 libz3-4"
+
+builder_stage() { # STAGE
+	[ -x "$1/usr/bin/gcc-12" ] && [ -x "$1/usr/bin/rustc" ] ||
+		die "gcc-12 or rustc missing from the .debs"
+	# What update-alternatives makes at install time: rustc links with `cc`.
+	ln -sf gcc "$1/usr/bin/cc"
+	# Debuggers' helpers, the sanitizers' suppressions, rust-gdb and
+	# rust-lldb, and the compilers' translations serve no build.
+	rm -rf "$1/usr/share/gdb" "$1/usr/share/rust" "$1/usr/bin/rust-gdb" \
+		"$1/usr/bin/rust-gdbgui" "$1/usr/bin/rust-lldb" "$1/usr/share/bash-completion" \
+		"$1/usr/bin/rustdoc" "$1/usr/bin/lto-dump-12" "$1/usr/bin/$multiarch-lto-dump-12"
+}
+
 # One line per runtime: its packages, its image's label and fixed UUID.
 case $runtime in
 python)
@@ -145,7 +172,12 @@ node)
 	fs_label=kiln-node
 	fs_uuid=6b696c6e-726f-6f74-6673-000000000012
 	;;
-*) die "unknown runtime '$runtime' (known: python, node)" ;;
+builder)
+	packages=$builder_packages
+	fs_label=kiln-builder
+	fs_uuid=6b696c6e-726f-6f74-6673-000000000013
+	;;
+*) die "unknown runtime '$runtime' (known: python, node, builder)" ;;
 esac
 image_name=rootfs-$runtime.ext4
 image=$build/$image_name
@@ -355,6 +387,7 @@ fi
 case $runtime in
 python) python_stage "$stage" ;;
 node) node_stage "$stage" ;;
+builder) builder_stage "$stage" ;;
 esac
 
 # Every shared library an ELF file in the image needs must be in the image.

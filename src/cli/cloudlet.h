@@ -7,7 +7,8 @@
  *   action = "prepare-and-run"      required, the only action
  *   [server] address, port          optional; checked, not used
  *   [build] source-code-path        required: the program's source file
- *           release                 optional boolean; accepted, not used
+ *           release                 optional boolean: rust, an optimised
+ *                                   build (kilnd's default) or not
  *
  * Unknown keys are reported as warnings (Cloudlet ignores them too); a
  * value of the wrong type or a missing required key is an error naming the

@@ -23,11 +23,14 @@ static const char deploy_usage[] =
 	"with the function's URL.\n"
 	"\n"
 	"Options:\n"
-	"  -r, --runtime RUNTIME     python, node or sh\n"
+	"  -r, --runtime RUNTIME     python, node, sh, native, or c or rust (source\n"
+	"                            compiled by kilnd in a builder microVM)\n"
 	"      --handler HANDLER     python: MODULE.FUNCTION (default handler.handle);\n"
 	"                            node: FILE.EXPORT (default index.handler);\n"
 	"                            sh: the command to run (default sh handler.sh)\n"
 	"      --mode MODE           server or exec (kilnd's default for the runtime)\n"
+	"      --release, --debug    c and rust: an optimised (the default) or an\n"
+	"                            unoptimised build\n"
 	"  -c, --code DIR|FILE       the code: a directory (packed as a tar here), an\n"
 	"                            archive (tar, tar.gz, zip) or a single file\n"
 	"      --code-path PATH      instead of --code: a directory or archive on\n"
@@ -70,6 +73,8 @@ enum {
 	OPT_DNS_SEARCH,
 	OPT_JSON,
 	OPT_FILTER,
+	OPT_RELEASE,
+	OPT_DEBUG,
 };
 
 /* Parses one option of kiln deploy into s. Returns an exit code. */
@@ -120,6 +125,10 @@ static int deploy_option(int c, const char *arg, struct fn_spec *s)
 		return opts_int("deploy", "--max", arg, 0, 1000000, &s->max_instances);
 	case OPT_KEEP_ALIVE:
 		return opts_duration("deploy", "--keep-alive", arg, &s->keep_alive_ms);
+	case OPT_RELEASE:
+	case OPT_DEBUG:
+		s->release = c == OPT_RELEASE;
+		return 0;
 	case OPT_NETWORK:
 		if (strcmp(arg, "none") && strcmp(arg, "egress"))
 			return opts_bad_value("deploy", "--network", arg,
@@ -165,6 +174,8 @@ int cmd_deploy(struct cli_ctx *ctx, int argc, char **argv)
 		{"max", required_argument, NULL, OPT_MAX},
 		{"keep-alive", required_argument, NULL, OPT_KEEP_ALIVE},
 		{"network", required_argument, NULL, OPT_NETWORK},
+		{"release", no_argument, NULL, OPT_RELEASE},
+		{"debug", no_argument, NULL, OPT_DEBUG},
 		{"dns", required_argument, NULL, OPT_DNS},
 		{"dns-search", required_argument, NULL, OPT_DNS_SEARCH},
 		{"quiet", no_argument, NULL, 'q'},
@@ -254,8 +265,10 @@ static const char up_usage[] =
 	"Deploys every function of a stack file (faas-cli's stack.yml shape: version,\n"
 	"provider: {name, gateway}, functions: NAME: {runtime, handler, code, mode, network,\n"
 	"dns, dns_search, environment, memory, vcpus, timeout, concurrency,\n"
-	"queue_timeout, min, max, keep_alive}). dns (IPv4 nameservers) and dns_search\n"
-	"(search domains) are lists and need network: egress. code paths are\n"
+	"queue_timeout, min, max, keep_alive, release}). release (c and rust): true\n"
+	"for an optimised build (the default), false for a debug one. dns (IPv4\n"
+	"nameservers) and dns_search (search domains) are lists and need network:\n"
+	"egress. code paths are\n"
 	"relative to the stack file's directory. The gateway is --gateway, else\n"
 	"$KILN_GATEWAY, else provider.gateway, else " KILN_DEFAULT_GATEWAY ".\n"
 	"\n"

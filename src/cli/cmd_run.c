@@ -217,6 +217,8 @@ int cmd_run(struct cli_ctx *ctx, int argc, char **argv)
 		goto destroy_cfg;
 	}
 	s.timeout_ms = timeout_ms;
+	if (cfg->has_release && !strcmp(cfg->language, "rust"))
+		s.release = cfg->release;
 	rc = api_connect(ctx, NULL, &c);
 	if (rc)
 		goto destroy_cfg;

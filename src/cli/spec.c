@@ -14,6 +14,7 @@ void fn_spec_init(struct fn_spec *s)
 	s->memory_mib = s->vcpus = s->concurrency = -1;
 	s->min_instances = s->max_instances = -1;
 	s->timeout_ms = s->keep_alive_ms = s->queue_timeout_ms = -1;
+	s->release = -1;
 }
 
 void fn_spec_clear(struct fn_spec *s)
@@ -226,6 +227,8 @@ int fn_spec_to_json(const struct fn_spec *s, const char *code_b64, json_t **out)
 		ok = put(o, "dns_search", strings_json(s->dns_search, s->n_dns_search));
 	if (ok && s->mode)
 		ok = put(o, "mode", json_string(s->mode));
+	if (ok && s->release >= 0)
+		ok = put(o, "release", json_boolean(s->release));
 	if (ok && code_b64)
 		ok = put(o, "code", json_string(code_b64));
 	else if (ok && s->code_path)

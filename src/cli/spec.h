@@ -42,6 +42,7 @@ struct fn_spec {
 	/* -1: not set */
 	int64_t memory_mib, vcpus, concurrency, min_instances, max_instances;
 	int64_t timeout_ms, keep_alive_ms, queue_timeout_ms;
+	int release; /* c and rust: 1 optimised, 0 debug build; -1: not set */
 };
 
 /* Largest number of environment variables a spec takes. */

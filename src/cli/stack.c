@@ -96,6 +96,27 @@ static int get_int(struct ctx *c, const yaml_node_t *n, const char *what, int64_
 	return 0;
 }
 
+/* YAML 1.1's booleans as kiln.yml writes them: true/false, yes/no, on/off. */
+static int get_bool(struct ctx *c, const yaml_node_t *n, const char *what, int *dst)
+{
+	static const char *const yes[] = {"true", "True", "TRUE", "yes", "Yes", "on", "On"};
+	static const char *const no[] = {"false", "False", "FALSE", "no", "No", "off", "Off"};
+	const char *s;
+
+	if (n->type != YAML_SCALAR_NODE)
+		return fail(c, n, "%s must be true or false, not %s", what, kind_name(n));
+	s = scalar(n);
+	if (!s)
+		return 0;
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (!strcmp(s, yes[i]) || !strcmp(s, no[i])) {
+			*dst = !strcmp(s, yes[i]);
+			return 0;
+		}
+	}
+	return fail(c, n, "%s: '%.40s' is not true or false", what, s);
+}
+
 static int get_duration(struct ctx *c, const yaml_node_t *n, const char *what, int64_t *dst)
 {
 	const char *s;
@@ -261,6 +282,8 @@ static int parse_function(struct ctx *c, const yaml_node_t *key, const yaml_node
 			rc = get_string(c, v, what, &f->mode);
 		else if (!strcmp(ks, "network"))
 			rc = get_string(c, v, what, &f->network);
+		else if (!strcmp(ks, "release"))
+			rc = get_bool(c, v, what, &f->release);
 		else if (!strcmp(ks, "dns") || !strcmp(ks, "dns_search")) {
 			bool search = !strcmp(ks, "dns_search");
 

@@ -15,10 +15,10 @@
 #include <unistd.h>
 
 #include "common/archive.h"
-#include "common/le.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "daemon/agentconn.h"
+#include "daemon/builder.h"
 #include "daemon/jail.h"
 #include "daemon/metrics.h"
 #include "daemon/registry.h"
@@ -44,6 +44,21 @@
  * nested KVM). The LOAD of a function replaces that node with its own. */
 #define NODE_WARM_FILE "index.js"
 #define NODE_WARM_JS   "exports.handler = async () => null;\n"
+
+/* What a base snapshot is taken of: the image and VM shape it boots, and
+ * what runs in it before the snapshot (warm, part of the cache key). */
+enum base_warm { WARM_NONE, WARM_NODE, WARM_BUILDER };
+struct base_shape {
+	const char *image;
+	unsigned mem_mb, vcpus;
+	enum base_warm warm;
+	bool populate; /* kiln-vmm --populate: the builder's VMs (builder.h) */
+};
+
+/* The builder's base snapshot is taken after it has compiled a small C
+ * program (runtimes/builder/warm/): its page cache then holds the parts of
+ * gcc, binutils and libc.a that a build reads. */
+#define BUILDER_WARM_CMD BUILDER_SCRIPT " warm"
 
 struct job {
 	struct deployer *d;
@@ -201,17 +216,26 @@ out_unlock:
 	return r;
 }
 
-static bool is_node(const struct job *j)
-{
-	return strcmp(j->spec.runtime, "node") == 0;
-}
-
 /* The root image of the job's runtime (checked by the spec's parser). */
 static const char *job_image(const struct job *j)
 {
 	const char *image = spec_runtime_image(j->spec.runtime);
 
 	return image ? image : j->d->cfg.rootfs;
+}
+
+/* The base the function's own VMs are restored from. */
+static struct base_shape job_shape(const struct job *j)
+{
+	return (struct base_shape){.image = job_image(j),
+				   .mem_mb = j->spec.memory_mb,
+				   .vcpus = j->spec.vcpus,
+				   .warm = strcmp(j->spec.runtime, "node") ? WARM_NONE : WARM_NODE};
+}
+
+static const char *warm_key(enum base_warm w)
+{
+	return w == WARM_NODE ? NODE_WARM_JS : w == WARM_BUILDER ? BUILDER_WARM_CMD : NULL;
 }
 
 /* Waits until kiln-init says it is ready on the console. */
@@ -286,30 +310,24 @@ static int agent_connect(struct vmproc *vm, const uint8_t *first, size_t first_l
 static int warm_node(struct job *j, struct agentconn *c, char *err, size_t esz)
 {
 	static const char path[] = NODE_WARM_FILE, js[] = NODE_WARM_JS;
-	uint8_t arch[64], first[AGENTCONN_RESEED_MAX], *buf;
+	const struct archive_entry file = {.kind = ARCHIVE_FILE,
+					   .mode = 0644,
+					   .path = path,
+					   .path_len = sizeof(path) - 1,
+					   .data = (const uint8_t *)js,
+					   .size = sizeof(js) - 1};
+	uint8_t *arch, first[AGENTCONN_RESEED_MAX], *buf;
 	struct proto_load ld = {0};
 	struct proto_header h;
 	const uint8_t *p;
-	size_t n = 0, cap = sizeof(arch) + 512;
+	size_t n, cap;
 	ssize_t len;
 	int r;
 
-	/* KLNA: magic, one entry: file, 0644, the path, the text. */
-	le32_put(arch, ARCHIVE_MAGIC);
-	le32_put(arch + 4, 1);
-	arch[8] = ARCHIVE_FILE;
-	arch[9] = 0;
-	le16_put(arch + 10, 0644);
-	le16_put(arch + 12, (uint16_t)(sizeof(path) - 1));
-	le32_put(arch + 14, (uint32_t)(sizeof(js) - 1));
-	n = 18;
-	memcpy(arch + n, path, sizeof(path) - 1);
-	n += sizeof(path) - 1;
-	if (n + sizeof(js) - 1 > sizeof(arch))
-		return -ENOBUFS;
-	memcpy(arch + n, js, sizeof(js) - 1);
-	n += sizeof(js) - 1;
-
+	r = archive_write(&file, 1, &arch, &n);
+	if (r)
+		return r;
+	cap = n + 512;
 	ld.runtime.ptr = (const uint8_t *)"node";
 	ld.runtime.len = 4;
 	ld.mode.ptr = (const uint8_t *)"server";
@@ -321,14 +339,17 @@ static int warm_node(struct job *j, struct agentconn *c, char *err, size_t esz)
 	ld.archive.ptr = arch;
 	ld.archive.len = (uint32_t)n;
 	buf = malloc(cap);
-	if (!buf)
+	if (!buf) {
+		free(arch);
 		return -ENOMEM;
+	}
 	len = agentconn_encode_reseed(first, sizeof(first), 10);
 	r = len < 0 ? (int)len : agentconn_send(c, first, (size_t)len);
 	len = r ? r : proto_encode_load(buf, cap, 12, &ld);
 	if (!r)
 		r = len < 0 ? (int)len : agentconn_send(c, buf, (size_t)len);
 	free(buf);
+	free(arch);
 	if (r) {
 		util_fmt(err, esz, "cannot send node's warm-up: %s", strerror(-r));
 		return r;
@@ -354,17 +375,48 @@ static int warm_node(struct job *j, struct agentconn *c, char *err, size_t esz)
 	}
 }
 
+static void job_log(void *opaque, const void *data, size_t len)
+{
+	add_log(opaque, data, len);
+}
+
+/* The builder's warm-up in a freshly booted builder VM: one build of the
+ * image's own small programs, its output thrown away. */
+static int warm_builder(struct job *j, struct agentconn *c, char *err, size_t esz)
+{
+	uint8_t *exe = NULL, *empty;
+	size_t exe_len = 0, empty_len;
+	ssize_t n;
+	uint8_t first[AGENTCONN_RESEED_MAX];
+	int r;
+
+	(void)j;
+	r = archive_write(NULL, 0, &empty, &empty_len);
+	if (r)
+		return r;
+	n = agentconn_encode_reseed(first, sizeof(first), 1);
+	r = n < 0 ? (int)n : agentconn_send(c, first, (size_t)n);
+	if (!r)
+		r = builder_run(c, BUILDER_WARM_CMD, empty, empty_len, BUILDER_TIMEOUT_MS, NULL,
+				NULL, &exe, &exe_len, err, esz);
+	free(exe);
+	free(empty);
+	return r;
+}
+
 /* Boots a microVM and snapshots it once kiln-init is ready: the base. */
-static int build_base(struct job *j, const char *dir, char *err, size_t esz)
+static int build_base(struct job *j, const struct base_shape *shape, const char *dir, char *err,
+		      size_t esz)
 {
 	struct deployer *d = j->d;
 	struct vmproc_args a = {.vmm = d->cfg.vmm,
 				.kernel = d->cfg.kernel,
 				.cmdline = BASE_CMDLINE,
-				.disk = job_image(j),
-				.mem_mb = j->spec.memory_mb,
-				.vcpus = j->spec.vcpus,
-				.net = "none"};
+				.disk = shape->image,
+				.mem_mb = shape->mem_mb,
+				.vcpus = shape->vcpus,
+				.net = "none",
+				.populate = shape->populate};
 	struct agentconn *c = NULL;
 	struct vmproc *vm;
 	struct proto_header h;
@@ -408,10 +460,12 @@ static int build_base(struct job *j, const char *dir, char *err, size_t esz)
 		r = -EPROTO;
 		goto out_stop;
 	}
-	if (is_node(j)) {
-		log_info("base snapshot %s: starting node once (minutes on nested KVM)", dir);
+	if (shape->warm != WARM_NONE) {
+		log_info("base snapshot %s: %s once (minutes on nested KVM)", dir,
+			 shape->warm == WARM_NODE ? "starting node" : "building C");
 		/* Only a cache warm-up: a failure costs speed, not the base. */
-		if (warm_node(j, c, err, esz))
+		if (shape->warm == WARM_NODE ? warm_node(j, c, err, esz)
+					     : warm_builder(j, c, err, esz))
 			log_warn("base snapshot %s: %s (taken anyway)", dir, err);
 		err[0] = 0;
 	}
@@ -437,14 +491,15 @@ out_stop:
 	return r;
 }
 
-/* The base snapshot for the job's shape: cached, or built now. */
-static int ensure_base(struct job *j, char *dir, size_t size, char *err, size_t esz)
+/* The base snapshot for a shape: cached, or built now. */
+static int ensure_base(struct job *j, const struct base_shape *shape, char *dir, size_t size,
+		       char *err, size_t esz)
 {
 	char key[65], lockpath[PATH_MAX], state[PATH_MAX + 8], base[PATH_MAX];
 	struct stat st;
 	int fd, r;
 
-	r = inputs_key(j->d, job_image(j), is_node(j) ? NODE_WARM_JS : NULL, key);
+	r = inputs_key(j->d, shape->image, warm_key(shape->warm), key);
 	if (r) {
 		util_fmt(err, esz, "cannot read the kernel, root image or kiln-vmm: %s",
 			 strerror(-r));
@@ -456,7 +511,7 @@ static int ensure_base(struct job *j, char *dir, size_t size, char *err, size_t 
 		util_fmt(err, esz, "cannot create %s: %s", base, strerror(-r));
 		return r;
 	}
-	util_fmt(dir, size, "%s/%.24s-%um-%uc", base, key, j->spec.memory_mb, j->spec.vcpus);
+	util_fmt(dir, size, "%s/%.24s-%um-%uc", base, key, shape->mem_mb, shape->vcpus);
 	util_fmt(state, sizeof(state), "%s/state", dir);
 	if (stat(state, &st) == 0)
 		return 0;
@@ -484,7 +539,7 @@ static int ensure_base(struct job *j, char *dir, size_t size, char *err, size_t 
 	if (stat(state, &st)) {
 		set_stage(j, "base-snapshot");
 		log_info("building the base snapshot %s (a boot: minutes on nested KVM)", dir);
-		r = build_base(j, dir, err, esz);
+		r = build_base(j, shape, dir, err, esz);
 	}
 	close(fd);
 	return r;
@@ -514,8 +569,10 @@ static int encode_load(const struct job *j, uint8_t **out, size_t *len)
 		proto_put_str(&w, j->spec.env[i].key);
 		proto_put_str(&w, j->spec.env[i].value);
 	}
-	ld.runtime.ptr = (const uint8_t *)j->spec.runtime;
-	ld.runtime.len = (uint32_t)strlen(j->spec.runtime);
+	/* A built function is a native one once compiled. */
+	ld.runtime.ptr =
+		(const uint8_t *)(spec_runtime_built(j->spec.runtime) ? "native" : j->spec.runtime);
+	ld.runtime.len = (uint32_t)strlen((const char *)ld.runtime.ptr);
 	ld.mode.ptr = (const uint8_t *)j->spec.mode;
 	ld.mode.len = (uint32_t)strlen(j->spec.mode);
 	ld.handler.ptr = (const uint8_t *)j->spec.handler;
@@ -721,6 +778,103 @@ out_stop:
 	return r;
 }
 
+/* A c or rust function: compiles its source in a VM restored from the
+ * builder's base snapshot, and makes the executable the job's code. */
+static int compile_source(struct job *j, char *err, size_t esz)
+{
+	struct deployer *d = j->d;
+	struct base_shape shape = {.image = spec_builder_image(),
+				   .mem_mb = BUILDER_MEMORY_MB,
+				   .vcpus = BUILDER_VCPUS,
+				   .warm = WARM_BUILDER,
+				   .populate = true};
+	struct vmproc_args a = {
+		.vmm = d->cfg.vmm, .disk = shape.image, .net = "none", .populate = true};
+	uint8_t first[AGENTCONN_RESEED_MAX], *exe = NULL, *code = NULL;
+	size_t exe_len = 0, code_len = 0;
+	char base[PATH_MAX], vmid[48], cmd[256], ikey[65], bkey[65];
+	struct agentconn *c = NULL;
+	struct vmproc *vm;
+	int64_t t0;
+	ssize_t n;
+	int r;
+
+	if (!shape.image) {
+		util_fmt(err, esz, "this kilnd has no builder image (--rootfs-builder)");
+		return -ENOENT;
+	}
+	r = builder_command(j->spec.runtime, j->spec.release, cmd, sizeof(cmd));
+	if (r) {
+		util_fmt(err, esz, "cannot build runtime %s: %s", j->spec.runtime, strerror(-r));
+		return r;
+	}
+	r = inputs_key(d, shape.image, warm_key(shape.warm), ikey);
+	if (!r)
+		r = builder_cache_key(ikey, j->spec.runtime, j->spec.release, j->archive, j->len,
+				      bkey);
+	if (r) {
+		util_fmt(err, esz, "cannot read the builder's image: %s", strerror(-r));
+		return r;
+	}
+	r = builder_cache_get(d->cfg.cache_dir, bkey, &code, &code_len);
+	if (!r) {
+		log_info("deploy %s v%lld: the same source was built before (build %.12s)",
+			 j->spec.name, (long long)j->version, bkey);
+		free(j->archive);
+		j->archive = code;
+		j->len = code_len;
+		return 0;
+	}
+	if (r != -ENOENT)
+		log_warn("deploy %s v%lld: build %.12s in the cache not used: %s", j->spec.name,
+			 (long long)j->version, bkey, strerror(-r));
+	r = ensure_base(j, &shape, base, sizeof(base), err, esz);
+	if (r)
+		return r;
+	set_stage(j, "building");
+	t0 = util_now_ms();
+	a.restore = base;
+	util_fmt(vmid, sizeof(vmid), "build-%s-%lld", j->spec.name, (long long)j->version);
+	r = vmproc_spawn(&a, d->cfg.run_dir, vmid, &vm);
+	if (r) {
+		util_fmt(err, esz, "cannot start kiln-vmm for the build: %s", strerror(-r));
+		return r;
+	}
+	util_fmt(vm->owner, sizeof(vm->owner), "%s", j->spec.name);
+	r = job_attach(j, vm);
+	n = r ? r : agentconn_encode_reseed(first, sizeof(first), 1);
+	if (n < 0) {
+		r = (int)n;
+		util_fmt(err, esz, "cannot start the build: %s", strerror(-r));
+	}
+	if (!r)
+		r = agent_connect(vm, first, (size_t)n, &c, err, esz);
+	if (!r)
+		r = builder_run(c, cmd, j->archive, j->len, BUILDER_TIMEOUT_MS, job_log, j, &exe,
+				&exe_len, err, esz);
+	agentconn_destroy(c);
+	job_detach(j);
+	vmproc_stop(vm, 5000);
+	if (!r) {
+		r = builder_archive(exe, exe_len, &code, &code_len);
+		if (r)
+			util_fmt(err, esz, "cannot pack the executable: %s", strerror(-r));
+	}
+	free(exe);
+	if (r)
+		return r;
+	log_info("deploy %s v%lld: %s built a %zu-byte executable in %lld ms", j->spec.name,
+		 (long long)j->version, j->spec.runtime, exe_len, (long long)(util_now_ms() - t0));
+	r = builder_cache_put(d->cfg.cache_dir, bkey, code, code_len);
+	if (r) /* only the next deploy of the same source is slower */
+		log_warn("deploy %s v%lld: cannot keep the build: %s", j->spec.name,
+			 (long long)j->version, strerror(-r));
+	free(j->archive);
+	j->archive = code;
+	j->len = code_len;
+	return 0;
+}
+
 static void finish(struct job *j, bool ok, const char *err)
 {
 	struct deployer *d = j->d;
@@ -762,8 +916,13 @@ static void *deploy_thread(void *arg)
 	if (j->reuse[0]) {
 		util_fmt(id, sizeof(id), "%s", j->reuse);
 	} else {
+		struct base_shape shape = job_shape(j);
+
 		util_uuid(id);
-		r = ensure_base(j, base, sizeof(base), err, sizeof(err));
+		if (spec_runtime_built(j->spec.runtime))
+			r = compile_source(j, err, sizeof(err));
+		if (!r)
+			r = ensure_base(j, &shape, base, sizeof(base), err, sizeof(err));
 		if (!r)
 			r = build_function(j, base, id, err, sizeof(err));
 		if (r == -EAGAIN && !job_cancelled(j)) {

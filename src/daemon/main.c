@@ -47,6 +47,7 @@ struct options {
 	char kernel[PATH_MAX];
 	char rootfs[PATH_MAX];
 	char rootfs_node[PATH_MAX];
+	char rootfs_builder[PATH_MAX];
 	char vmm[PATH_MAX];
 	char jailer[PATH_MAX];
 	int jail; /* -1: when root (default), 0: --no-jail, 1: --jail */
@@ -89,6 +90,10 @@ static void usage(FILE *f)
 	      "                       (default: $KILN_ROOTFS)\n"
 	      "  --rootfs-node PATH   root image of node functions (default:\n"
 	      "                       $KILN_ROOTFS_NODE; none: node is not offered)\n"
+	      "  --rootfs-builder PATH\n"
+	      "                       root image of the microVM that compiles c and rust\n"
+	      "                       functions (default: $KILN_ROOTFS_BUILDER; none: c\n"
+	      "                       and rust are not offered)\n"
 	      "  --vmm PATH           kiln-vmm (default: next to kilnd)\n"
 	      "  --mem-budget MiB     guest memory of running VMs, at most\n"
 	      "                       (default: half of the host's RAM)\n"
@@ -153,6 +158,7 @@ static int set_opt(struct options *o, const char *key, const char *val, char *er
 	STR("kernel", kernel)
 	STR("rootfs", rootfs)
 	STR("rootfs-node", rootfs_node)
+	STR("rootfs-builder", rootfs_builder)
 	STR("vmm", vmm)
 	STR("jailer", jailer)
 	STR("token-file", token_file)
@@ -283,6 +289,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"kernel", required_argument, NULL, 0},
 		{"rootfs", required_argument, NULL, 0},
 		{"rootfs-node", required_argument, NULL, 0},
+		{"rootfs-builder", required_argument, NULL, 0},
 		{"vmm", required_argument, NULL, 0},
 		{"jailer", required_argument, NULL, 0},
 		{"jail", no_argument, NULL, 0},
@@ -572,6 +579,9 @@ int main(int argc, char **argv)
 		snprintf(o.rootfs, sizeof(o.rootfs), "%s", getenv("KILN_ROOTFS"));
 	if (getenv("KILN_ROOTFS_NODE"))
 		snprintf(o.rootfs_node, sizeof(o.rootfs_node), "%s", getenv("KILN_ROOTFS_NODE"));
+	if (getenv("KILN_ROOTFS_BUILDER"))
+		snprintf(o.rootfs_builder, sizeof(o.rootfs_builder), "%s",
+			 getenv("KILN_ROOTFS_BUILDER"));
 	{
 		char self[PATH_MAX];
 		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -588,18 +598,20 @@ int main(int argc, char **argv)
 		log_set_level(LOG_DEBUG);
 	if (check_file("--kernel", o.kernel) || check_file("--rootfs", o.rootfs) ||
 	    check_file("--vmm", o.vmm) ||
-	    (o.rootfs_node[0] && check_file("--rootfs-node", o.rootfs_node)))
+	    (o.rootfs_node[0] && check_file("--rootfs-node", o.rootfs_node)) ||
+	    (o.rootfs_builder[0] && check_file("--rootfs-builder", o.rootfs_builder)))
 		return 2;
 	/* Absolute paths: they are mirrored into jails at their own paths, and a
 	 * thread that bound one into a jail comes back with "/" as its cwd. */
 	{
-		char *paths[] = {o.kernel, o.rootfs, o.rootfs_node, o.vmm, o.jailer};
+		char *paths[] = {o.kernel,	   o.rootfs, o.rootfs_node,
+				 o.rootfs_builder, o.vmm,    o.jailer};
 		char abs[PATH_MAX];
 		for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
 			if (paths[i][0] && realpath(paths[i], abs))
 				snprintf(paths[i], PATH_MAX, "%s", abs);
 	}
-	spec_set_images(o.rootfs, o.rootfs_node);
+	spec_set_images(o.rootfs, o.rootfs_node, o.rootfs_builder);
 	if (!o.port && !o.sock[0]) {
 		fprintf(stderr, "kilnd: error: --port 0 needs --socket\n");
 		return 2;

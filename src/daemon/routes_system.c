@@ -165,8 +165,9 @@ void route_logs(void *app, struct http_req *r)
 		return;
 	}
 	if (since && parse_since(since, &q.since_ns)) {
-		http_reply_error(r, 400, "since: '%.64s' is not an RFC 3339 time, Unix seconds or "
-					 "a duration like 10m",
+		http_reply_error(r, 400,
+				 "since: '%.64s' is not an RFC 3339 time, Unix seconds or "
+				 "a duration like 10m",
 				 since);
 		return;
 	}
@@ -174,7 +175,8 @@ void route_logs(void *app, struct http_req *r)
 		char *end;
 		long t = strtol(tail, &end, 10);
 		if (*end || t < 0 || t > 1000000) {
-			http_reply_error(r, 400, "tail: must be a number of lines from 0 to 1000000");
+			http_reply_error(r, 400,
+					 "tail: must be a number of lines from 0 to 1000000");
 			return;
 		}
 		q.tail = t;
@@ -244,12 +246,12 @@ void route_metrics(void *app, struct http_req *r)
 /* The runtimes this kilnd has a root image for, in kiln's order. */
 static json_t *runtimes_json(void)
 {
-	static const char *const all[] = {"python", "sh", "node"};
 	json_t *a = json_array();
+	const char *name;
 
-	for (size_t i = 0; a && i < sizeof(all) / sizeof(all[0]); i++)
-		if (spec_runtime_known(all[i]))
-			json_array_append_new(a, json_string(all[i]));
+	for (size_t i = 0; a && (name = spec_runtime_name(i)); i++)
+		if (spec_runtime_known(name))
+			json_array_append_new(a, json_string(name));
 	return a;
 }
 

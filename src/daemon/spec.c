@@ -25,21 +25,31 @@ bool spec_name_ok(const char *name)
 	return true;
 }
 
-/* Every runtime kiln knows, and the image option that serves it. */
+/* Every runtime kiln knows, and the image option that serves it. c and rust
+ * functions run as native ones on --rootfs; their source is compiled in a
+ * microVM booted from --rootfs-builder, so they need both. */
 static const struct {
 	const char *name;
 	bool node_image; /* --rootfs-node; else --rootfs */
-} runtimes[] = {{"python", false}, {"sh", false}, {"native", false}, {"node", true}};
-static const char *image_base, *image_node;
-static char runtimes_have[64] = "python, sh, native, node"; /* until spec_set_images */
+	bool built;	 /* compiled in the builder first */
+} runtimes[] = {{"python", false, false}, {"sh", false, false}, {"native", false, false},
+		{"node", true, false},	  {"c", false, true},	{"rust", false, true}};
+static const char *image_base, *image_node, *image_builder;
+static char runtimes_have[64] = "python, sh, native, node, c, rust"; /* until spec_set_images */
 static bool images_set;
 
-void spec_set_images(const char *rootfs, const char *rootfs_node)
+static const char *nonempty(const char *s)
+{
+	return s && s[0] ? s : NULL;
+}
+
+void spec_set_images(const char *rootfs, const char *rootfs_node, const char *rootfs_builder)
 {
 	size_t len = 0;
 
-	image_base = rootfs && rootfs[0] ? rootfs : NULL;
-	image_node = rootfs_node && rootfs_node[0] ? rootfs_node : NULL;
+	image_base = nonempty(rootfs);
+	image_node = nonempty(rootfs_node);
+	image_builder = nonempty(rootfs_builder);
 	images_set = true;
 	runtimes_have[0] = 0;
 	for (size_t i = 0; i < sizeof(runtimes) / sizeof(runtimes[0]); i++)
@@ -50,10 +60,32 @@ void spec_set_images(const char *rootfs, const char *rootfs_node)
 
 const char *spec_runtime_image(const char *runtime)
 {
+	for (size_t i = 0; i < sizeof(runtimes) / sizeof(runtimes[0]); i++) {
+		if (strcmp(runtime, runtimes[i].name))
+			continue;
+		if (runtimes[i].built && !image_builder)
+			return NULL;
+		return runtimes[i].node_image ? image_node : image_base;
+	}
+	return NULL;
+}
+
+bool spec_runtime_built(const char *runtime)
+{
 	for (size_t i = 0; i < sizeof(runtimes) / sizeof(runtimes[0]); i++)
 		if (strcmp(runtime, runtimes[i].name) == 0)
-			return runtimes[i].node_image ? image_node : image_base;
-	return NULL;
+			return runtimes[i].built;
+	return false;
+}
+
+const char *spec_builder_image(void)
+{
+	return image_builder;
+}
+
+const char *spec_runtime_name(size_t i)
+{
+	return i < sizeof(runtimes) / sizeof(runtimes[0]) ? runtimes[i].name : NULL;
 }
 
 const char *spec_runtimes_list(void)
@@ -246,33 +278,36 @@ static int get_env(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 }
 
 static const char *const known_fields[] = {
-	"name",
-	"service",
-	"runtime",
-	"mode",
-	"handler",
-	"code",
-	"code_path",
-	"env",
-	"envVars",
-	"memory",
-	"vcpus",
-	"timeout",
-	"concurrency",
-	"queue_timeout",
-	"min_instances",
-	"max_instances",
-	"keep_alive",
-	"code_sha256",
-	"network",
-	"dns",
-	"dns_search",
-	NULL,
+	"name",		 "service",    "runtime",     "mode",	       "handler",
+	"code",		 "code_path",  "env",	      "envVars",       "memory",
+	"vcpus",	 "timeout",    "concurrency", "queue_timeout", "min_instances",
+	"max_instances", "keep_alive", "code_sha256", "network",       "dns",
+	"dns_search",	 "release",    NULL,
 };
+
+/* "release" (c and rust only): an optimised build, the default. */
+static int get_release(json_t *obj, bool built, struct fn_spec *out, char *err, size_t esz)
+{
+	json_t *v = json_object_get(obj, "release");
+
+	out->release = built;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!built) {
+		snprintf(err, esz, "release: only the c and rust runtimes are built");
+		return -EINVAL;
+	}
+	if (!json_is_boolean(v)) {
+		snprintf(err, esz, "release: must be true or false");
+		return -EINVAL;
+	}
+	out->release = json_is_true(v);
+	return 0;
+}
 
 static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 {
-	bool native, exec;
+	bool native, built, exec;
 	double d;
 	const char *k;
 	json_t *v;
@@ -326,12 +361,21 @@ static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 			 spec_runtimes_list());
 		return -EINVAL;
 	}
+	if (spec_runtime_built(out->runtime) && !spec_runtime_known(out->runtime)) {
+		snprintf(err, esz,
+			 "runtime: '%.32s' is not available: it is compiled in a builder microVM "
+			 "and this kilnd has no builder image (start it with --rootfs-builder; "
+			 "available: %s)",
+			 out->runtime, spec_runtimes_list());
+		return -EINVAL;
+	}
 	if (!spec_runtime_known(out->runtime)) {
 		snprintf(err, esz, "runtime: '%.32s' is not available (%s)", out->runtime,
 			 spec_runtimes_list());
 		return -EINVAL;
 	}
-	native = strcmp(out->runtime, "native") == 0;
+	built = spec_runtime_built(out->runtime);
+	native = built || strcmp(out->runtime, "native") == 0;
 	strcpy(out->mode, strcmp(out->runtime, "sh") == 0 || native ? "exec" : "server");
 	if ((r = get_str(obj, "mode", out->mode, sizeof(out->mode), err, esz)))
 		return r;
@@ -362,6 +406,8 @@ static int parse_spec(json_t *obj, struct fn_spec *out, char *err, size_t esz)
 			 out->handler);
 		return -EINVAL;
 	}
+	if ((r = get_release(obj, built, out, err, esz)))
+		return r;
 	if ((r = get_str(obj, "network", out->network, sizeof(out->network), err, esz)))
 		return r;
 	if (strcmp(out->network, "none") != 0 && strcmp(out->network, "egress") != 0) {
@@ -448,6 +494,8 @@ json_t *spec_to_json(const struct fn_spec *s)
 		      s->code_sha256);
 	if (o)
 		json_object_set_new(o, "network", json_string(s->network));
+	if (o && spec_runtime_built(s->runtime))
+		json_object_set_new(o, "release", json_boolean(s->release));
 	if (o && s->ndns) {
 		json_t *a = json_array();
 		for (unsigned i = 0; a && i < s->ndns; i++)
@@ -511,7 +559,8 @@ bool spec_same_image(const struct fn_spec *a, const struct fn_spec *b)
 {
 	if (strcmp(a->code_sha256, b->code_sha256) || strcmp(a->runtime, b->runtime) ||
 	    strcmp(a->mode, b->mode) || strcmp(a->handler, b->handler) ||
-	    a->memory_mb != b->memory_mb || a->vcpus != b->vcpus || a->nenv != b->nenv)
+	    a->memory_mb != b->memory_mb || a->vcpus != b->vcpus || a->nenv != b->nenv ||
+	    a->release != b->release)
 		return false;
 	for (unsigned i = 0; i < a->nenv; i++) {
 		const char *v = env_get(b, a->env[i].key);

@@ -43,19 +43,33 @@ struct fn_spec {
 	unsigned ndns;
 	char dns_search[DNSNAME_SEARCH_LEN + 1];
 	bool dns_search_set;
+	bool release; /* c and rust: an optimised build (the default); else false */
 };
 
 /* True when name is a valid function name: [a-z0-9][a-z0-9_-]{0,62}. */
 bool spec_name_ok(const char *name);
 
-/* True when the runtime is one kiln serves (python, sh, node) and this
- * kilnd has a root image for it (any of them before spec_set_images). */
+/* True when the runtime is one kiln serves (python, sh, native, node, c,
+ * rust) and this kilnd has a root image for it (any of them before
+ * spec_set_images). */
 bool spec_runtime_known(const char *runtime);
 
 /* Sets each runtime's root image (at start, before any other spec_ call):
- * rootfs serves python and sh, rootfs_node node; NULL or "": none. The
- * strings are borrowed for the life of the process. */
-void spec_set_images(const char *rootfs, const char *rootfs_node);
+ * rootfs serves python, sh, native and the built runtimes' functions,
+ * rootfs_node node, rootfs_builder the microVM that compiles c and rust;
+ * NULL or "": none. The strings are borrowed for the life of the process. */
+void spec_set_images(const char *rootfs, const char *rootfs_node, const char *rootfs_builder);
+
+/* True for the runtimes whose source kilnd compiles in a builder microVM
+ * (c, rust) into a native function. */
+bool spec_runtime_built(const char *runtime);
+
+/* The i-th runtime kiln knows (from 0, in kiln's order), or NULL past the
+ * last. */
+const char *spec_runtime_name(size_t i);
+
+/* The builder microVM's root image, or NULL when kilnd has none. */
+const char *spec_builder_image(void);
 
 /* The root image a runtime's microVMs boot and restore with; NULL when kilnd
  * has none for it (or the runtime is unknown). */

@@ -117,7 +117,7 @@ def node(kvm, vmm, kernel, rootfs_python, rootfs_node, tmp_path_factory):
 
 
 def test_info_lists_node(node):
-    assert node.info()["runtimes"] == ["python", "sh", "node"]
+    assert node.info()["runtimes"] == ["python", "sh", "native", "node"]
     d = node.request("GET", "/system/function/node-main").json()
     assert d["runtime"] == "node" and d["handler"] == "index.handler" and d["status"] == "ready"
 
@@ -190,7 +190,7 @@ def test_esm_handler(node):
 
 def test_without_a_node_image_node_is_refused(kilnd_factory):
     k = kilnd_factory()
-    assert k.info()["runtimes"] == ["python", "sh"]
+    assert k.info()["runtimes"] == ["python", "sh", "native"]
     r = k.deploy("no-node", CODE, runtime="node", handler="index.handler")
     assert r.status in (400, 422), r.body
     msg = r.json().get("error") or r.json().get("message") or r.body.decode()

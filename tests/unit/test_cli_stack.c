@@ -262,6 +262,33 @@ static void test_dns(void **state)
 	stack_destroy(s);
 }
 
+static void test_release(void **state)
+{
+	(void)state;
+	struct stack *s = parse_ok("functions:\n"
+				   "  a: {runtime: rust, code: a, release: false}\n"
+				   "  b: {runtime: c, code: b, release: yes}\n"
+				   "  c: {runtime: c, code: c, release: ~}\n",
+				   "");
+	json_t *j;
+
+	assert_int_equal(s->fns[0].release, 0);
+	assert_int_equal(s->fns[1].release, 1);
+	assert_int_equal(s->fns[2].release, -1);
+	assert_int_equal(fn_spec_to_json(&s->fns[0], NULL, &j), 0);
+	assert_true(json_is_false(json_object_get(j, "release")));
+	json_decref(j);
+	/* Unset: not in the JSON, kilnd's default (optimised) applies. */
+	assert_int_equal(fn_spec_to_json(&s->fns[2], NULL, &j), 0);
+	assert_null(json_object_get(j, "release"));
+	json_decref(j);
+	stack_destroy(s);
+	parse_fails("functions:\n  a:\n    runtime: c\n    code: a\n    release: maybe\n",
+		    "kiln.yml:5:14: a.release: 'maybe' is not true or false");
+	parse_fails("functions:\n  a: {runtime: c, code: a, release: [true]}\n",
+		    "a.release must be true or false, not a list");
+}
+
 static void test_load_relative_to_file(void **state)
 {
 	(void)state;
@@ -292,6 +319,7 @@ int main(void)
 		cmocka_unit_test(test_minimal_and_nulls),
 		cmocka_unit_test(test_error_positions),
 		cmocka_unit_test(test_dns),
+		cmocka_unit_test(test_release),
 		cmocka_unit_test(test_load_relative_to_file),
 	};
 
