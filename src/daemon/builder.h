@@ -21,11 +21,7 @@ struct agentconn;
 /* The build script in the builder image (runtimes/builder/build). */
 #define BUILDER_SCRIPT "/usr/lib/kiln/runtimes/builder/build"
 
-/* The builder VM's shape: rustc needs a few hundred MiB for a small crate.
- * Its memory is populated at once (kiln-vmm --populate): on the nested KVM
- * of kiln's build machines, memory written after a host copy-on-write
- * fault was sometimes read back as zeros, and rustc, which touches a lot
- * of fresh memory, crashed in every build there without it. */
+/* The builder VM's shape: rustc needs a few hundred MiB for a small crate. */
 #define BUILDER_MEMORY_MB 1024
 #define BUILDER_VCPUS	  1
 

@@ -52,7 +52,6 @@ struct base_shape {
 	const char *image;
 	unsigned mem_mb, vcpus;
 	enum base_warm warm;
-	bool populate; /* kiln-vmm --populate: the builder's VMs (builder.h) */
 };
 
 /* The builder's base snapshot is taken after it has compiled a small C
@@ -415,8 +414,7 @@ static int build_base(struct job *j, const struct base_shape *shape, const char 
 				.disk = shape->image,
 				.mem_mb = shape->mem_mb,
 				.vcpus = shape->vcpus,
-				.net = "none",
-				.populate = shape->populate};
+				.net = "none"};
 	struct agentconn *c = NULL;
 	struct vmproc *vm;
 	struct proto_header h;
@@ -786,10 +784,8 @@ static int compile_source(struct job *j, char *err, size_t esz)
 	struct base_shape shape = {.image = spec_builder_image(),
 				   .mem_mb = BUILDER_MEMORY_MB,
 				   .vcpus = BUILDER_VCPUS,
-				   .warm = WARM_BUILDER,
-				   .populate = true};
-	struct vmproc_args a = {
-		.vmm = d->cfg.vmm, .disk = shape.image, .net = "none", .populate = true};
+				   .warm = WARM_BUILDER};
+	struct vmproc_args a = {.vmm = d->cfg.vmm, .disk = shape.image, .net = "none"};
 	uint8_t first[AGENTCONN_RESEED_MAX], *exe = NULL, *code = NULL;
 	size_t exe_len = 0, code_len = 0;
 	char base[PATH_MAX], vmid[48], cmd[256], ikey[65], bkey[65];

@@ -235,8 +235,6 @@ int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *i
 		argv[n++] = v->vm_vsock;
 		argv[n++] = "--vsock-connect-ms";
 		argv[n++] = VMPROC_CONNECT_MS;
-		if (a->populate)
-			argv[n++] = "--populate";
 		if (a->net) {
 			argv[n++] = "--net";
 			argv[n++] = a->net;
@@ -254,8 +252,6 @@ int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *i
 		argv[n++] = v->vm_vsock;
 		argv[n++] = "--cmdline";
 		argv[n++] = a->cmdline;
-		if (a->populate)
-			argv[n++] = "--populate";
 		if (a->net) {
 			argv[n++] = "--net";
 			argv[n++] = a->net;

@@ -63,8 +63,6 @@ struct vmproc_args {
 			      * (jailed: given to its uid, mirrored writable) */
 	const char *net;     /* restore and boot: the --net spec ("none",
 			      * "tap-fd=3"); NULL: no --net */
-	bool populate;	     /* restore and boot: --populate (all guest memory
-			      * backed at once: the builder's VMs) */
 	bool has_tap;	     /* tap_fd is inherited by kiln-vmm as fd 3 (the
 			      * caller keeps and closes its own; jailed: kept
 			      * through the jail with --keep-fd 3) */

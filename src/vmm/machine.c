@@ -281,13 +281,6 @@ struct machine *machine_create(const struct machine_config *cfg)
 		goto out_destroy;
 	if (cfg->kernel && (machine_attach_virtio(m, cfg) < 0 || machine_boot(m, cfg) < 0))
 		goto out_destroy;
-	if (cfg->kernel && cfg->populate) {
-		int r = guest_mem_populate(&m->vm->mem);
-		if (r < 0) {
-			log_error("cannot populate guest memory: %s", strerror(-r));
-			goto out_destroy;
-		}
-	}
 
 	for (unsigned int i = 0; i < cfg->vcpus; i++) {
 		m->cpus[i].m = m;

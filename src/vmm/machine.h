@@ -31,7 +31,6 @@ struct machine_config {
 	unsigned int ndevices;
 	const char *api_sock; /* control socket path (api.h); NULL: none */
 	uint64_t max_mem_mib; /* largest snapshot a restore accepts; 0: host RAM */
-	bool populate;	      /* a boot: guest_mem_populate before the vCPUs run */
 };
 
 /* The host side of a restored VM: the snapshot records no host paths, so
@@ -44,18 +43,17 @@ struct machine_restore_params {
 	const char *dir; /* the snapshot directory */
 	struct virtio_host devices[MACHINE_MAX_VIRTIO];
 	unsigned int ndevices;
-	const char *console;	 /* NULL: keep the machine's console */
+	const char *console; /* NULL: keep the machine's console */
 	const char *working_set; /* a working-set file to prefetch (wset.h), or NULL */
-	bool populate; /* guest_mem_populate after mapping the snapshot (no prefetch then) */
 };
 
 /* How long a restore took, in milliseconds. */
 struct machine_restore_times {
-	double load_ms;		    /* reading and verifying the snapshot chain */
-	double apply_ms;	    /* devices, memory mapping, vCPU and device state */
-	double total_ms;	    /* from the call to the vCPUs running again */
-	double prefetch_ms;	    /* of apply_ms: the working set's prefetch */
-	int64_t prefetch_pages;	    /* pages prefetched; 0 without a working set */
+	double load_ms;	 /* reading and verifying the snapshot chain */
+	double apply_ms; /* devices, memory mapping, vCPU and device state */
+	double total_ms; /* from the call to the vCPUs running again */
+	double prefetch_ms;	 /* of apply_ms: the working set's prefetch */
+	int64_t prefetch_pages;	 /* pages prefetched; 0 without a working set */
 	char prefetch_skipped[256]; /* why a working set given was not used, or "" */
 };
 

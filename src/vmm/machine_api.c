@@ -77,7 +77,6 @@ static json_t *machine_op_restore(struct machine *m, json_t *req)
 	json_t *uds = json_object_get(req, "vsock_uds"), *console = json_object_get(req, "console");
 	json_t *net = json_object_get(req, "net"), *ws = json_object_get(req, "working_set");
 	json_t *cms = json_object_get(req, "vsock_connect_ms");
-	json_t *pop = json_object_get(req, "populate");
 	char why[1024], netspec[128];
 	json_t *r;
 
@@ -87,9 +86,6 @@ static json_t *machine_op_restore(struct machine *m, json_t *req)
 		return api_error("\"vsock_uds\" and \"console\" must be strings");
 	if (ws && !json_is_string(ws))
 		return api_error("\"working_set\" must be a string: a working-set file");
-	if (pop && !json_is_boolean(pop))
-		return api_error("\"populate\" must be true or false");
-	p.populate = json_is_true(pop);
 	p.dir = json_string_value(dir);
 	p.console = console ? json_string_value(console) : NULL;
 	p.working_set = ws ? json_string_value(ws) : NULL;

@@ -364,8 +364,7 @@ static void machine_restore_prefetch(struct machine_restore_ctx *x)
 	n = wset_prefetch(&m->vm->mem, &e);
 	snap_extents_release(&e);
 	if (n < 0) {
-		log_warn("working set %s: prefetch failed: %s", x->p->working_set,
-			 strerror((int)-n));
+		log_warn("working set %s: prefetch failed: %s", x->p->working_set, strerror((int)-n));
 		if (x->t)
 			snprintf(x->t->prefetch_skipped, sizeof(x->t->prefetch_skipped),
 				 "prefetch failed: %s", strerror((int)-n));
@@ -446,16 +445,8 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 		x->ret = ret;
 		return;
 	}
-	if (x->p->populate) {
-		ret = guest_mem_populate(&m->vm->mem);
-		if (ret < 0) {
-			x->ret = reason_fail(x->why, sizeof(x->why), ret,
-					     "cannot populate guest memory: %s", strerror(-ret));
-			return;
-		}
-	} else if (x->p->working_set) {
+	if (x->p->working_set)
 		machine_restore_prefetch(x);
-	}
 	ret = kvm_state_load_vm(m->vm, f, sub, sizeof(sub));
 	for (unsigned int i = 0; i < m->ncpus && !ret; i++)
 		ret = kvm_state_load_vcpu(m->cpus[i].vcpu, f, sub, sizeof(sub));

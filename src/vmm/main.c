@@ -28,8 +28,7 @@ static void vmm_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: kiln-vmm --kernel PATH [options]\n"
-		"       kiln-vmm --restore DIR [--disk ...] [--vsock-uds ...] [--net ...] "
-		"[options]\n"
+		"       kiln-vmm --restore DIR [--disk ...] [--vsock-uds ...] [--net ...] [options]\n"
 		"       kiln-vmm --prestart --api-sock PATH [--mem MiB] [--vcpus N] [options]\n"
 		"       kiln-vmm ctl --api-sock PATH COMMAND ...   (kiln-vmm ctl --help)\n"
 		"\n"
@@ -73,10 +72,6 @@ static void vmm_usage(FILE *out)
 		"                       and, if it has vsock, --vsock-uds\n"
 		"  --prestart           create the VM and vCPUs (--mem, --vcpus) and wait for a\n"
 		"                       \"restore\" request on the control socket\n"
-		"  --populate           back all guest memory with host pages before the\n"
-		"                       guest runs (boot or --restore): no copy-on-write\n"
-		"                       later, at the cost of the whole size in host RAM\n"
-		"                       (docs/snapshots.md, \"Populated memory\")\n"
 		"  --max-mem MiB        refuse to restore a snapshot larger than this\n"
 		"                       (default: the host's RAM)\n"
 		"  -v, --verbose        log more (repeat for debug output and timings)\n"
@@ -252,7 +247,6 @@ static int vmm_restore(struct machine_config *cfg, const char *dir, struct machi
 	struct machine_restore_params p = {
 		.dir = dir,
 		.ndevices = cfg->ndevices,
-		.populate = cfg->populate,
 	};
 	struct machine_restore_times t;
 	struct snap_image img;
@@ -309,7 +303,6 @@ int main(int argc, char **argv)
 		OPT_NET,
 		OPT_API_SOCK,
 		OPT_RESTORE,
-		OPT_POPULATE,
 		OPT_PRESTART,
 		OPT_MAX_MEM,
 		OPT_COMPAT,
@@ -332,7 +325,6 @@ int main(int argc, char **argv)
 		{"api-sock", required_argument, NULL, OPT_API_SOCK},
 		{"restore", required_argument, NULL, OPT_RESTORE},
 		{"prestart", no_argument, NULL, OPT_PRESTART},
-		{"populate", no_argument, NULL, OPT_POPULATE},
 		{"max-mem", required_argument, NULL, OPT_MAX_MEM},
 		{"compat", no_argument, NULL, OPT_COMPAT},
 		{"kvm-fd", required_argument, NULL, OPT_KVM_FD},
@@ -466,9 +458,6 @@ int main(int argc, char **argv)
 		case OPT_PRESTART:
 			prestart = true;
 			break;
-		case OPT_POPULATE:
-			cfg.populate = true;
-			break;
 		case OPT_MAX_MEM:
 			if (vmm_parse_u64("--max-mem", optarg, 1, VMM_MAX_MEM_MIB, &v) < 0)
 				goto out_usage;
@@ -498,10 +487,6 @@ int main(int argc, char **argv)
 	if ((restore || prestart) && (cfg.kernel || cfg.initrd || cfg.cmdline)) {
 		log_error("--%s and --kernel/--initrd/--cmdline exclude each other",
 			  restore ? "restore" : "prestart");
-		goto out_usage;
-	}
-	if (prestart && cfg.populate) {
-		log_error("--populate: a pre-started VM takes \"populate\" in its restore request");
 		goto out_usage;
 	}
 	if (restore && prestart) {
@@ -538,11 +523,10 @@ int main(int argc, char **argv)
 	for (unsigned int i = 0; i < ndisks; i++)
 		if (vmm_add_device(&cfg, &disks[i]) < 0)
 			goto out_usage;
-	if (vsock_uds &&
-	    vmm_add_device(&cfg, &(struct virtio_host){.ops = &virtio_vsock_device,
-						       .path = vsock_uds,
-						       .cid = vsock_cid,
-						       .connect_ms = vsock_connect_ms}) < 0)
+	if (vsock_uds && vmm_add_device(&cfg, &(struct virtio_host){.ops = &virtio_vsock_device,
+								    .path = vsock_uds,
+								    .cid = vsock_cid,
+								    .connect_ms = vsock_connect_ms}) < 0)
 		goto out_usage;
 	if (net_given && vmm_add_device(&cfg, &net) < 0)
 		goto out_usage;

@@ -24,26 +24,6 @@ int guest_mem_init(struct guest_mem *m, uint64_t size)
 	return 0;
 }
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
-#endif
-
-int guest_mem_populate(struct guest_mem *m)
-{
-	if (!m || !m->host)
-		return -EINVAL;
-	if (madvise(m->host, m->size, MADV_POPULATE_WRITE) == 0)
-		return 0;
-	if (errno != EINVAL)
-		return -errno;
-	/* An older kernel: write each page (its own value, so nothing changes). */
-	for (uint64_t off = 0; off < m->size; off += 4096) {
-		volatile uint8_t *b = m->host + off;
-		*b = *b;
-	}
-	return 0;
-}
-
 void guest_mem_release(struct guest_mem *m)
 {
 	if (!m || !m->host)

@@ -21,15 +21,6 @@ struct guest_mem {
  * size is 0 or not a multiple of 4 KiB, -ENOMEM when the mapping fails). */
 int guest_mem_init(struct guest_mem *m, uint64_t size);
 
-/* Backs every page of guest RAM with a host page of its own, written now
- * (MADV_POPULATE_WRITE, or a read and write of each page on kernels before
- * 5.14): no copy-on-write fault and no shared zero page later, whatever the
- * mapping (anonymous, or a snapshot's file mapped private). Costs the RAM's
- * size in host memory at once. On the nested KVM of kiln's build machines,
- * guest memory written after such a host fault was sometimes read back as
- * zeros (docs/snapshots.md, "Populated memory"). Returns 0 or -errno. */
-int guest_mem_populate(struct guest_mem *m);
-
 /* Unmaps the RAM. Accepts a zeroed or already released struct. */
 void guest_mem_release(struct guest_mem *m);
 

@@ -396,47 +396,13 @@ def test_refuses_memory_over_limit(vmm, tmp_path, snap):
     pre.finish()
 
 
-def rss_mib(run):
-    for line in open(f"/proc/{run.p.pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
-def test_populate_backs_all_memory(vmm, tmp_path, snap):
-    """--populate (and the restore request's "populate"): every page of
-    guest RAM has a host page of its own before the guest runs, and the
-    guest goes on as from any restore."""
-    d, before = snap
-    lazy = Run(vmm, tmp_path, "lazy", "--restore", d)
-    lazy.wait_ticks(5)
-    full = Run(vmm, tmp_path, "full", "--restore", d, "--populate")
-    full.wait_ticks(5)
-    assert rss_mib(lazy) < 64 and rss_mib(full) >= 128, (rss_mib(lazy), rss_mib(full))
-    for run in (lazy, full):
-        res = run.finish()
-        assert res.returncode == 0, res.describe()
-        assert_continuous(before, run.text())
-    pre = Run(vmm, tmp_path, "pre", "--prestart", "--mem", 128, "--console",
-              tmp_path / "pre.console")
-    r = pre.api.call(op="restore", dir=str(d), populate="yes")
-    assert r["ok"] is False and "populate" in r["error"], r
-    pre.api.ok(op="restore", dir=str(d), populate=True)
-    pre.wait_ticks(5)
-    assert rss_mib(pre) >= 128
-    res = pre.finish()
-    assert res.returncode == 0, res.describe()
-    assert_continuous(before, pre.text())
-
-
 def test_restore_usage_errors(vmm, tmp_path, snap):
     d, _ = snap
     for args in (["--restore", d, "--mem", 64], ["--restore", d, "--kernel", "x"],
                  ["--prestart", "--mem", 64], ["--restore", d, "--prestart"],
                  ["--restore", d, "--vsock-connect-ms", 0],
                  ["--restore", d, "--vsock-connect-ms", 600001],
-                 ["--restore", d, "--vsock-connect-ms", "5s"],
-                 ["--prestart", "--populate", "--api-sock", tmp_path / "p.sock"]):
+                 ["--restore", d, "--vsock-connect-ms", "5s"]):
         r = vmm.run(*args)
         assert r.returncode == 2, r.describe()
 
