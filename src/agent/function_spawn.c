@@ -3,6 +3,7 @@
  * channel on fd 3 (server mode), the function's environment and memory
  * limit, the working directory. */
 #include "agent/function_internal.h"
+#include "agent/avxguard.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -104,6 +105,7 @@ static void fn_child(struct fn *f, const char *file, char *const argv[], const i
 	setenv("PATH", path ? path : "/usr/local/bin:/usr/bin:/bin", 1);
 	setenv("HOME", home ? home : "/root", 1);
 	setenv("LANG", "C.UTF-8", 1);
+	avxguard_setenv(); /* before the function's own env, which may override it */
 	for (char **e = f->env; e && *e; e++)
 		putenv(*e);
 	setenv("KILN_FUNCTION_DIR", f->dir, 1);

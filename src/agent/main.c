@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/avxguard.h"
 #include "agent/netcfg.h"
 #include "agent/console.h"
 #include "agent/ctlpage.h"
@@ -270,7 +271,7 @@ static int init_run(const char *cmdline, bool pid1, bool foreground, struct agen
 	return status;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const char *cmdline_path = getenv("KILN_INIT_CMDLINE_FILE");
 	bool pid1 = getpid() == 1, foreground = false;
@@ -280,6 +281,12 @@ int main(void)
 	int status, err;
 
 	log_set_program("kiln-init");
+	/* glibc reads GLIBC_TUNABLES when a program starts: kiln-init's own
+	 * memcpy must not use AVX either, so it starts again with it set. */
+	if (pid1 && argc > 0 && avxguard_setenv()) {
+		execv(argv[0], argv);
+		log_warn("cannot restart %s with AVX off: %s", argv[0], strerror(errno));
+	}
 	err = supervise_signals_init();
 	if (err)
 		log_error("cannot set up signals: %s", strerror(-err));

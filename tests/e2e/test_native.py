@@ -101,3 +101,17 @@ def test_native_from_the_cli(kilnd, bins, tmp_path):
                        capture_output=True, text=True, input="", timeout=600)
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert json.loads(r.stdout)["upper"] == "FROM THE CLI", r.stdout
+
+
+def test_glibc_keeps_off_avx_where_the_guest_kernel_does_not_save_it(kilnd):
+    """On the nested KVM the guest kernel runs without XSAVE, so it does not
+    keep a task's AVX registers across task switches while the CPU still
+    offers AVX to user space (src/agent/avxguard.h): every process kiln-init
+    starts gets GLIBC_TUNABLES with AVX off there, and never elsewhere."""
+    r = kilnd.deploy("avx-env", {"handler.sh": 'echo "tunables=$GLIBC_TUNABLES"\n'}, runtime="sh")
+    assert r.status == 201, (r.status, r.body, kilnd.tail())
+    out = kilnd.invoke("avx-env", b"").body.decode()
+    if os.path.exists("/sys/module/kvm_pvm"):
+        assert "glibc.cpu.hwcaps=-AVX,-AVX2," in out, out
+    else:
+        assert "-AVX2" not in out, out
