@@ -239,6 +239,13 @@ class Kilnd:
     def info(self):
         return self.request("GET", "/system/info").json()
 
+    def call_logs(self, name, call_id, tail=500):
+        """(stream, text) of each log line of one call of function name."""
+        import json
+        lines = [json.loads(x) for x in self.request(
+            "GET", f"/system/logs?name={name}&tail={tail}").body.splitlines()]
+        return [(x["stream"], x["text"]) for x in lines if x["call_id"] == call_id]
+
     def kill9(self):
         self.proc.kill()
         self.proc.wait()

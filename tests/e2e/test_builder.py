@@ -57,11 +57,6 @@ def deploy(k, name, files, method="POST", **spec):
     return r
 
 
-def logs(k, name, cid):
-    lines = [json.loads(x) for x in
-             k.request("GET", f"/system/logs?name={name}&tail=500").body.splitlines()]
-    return [(x["stream"], x["text"]) for x in lines if x["call_id"] == cid]
-
 
 def describe(k, name):
     return k.request("GET", f"/system/function/{name}").json()
@@ -116,7 +111,7 @@ def test_rust_function_forms(builder):
     assert r.status == 201, (r.status, r.body, builder.tail())
     ok = builder.invoke("rs-fn", b"hello there")
     assert ok.status == 200 and ok.body == b"rs-fn: HELLO THERE\n", (ok.status, ok.body)
-    assert ("stderr", "rust: 11 bytes") in logs(builder, "rs-fn", ok.header("x-call-id"))
+    assert ("stderr", "rust: 11 bytes") in builder.call_logs("rs-fn", ok.header("x-call-id"))
     assert builder.invoke("rs-fn", b"env GREETING").body == b"hi\n"
     assert builder.invoke("rs-fn", b"fib 3").body.decode().splitlines() == FIB[:4]
     # A handled error: the message reaches the caller, with the status.
@@ -168,7 +163,8 @@ def test_c_server_and_exec_forms(builder):
     assert ok.status == 200, (ok.body, builder.tail())
     assert json.loads(ok.body)["upper"] == "HELLO WORLD"
     assert builder.invoke("c-srv", b"env").body == b"hi"
-    assert ("stderr", "native: call 1, 11 bytes") in logs(builder, "c-srv", ok.header("x-call-id"))
+    assert ("stderr", "native: call 1, 11 bytes") in builder.call_logs("c-srv",
+                                                                    ok.header("x-call-id"))
     err = builder.invoke("c-srv", b"fail")
     assert err.status == 500 and err.header("x-kiln-function-error") == "Handled", err.body
     assert err.json()["errorType"] == "InputError", err.body

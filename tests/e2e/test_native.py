@@ -26,11 +26,6 @@ def bins(tmp_path_factory):
     return made
 
 
-def logs(k, name, cid):
-    lines = [json.loads(x) for x in
-             k.request("GET", f"/system/logs?name={name}&tail=200").body.splitlines()]
-    return [(x["stream"], x["text"]) for x in lines if x["call_id"] == cid]
-
 
 def test_native_server_mode(kilnd, bins):
     r = kilnd.deploy("nat-srv", {"bootstrap": (bins["server"], 0o755)}, runtime="native",
@@ -43,7 +38,8 @@ def test_native_server_mode(kilnd, bins):
     assert body["upper"] == "HELLO WORLD" and body["request_id"] == ok.header("x-call-id")
     # The environment reaches the handler; its stderr is the function's log.
     assert kilnd.invoke("nat-srv", b"env").body == b"hi"
-    assert ("stderr", "native: call 1, 11 bytes") in logs(kilnd, "nat-srv", ok.header("x-call-id"))
+    assert ("stderr", "native: call 1, 11 bytes") in kilnd.call_logs("nat-srv",
+                                                                  ok.header("x-call-id"))
     # A handled error: Lambda's body, status 500, the error header.
     err = kilnd.invoke("nat-srv", b"fail")
     assert err.status == 500 and err.header("x-kiln-function-error") == "Handled", err.body
@@ -63,7 +59,7 @@ def test_native_exec_mode(kilnd, bins):
     assert r.json()["mode"] == "exec" and r.json()["handler"] == "./bootstrap", r.body
     ok = kilnd.invoke("nat-exec", b"abc def")
     assert ok.status == 200 and ok.body == b"nat-exec: ABC DEF", (ok.status, ok.body)
-    assert ("stderr", "native exec: 7 bytes") in logs(kilnd, "nat-exec", ok.header("x-call-id"))
+    assert ("stderr", "native exec: 7 bytes") in kilnd.call_logs("nat-exec", ok.header("x-call-id"))
     bad = kilnd.invoke("nat-exec", b"fail")
     assert bad.status == 500 and bad.header("x-kiln-function-error") == "Unhandled", bad.body
     assert b"told to fail" in bad.body and b"exit status 3" in bad.body, bad.body
