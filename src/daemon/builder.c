@@ -18,6 +18,9 @@
 #include "daemon/util.h"
 
 /* Frame ids: 1 and 2 are the reseed's. */
+/* The executable's name in the archive a build makes. */
+static const char exe_name[] = "bootstrap";
+
 enum { BUILDER_LOAD_ID = 3, BUILDER_INVOKE_ID = 4 };
 
 int builder_command(const char *language, bool release, char *buf, size_t size)
@@ -150,11 +153,10 @@ int builder_run(struct agentconn *c, const char *command, const void *source, si
 
 int builder_archive(const uint8_t *exe, size_t exe_len, uint8_t **out, size_t *out_len)
 {
-	static const char name[] = "bootstrap";
 	struct archive_entry e = {.kind = ARCHIVE_FILE,
 				  .mode = 0755,
-				  .path = name,
-				  .path_len = sizeof(name) - 1,
+				  .path = exe_name,
+				  .path_len = sizeof(exe_name) - 1,
 				  .data = exe,
 				  .size = (uint32_t)exe_len};
 
@@ -214,7 +216,8 @@ int builder_cache_get(const char *cache_dir, const char *key, uint8_t **archive,
 	/* Exactly what builder_archive writes: one executable, `bootstrap`. */
 	if (archive_check(buf, n, NULL) || archive_open(&rd, buf, n) ||
 	    archive_next(&rd, &e) != 1 || e.kind != ARCHIVE_FILE || e.size == 0 ||
-	    e.path_len != 9 || memcmp(e.path, "bootstrap", 9) || archive_next(&rd, &e) != 0) {
+	    e.path_len != sizeof(exe_name) - 1 || memcmp(e.path, exe_name, e.path_len) ||
+	    archive_next(&rd, &e) != 0) {
 		free(buf);
 		unlink(path);
 		return -EBADMSG;

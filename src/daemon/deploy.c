@@ -380,7 +380,7 @@ static void job_log(void *opaque, const void *data, size_t len)
 }
 
 /* The builder's warm-up in a freshly booted builder VM: one build of the
- * image's own small programs, its output thrown away. */
+ * image's own small C program, its output thrown away. */
 static int warm_builder(struct job *j, struct agentconn *c, char *err, size_t esz)
 {
 	uint8_t *exe = NULL, *empty;

@@ -228,10 +228,13 @@ class Kilnd:
         finally:
             conn.close()
 
-    def deploy(self, name, files, method="POST", wait=True, **spec):
+    def deploy(self, name, files, method="POST", wait=True, http_timeout=600, **spec):
+        """Deploys files as name; spec fields as keywords (`timeout` is the
+        function's), http_timeout how long the request may wait."""
         import base64
         body = {"name": name, "code": base64.b64encode(make_tar(files)).decode(), **spec}
-        return self.request(method, "/system/functions" + ("?wait=1" if wait else ""), body)
+        return self.request(method, "/system/functions" + ("?wait=1" if wait else ""), body,
+                            timeout=http_timeout)
 
     def invoke(self, name, body=b"", path="", headers=None, timeout=600):
         return self.request("POST", f"/function/{name}{path}", body, headers, timeout)

@@ -48,11 +48,8 @@ def kiln(k, *args, timeout=BUILD_TIMEOUT, cwd=None):
 def deploy(k, name, files, method="POST", **spec):
     """As Kilnd.deploy, waiting as long as a build may take (the first one
     also builds the builder's base snapshot)."""
-    import base64
-    from conftest import make_tar
     t0 = time.monotonic()
-    body = {"name": name, "code": base64.b64encode(make_tar(files)).decode(), **spec}
-    r = k.request(method, "/system/functions?wait=1", body, timeout=BUILD_TIMEOUT)
+    r = k.deploy(name, files, method=method, http_timeout=BUILD_TIMEOUT, **spec)
     print(f"deploy {name}: {r.status} in {time.monotonic() - t0:.1f} s")
     return r
 
