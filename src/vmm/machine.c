@@ -252,6 +252,7 @@ struct machine *machine_create(const struct machine_config *cfg)
 	}
 	m->console_fd = -1;
 	m->stop_fd = -1;
+	m->prof.timer_fd = -1;
 	snap_backing_init(&m->backing);
 	m->max_mem = cfg->max_mem_mib ? cfg->max_mem_mib << 20 : machine_host_ram();
 	pthread_mutex_init(&m->lock, NULL);
@@ -301,6 +302,13 @@ struct machine *machine_create(const struct machine_config *cfg)
 	if (cfg->api_sock) {
 		if (machine_api_open(m, cfg->api_sock) < 0)
 			goto out_destroy;
+		/* The profile op's samples and timer (profile.h). */
+		int err = profile_init(&m->prof);
+
+		if (err < 0) {
+			log_error("cannot set up the guest profiler: %s", strerror(-err));
+			goto out_destroy;
+		}
 	}
 	/* Guest RAM was being registered with KVM meanwhile (vm_create). */
 	if (vm_memory_ready(m->vm) < 0)
@@ -330,13 +338,14 @@ void machine_get_info(const struct machine *m, struct machine_info *info)
 static void machine_wait(struct machine *m, int sig_fd)
 {
 	while (!atomic_load(&m->stopping)) {
-		struct pollfd fds[4] = {
+		struct pollfd fds[5] = {
 			{.fd = m->stop_fd, .events = POLLIN},
 			{.fd = sig_fd, .events = POLLIN},
 			{.fd = machine_console_fd(m), .events = POLLIN},
 			{.fd = machine_api_fd(m), .events = POLLIN},
+			{.fd = profile_fd(&m->prof), .events = POLLIN},
 		};
-		int n = poll(fds, 4, machine_console_pending(m) ? 10 : -1);
+		int n = poll(fds, 5, machine_console_pending(m) ? 10 : -1);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -359,6 +368,8 @@ static void machine_wait(struct machine *m, int sig_fd)
 			machine_console_feed(m);
 		if (fds[3].revents & POLLIN)
 			machine_api_serve(m);
+		if ((fds[4].revents & POLLIN) && profile_tick(&m->prof))
+			machine_kick_vcpus(m);
 	}
 }
 
@@ -448,6 +459,7 @@ void machine_destroy(struct machine *m)
 		close(m->console_fd);
 	if (m->stop_fd >= 0)
 		close(m->stop_fd);
+	profile_fini(&m->prof);
 	snap_backing_release(&m->backing);
 	pthread_cond_destroy(&m->park_cond);
 	pthread_cond_destroy(&m->parked_cond);

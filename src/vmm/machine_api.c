@@ -165,6 +165,56 @@ static void machine_stats_add(void *opaque, const char *name, uint64_t value)
 	json_object_set_new(obj, name, json_integer(sum));
 }
 
+/* {"op":"profile","hz":N}: starts sampling where the vCPUs are, N times a
+ * second (profile.h), dropping earlier samples; {"op":"profile","stop":true}
+ * stops and answers the samples: "user" counts those in guest user space
+ * (addresses are per process there), "kernel" lists [address, count] pairs
+ * of guest kernel addresses, most frequent first (a script maps them to
+ * functions with the kernel's System.map). */
+static json_t *machine_op_profile(struct machine *m, json_t *req)
+{
+	json_t *hz = json_object_get(req, "hz"), *stop = json_object_get(req, "stop");
+	struct profile_hit *hits;
+	size_t nhits;
+	uint64_t total, dropped, user = 0;
+	json_t *r, *kernel;
+	int err;
+
+	if (hz && !stop) {
+		if (!json_is_integer(hz) || json_integer_value(hz) < 1 ||
+		    json_integer_value(hz) > PROFILE_MAX_HZ)
+			return api_error("'hz' must be an integer from 1 to %d", PROFILE_MAX_HZ);
+		err = profile_start(&m->prof, (unsigned int)json_integer_value(hz));
+		if (err < 0)
+			return api_error("cannot start the profile: %s", strerror(-err));
+		return json_pack("{s:b, s:b, s:I}", "ok", 1, "profiling", 1, "hz",
+				 (json_int_t)json_integer_value(hz));
+	}
+	if (!json_is_true(stop) || hz)
+		return api_error("profile takes 'hz' (start) or 'stop': true");
+	profile_stop(&m->prof);
+	err = profile_collect(&m->prof, &hits, &nhits, &total, &dropped);
+	if (err < 0)
+		return api_error("cannot collect the profile: %s", strerror(-err));
+	r = json_pack("{s:b, s:I, s:I, s:I, s:[]}", "ok", 1, "hz", (json_int_t)m->prof.hz,
+		      "samples", (json_int_t)total, "dropped", (json_int_t)dropped, "kernel");
+	kernel = r ? json_object_get(r, "kernel") : NULL;
+	for (size_t i = 0; kernel && i < nhits; i++) {
+		char addr[24];
+
+		if (hits[i].rip < 0xffff800000000000ULL) {
+			user += hits[i].count;
+			continue;
+		}
+		snprintf(addr, sizeof(addr), "%#llx", (unsigned long long)hits[i].rip);
+		json_array_append_new(kernel, json_pack("[s, I]", addr, (json_int_t)hits[i].count));
+	}
+	free(hits);
+	if (r)
+		json_object_set_new(r, "user", json_integer((json_int_t)user));
+	return r;
+}
+
 /* {"op":"stats"}: exits returned to kiln-vmm by kind and KVM's own
  * cumulative counters (all vCPUs summed; "kvm" is absent when KVM has no
  * binary statistics). Counters only grow: callers take differences. */
@@ -225,12 +275,14 @@ static json_t *machine_api_handle(void *opaque, json_t *req)
 		return machine_op_restore(m, req);
 	if (strcmp(op, "working-set") == 0)
 		return machine_op_working_set(m, req);
+	if (strcmp(op, "profile") == 0)
+		return machine_op_profile(m, req);
 	if (strcmp(op, "stop") == 0) {
 		machine_request_stop(m);
 		return json_pack("{s:b, s:s}", "ok", 1, "state", "stopping");
 	}
 	return api_error("unknown op '%s' (pause, resume, state, stats, snapshot, restore, "
-			 "working-set, stop)",
+			 "working-set, profile, stop)",
 			 op);
 }
 

@@ -16,6 +16,7 @@
 #include <termios.h>
 
 #include "vmm/boot/boot.h"
+#include "vmm/profile.h"
 #include "vmm/snapshot/snapshot.h"
 #include "vmm/virtio/device.h"
 
@@ -81,6 +82,9 @@ struct machine {
 	atomic_bool pause_req;
 	unsigned int nparked;
 
+	/* Sampled guest instruction pointers (the profile op; profile.h). */
+	struct profile prof;
+
 	/* Control thread only. */
 	enum machine_state state;
 	struct api *api;
@@ -111,6 +115,10 @@ double machine_ms_since(uint64_t start_ns);
 /* Ends the run with `status` (the first caller wins) and kicks every vCPU
  * out of KVM_RUN. Safe from any thread. */
 void machine_stop(struct machine *m, int status);
+
+/* Kicks every started vCPU thread out of KVM_RUN once (a profile sample:
+ * it records its RIP and runs on). Main thread. */
+void machine_kick_vcpus(struct machine *m);
 
 /* Installs the kick signal's handler. Call before starting vCPU threads. */
 void machine_vcpu_signals(void);

@@ -236,6 +236,7 @@ struct machine_restore_ctx {
 	unsigned int nplan;
 	int ret;
 	char why[512];
+	uint64_t mark[6]; /* CLOCK_MONOTONIC after each step (timing log) */
 };
 
 /* Finds the device section of the snapshot's virtio device `slot`, when its
@@ -364,7 +365,8 @@ static void machine_restore_prefetch(struct machine_restore_ctx *x)
 	n = wset_prefetch(&m->vm->mem, &e);
 	snap_extents_release(&e);
 	if (n < 0) {
-		log_warn("working set %s: prefetch failed: %s", x->p->working_set, strerror((int)-n));
+		log_warn("working set %s: prefetch failed: %s", x->p->working_set,
+			 strerror((int)-n));
 		if (x->t)
 			snprintf(x->t->prefetch_skipped, sizeof(x->t->prefetch_skipped),
 				 "prefetch failed: %s", strerror((int)-n));
@@ -409,6 +411,7 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 	int ret;
 
 	(void)events;
+	x->mark[0] = clock_mono_ns();
 	for (unsigned int i = 0; i < x->nplan; i++) {
 		ret = machine_add_virtio(m, &x->plan[i]);
 		if (ret < 0) {
@@ -440,16 +443,20 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 			return;
 		}
 	}
+	x->mark[1] = clock_mono_ns();
 	ret = snap_image_map(x->img, &m->vm->mem, &m->backing, x->why, sizeof(x->why));
 	if (ret < 0) {
 		x->ret = ret;
 		return;
 	}
+	x->mark[2] = clock_mono_ns();
 	if (x->p->working_set)
 		machine_restore_prefetch(x);
+	x->mark[3] = clock_mono_ns();
 	ret = kvm_state_load_vm(m->vm, f, sub, sizeof(sub));
 	for (unsigned int i = 0; i < m->ncpus && !ret; i++)
 		ret = kvm_state_load_vcpu(m->cpus[i].vcpu, f, sub, sizeof(sub));
+	x->mark[4] = clock_mono_ns();
 	if (ret < 0) {
 		x->ret = reason_fail(x->why, sizeof(x->why), ret, "%s", sub);
 		return;
@@ -495,6 +502,12 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 	}
 	for (unsigned int i = 0; i < m->nvirtio; i++)
 		virtio_mmio_kick(m->virtio[i].transport);
+	x->mark[5] = clock_mono_ns();
+	log_debug("timing: restore steps: devices %.3f ms, memory mapped %.3f ms, prefetch "
+		  "%.3f ms, KVM state %.3f ms, the rest %.3f ms",
+		  (double)(x->mark[1] - x->mark[0]) / 1e6, (double)(x->mark[2] - x->mark[1]) / 1e6,
+		  (double)(x->mark[3] - x->mark[2]) / 1e6, (double)(x->mark[4] - x->mark[3]) / 1e6,
+		  (double)(x->mark[5] - x->mark[4]) / 1e6);
 	x->ret = 0;
 }
 

@@ -120,11 +120,26 @@ static void *machine_cpu_thread(void *arg)
 		}
 		r = vcpu_run_once(c->vcpu, m->bus);
 		c->ran = true;
+		if (r == -EINTR && atomic_load_explicit(&m->prof.on, memory_order_relaxed)) {
+			uint64_t rip;
+
+			if (vcpu_get_rip(c->vcpu, &rip) == 0)
+				profile_record(&m->prof, rip);
+		}
 		if (r == 0 || r == -EINTR)
 			continue;
 		machine_cpu_stopped(m, r);
 	}
 	return NULL;
+}
+
+void machine_kick_vcpus(struct machine *m)
+{
+	pthread_mutex_lock(&m->lock);
+	for (unsigned int i = 0; i < m->ncpus; i++)
+		if (m->cpus[i].started)
+			pthread_kill(m->cpus[i].thread, MACHINE_KICK_SIGNAL);
+	pthread_mutex_unlock(&m->lock);
 }
 
 static void machine_kick_handler(int sig)

@@ -275,6 +275,16 @@ out_errno:
 	return ret;
 }
 
+int vcpu_get_rip(struct vcpu *v, uint64_t *rip)
+{
+	struct kvm_regs r;
+
+	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0)
+		return -errno;
+	*rip = r.rip;
+	return 0;
+}
+
 void vcpu_log_state(struct vcpu *v)
 {
 	struct kvm_regs r;

@@ -75,6 +75,10 @@ int vcpu_complete_io(struct vcpu *v, const struct iobus *bus);
 /* The JSON-friendly name of an exit kind ("pio", "mmio" ...). */
 const char *vcpu_exit_name(enum vcpu_exit_kind kind);
 
+/* Reads the vCPU's instruction pointer (KVM_GET_REGS) into *rip. Call from
+ * its own thread while it is out of KVM_RUN. Returns 0 or -errno. */
+int vcpu_get_rip(struct vcpu *v, uint64_t *rip);
+
 /* Logs RIP and the general registers at error level (for crash reports). */
 void vcpu_log_state(struct vcpu *v);
 
