@@ -748,8 +748,9 @@ static int build_function(struct job *j, const char *base, const char *id, char 
 		if (h.type == PROTO_LOAD_OK && h.id == 3)
 			break;
 	}
-	agentconn_destroy(c);
-	c = NULL;
+	/* The connection stays open, idle, through the snapshot: kiln-vmm
+	 * keeps it parked in the snapshot, and each restore's first CONNECT
+	 * takes it over with no handshake with the guest (docs/vsock.md). */
 	set_stage(j, "snapshotting");
 	req = json_pack("{s:s, s:s, s:b}", "op", "snapshot", "dir", tmp, "diff", 1);
 	r = req ? vmproc_ctl(vm, req, NULL, 120000, err, esz) : -ENOMEM;

@@ -220,10 +220,14 @@ def make_base_snapshot(vmm, kernel, rootfs_python, tmp_path_factory):
     return cached
 
 
-def make_function_snapshot(vmm, base_snapshot, rootfs_python, tmp_path_factory, full=False):
+def make_function_snapshot(vmm, base_snapshot, rootfs_python, tmp_path_factory, full=False,
+                           keep_open=False):
     """Restore the base, load the handler (its import is paid here, once), and
     take a diff snapshot on top of the base (and, with `full`, a full one of
-    the same state next to it, in ../full)."""
+    the same state next to it, in ../full). The host connection is closed
+    before the snapshot, so a restore must end the guest's side of it; with
+    `keep_open` it stays open and idle through the snapshot, as kilnd keeps
+    it, and kiln-vmm parks it (docs/vsock.md, "Parked connections")."""
     work = tmp_path_factory.mktemp("fn")
     record_digests(base_snapshot)
     r = Restored(vmm, base_snapshot, rootfs_python, work, "load")
@@ -232,11 +236,13 @@ def make_function_snapshot(vmm, base_snapshot, rootfs_python, tmp_path_factory, 
         c.load({"handler.py": HANDLER}, runtime="python", mode="server", handler="handler.handle")
         res = c.invoke(json.dumps({"n": 0}), deadline_ms=60000)
         assert res.ok, res
-        c.close()
+        if not keep_open:
+            c.close()
         reply = api(r.api, {"op": "snapshot", "dir": str(work / "snap"), "diff": True})
         assert reply["diff"] is True
         if full:
             api(r.api, {"op": "snapshot", "dir": str(work / "full"), "diff": False})
+        c.close()
     finally:
         r.stop()
     record_digests(work / "snap")

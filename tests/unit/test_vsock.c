@@ -1403,12 +1403,13 @@ static void test_snapshot_restore_sends_rsts(void **state)
 	struct fx *f = fx_new(NULL), *g;
 	int lfd = host_listen(f, 61);
 	int a = guest_connect(f, lfd, 1050, 61, 65536);
-	int b = host_dial(f), c = host_dial(f);
+	int b = host_dial(f), c = host_dial(f), d = host_dial(f);
 	struct snap_writer w;
 	struct snap_section sec;
 	struct vsock_hdr h;
-	uint32_t hport, cid;
-	uint8_t raw[64];
+	uint32_t hport, dport, cid;
+	uint8_t raw[160];
+	char buf[16];
 
 	(void)state;
 	assert_int_equal(write(b, "CONNECT 7\n", 10), 10);
@@ -1416,40 +1417,130 @@ static void test_snapshot_restore_sends_rsts(void **state)
 	hport = h.src_port;
 	guest_send(f, VSOCK_OP_RESPONSE, 7, hport, 0, 65536, 0, NULL, 0);
 	assert_int_equal(host_read_ok(b), hport);
-	wait_conn_count(f, 3); /* c has not sent its line: the guest never heard of it */
+	/* d: established, but the guest has half-closed it: not idle. */
+	assert_int_equal(write(d, "CONNECT 8\n", 10), 10);
+	guest_expect(f, VSOCK_OP_REQUEST, 0, 8, &h);
+	dport = h.src_port;
+	guest_send(f, VSOCK_OP_RESPONSE, 8, dport, 0, 65536, 0, NULL, 0);
+	assert_int_equal(host_read_ok(d), dport);
+	guest_send(f, VSOCK_OP_SHUTDOWN, 8, dport, VSOCK_SHUTDOWN_SEND, 65536, 0, NULL, 0);
+	/* b carries a few bytes each way, so its credit counters move. */
+	assert_int_equal(write(b, "hi", 2), 2);
+	assert_true(guest_recv(f, &h, buf, sizeof(buf), 3000));
+	assert_int_equal(h.len, 2);
+	guest_send(f, VSOCK_OP_RW, 7, hport, 0, 65536, 2, "yo", 2);
+	host_read_exact(b, buf, 2);
+	wait_conn_count(f, 4); /* c has not sent its line: the guest never heard of it */
 
 	save_section(f, &w, &sec);
-	/* cid, next host port, 2 pairs: (1050, 61) and (7, hport). */
-	assert_int_equal(sec.len, 8 + 4 + 4 + 2 * 8);
+	/* cid, next host port, the pairs to reset: (1050, 61), guest-made,
+	 * and (8, dport), half-closed; then b, parked, with its counters. */
+	assert_int_equal(sec.len, 8 + 4 + 4 + 2 * 8 + 4 + 40);
 	memcpy(&cid, sec.data, 4);
 	assert_int_equal(cid, GUEST_CID);
-	assert_int_equal(get32(sec.data + 8), hport + 1);
+	assert_int_equal(get32(sec.data + 8), dport + 1);
 	assert_int_equal(get32(sec.data + 12), 2);
 	assert_int_equal(get32(sec.data + 16), 1050);
 	assert_int_equal(get32(sec.data + 20), 61);
-	assert_int_equal(get32(sec.data + 24), 7);
-	assert_int_equal(get32(sec.data + 28), hport);
+	assert_int_equal(get32(sec.data + 24), 8);
+	assert_int_equal(get32(sec.data + 28), dport);
+	assert_int_equal(get32(sec.data + 32), 1);
+	assert_int_equal(get32(sec.data + 36), 7);
+	assert_int_equal(get32(sec.data + 40), hport);
+	assert_int_equal(get32(sec.data + 52), 2); /* tx_cnt: "hi" */
+	assert_int_equal(get32(sec.data + 60), 2); /* rx_cnt: "yo" */
 	memcpy(raw, sec.data, sec.len);
 	snap_writer_release(&w);
 
-	/* The restored device: an RST for each, no TRANSPORT_RESET, and a host
-	 * CONNECT goes to the guest at once with a host port never used before. */
+	/* The restored device: an RST for each listed pair, no TRANSPORT_RESET;
+	 * a host CONNECT 7 takes the parked stream over at once (no REQUEST,
+	 * the same host port) and bytes flow on it both ways. */
 	g = fx_new(NULL);
 	guest_post_event_buffer(g);
-	assert_int_equal(restore_section(g, raw, 32), 0);
+	assert_int_equal(restore_section(g, raw, 8 + 4 + 4 + 16 + 4 + 40), 0);
 	guest_expect(g, VSOCK_OP_RST, 61, 1050, NULL);
-	guest_expect(g, VSOCK_OP_RST, hport, 7, NULL);
+	guest_expect(g, VSOCK_OP_RST, dport, 8, NULL);
 	assert_int_equal(used_idx(g, VSOCK_QUEUE_EVENT), 0);
+	assert_int_equal(conn_count(g), 1);
 	close(b);
 	b = host_dial(g);
-	assert_int_equal(write(b, "CONNECT 7\n", 10), 10);
-	guest_expect(g, VSOCK_OP_REQUEST, hport + 1, 7, NULL);
-	guest_send(g, VSOCK_OP_RESPONSE, 7, hport + 1, 0, 65536, 0, NULL, 0);
-	assert_int_equal(host_read_ok(b), hport + 1);
+	assert_int_equal(write(b, "CONNECT 7\nping", 14), 14);
+	assert_int_equal(host_read_ok(b), hport);
+	assert_true(guest_recv(g, &h, buf, sizeof(buf), 3000));
+	assert_int_equal(h.op, VSOCK_OP_RW);
+	assert_int_equal(h.src_port, hport);
+	assert_int_equal(h.dst_port, 7);
+	assert_int_equal(h.len, 4);
+	assert_memory_equal(buf, "ping", 4);
+	guest_send(g, VSOCK_OP_RW, 7, hport, 0, 65536, 6, "pong", 4);
+	host_read_exact(b, buf, 4);
+	assert_memory_equal(buf, "pong", 4);
+	/* Another client for port 7: a new connection, a host port never used. */
+	close(c);
+	c = host_dial(g);
+	assert_int_equal(write(c, "CONNECT 7\n", 10), 10);
+	guest_expect(g, VSOCK_OP_REQUEST, dport + 1, 7, NULL);
+	guest_send(g, VSOCK_OP_RESPONSE, 7, dport + 1, 0, 65536, 0, NULL, 0);
+	assert_int_equal(host_read_ok(c), dport + 1);
 	close(b);
 	close(a);
 	close(c);
+	close(d);
 	close(lfd);
+	fx_free(g);
+	fx_free(f);
+}
+
+/* What the guest does with a parked stream before anyone claims it: bytes
+ * it sends wait for the client (after its OK line); a SHUTDOWN ends it. */
+static void test_parked_connection_guest_side(void **state)
+{
+	struct fx *f = fx_new(NULL), *g;
+	int b = host_dial(f);
+	struct snap_writer w;
+	struct snap_section sec;
+	struct vsock_hdr h;
+	uint32_t hport;
+	uint8_t raw[128];
+	uint32_t len;
+	char buf[16];
+
+	(void)state;
+	assert_int_equal(write(b, "CONNECT 9\n", 10), 10);
+	guest_expect(f, VSOCK_OP_REQUEST, 0, 9, &h);
+	hport = h.src_port;
+	guest_send(f, VSOCK_OP_RESPONSE, 9, hport, 0, 65536, 0, NULL, 0);
+	assert_int_equal(host_read_ok(b), hport);
+	wait_conn_count(f, 1);
+	save_section(f, &w, &sec);
+	len = sec.len;
+	memcpy(raw, sec.data, sec.len);
+	snap_writer_release(&w);
+	close(b);
+
+	g = fx_new(NULL);
+	assert_int_equal(restore_section(g, raw, len), 0);
+	guest_send(g, VSOCK_OP_RW, 9, hport, 0, 65536, 0, "early", 5);
+	guest_expect_nothing(g, 50);
+	b = host_dial(g);
+	assert_int_equal(write(b, "CONNECT 9\n", 10), 10);
+	assert_int_equal(host_read_ok(b), hport);
+	host_read_exact(b, buf, 5);
+	assert_memory_equal(buf, "early", 5);
+	close(b);
+	fx_free(g);
+
+	/* The guest closes it while parked: RST, and it is gone. */
+	g = fx_new(NULL);
+	assert_int_equal(restore_section(g, raw, len), 0);
+	assert_int_equal(conn_count(g), 1);
+	guest_send(g, VSOCK_OP_SHUTDOWN, 9, hport, VSOCK_SHUTDOWN_BOTH, 65536, 0, NULL, 0);
+	guest_expect(g, VSOCK_OP_RST, hport, 9, NULL);
+	wait_conn_count(g, 0);
+	b = host_dial(g);
+	assert_int_equal(write(b, "CONNECT 9\n", 10), 10);
+	guest_expect(g, VSOCK_OP_REQUEST, hport + 1, 9, NULL);
+	close(b);
 	fx_free(g);
 	fx_free(f);
 }
@@ -1466,14 +1557,14 @@ static void test_snapshot_lists_owed_rsts(void **state)
 	/* No rx buffer: the RST for this unknown connection stays owed. */
 	guest_send(f, VSOCK_OP_RW, 2000, 99, 0, 65536, 0, "x", 1);
 	save_section(f, &w, &sec);
-	assert_int_equal(sec.len, 8 + 4 + 4 + 8);
+	assert_int_equal(sec.len, 8 + 4 + 4 + 8 + 4); /* no parked connection */
 	assert_int_equal(get32(sec.data + 8), VSOCK_HOST_PORT_FIRST);
 	assert_int_equal(get32(sec.data + 16), 2000);
 	assert_int_equal(get32(sec.data + 20), 99);
 	memcpy(raw, sec.data, sec.len);
 	snap_writer_release(&w);
 	g = fx_new(NULL);
-	assert_int_equal(restore_section(g, raw, 24), 0);
+	assert_int_equal(restore_section(g, raw, 28), 0);
 	guest_expect(g, VSOCK_OP_RST, 99, 2000, NULL);
 	guest_expect_nothing(g, 50);
 	fx_free(g);
@@ -1564,6 +1655,30 @@ static void test_restore_refuses_bad_sections(void **state)
 	assert_int_equal(restore_section(f, raw, 8), -EINVAL);
 	raw[0] = GUEST_CID;
 	assert_int_equal(restore_section(f, raw, 8), 0);
+	/* Parked records: a count with no record, a partial record, owed
+	 * packets other than a credit update, the same pair twice. */
+	{
+		uint8_t p[128] = {GUEST_CID};
+
+		put32(p + 8, VSOCK_HOST_PORT_FIRST + 9);
+		put32(p + 12, 0);
+		put32(p + 16, 0);
+		assert_int_equal(restore_section(f, p, 20), 0);
+		put32(p + 16, 1);
+		assert_int_equal(restore_section(f, p, 20), -EINVAL);
+		assert_int_equal(restore_section(f, p, 20 + 39), -EINVAL);
+		put32(p + 20, 7);
+		put32(p + 24, VSOCK_HOST_PORT_FIRST);
+		put32(p + 28, 65536);
+		assert_int_equal(restore_section(f, p, 60), 0);
+		put32(p + 56, VSOCK_PEND_REQUEST);
+		assert_int_equal(restore_section(f, p, 60), -EINVAL);
+		put32(p + 56, 0);
+		put32(p + 16, 2);
+		memcpy(p + 60, p + 20, 40);
+		assert_int_equal(restore_section(f, p, 100), -EINVAL);
+		assert_int_equal(conn_count(f), 0);
+	}
 	fx_free(f);
 }
 
@@ -1679,6 +1794,7 @@ int main(void)
 		cmocka_unit_test(test_guest_data_buffered),
 		cmocka_unit_test(test_transport_reset),
 		cmocka_unit_test(test_snapshot_restore_sends_rsts),
+		cmocka_unit_test(test_parked_connection_guest_side),
 		cmocka_unit_test(test_snapshot_lists_owed_rsts),
 		cmocka_unit_test(test_restore_without_list_resets_transport),
 		cmocka_unit_test(test_restore_refuses_bad_sections),

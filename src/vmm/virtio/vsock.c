@@ -239,6 +239,9 @@ static bool vsock_conn_sync(struct virtio_vsock *v, struct vsock_conn *c)
 	case VSOCK_CONN_CLOSING:
 		events = UINT32_MAX;
 		break;
+	case VSOCK_CONN_PARKED:
+		vsock_list_del(&c->data);
+		return true; /* no unix socket to watch */
 	case VSOCK_CONN_ESTABLISHED:
 		can_send = !c->rd_eof && !(c->guest_shutdown & VSOCK_SHUTDOWN_RCV) &&
 			   vsock_conn_peer_credit(c) > 0;
@@ -327,6 +330,42 @@ static uint32_t vsock_alloc_host_port(struct virtio_vsock *v, uint32_t guest_por
 	}
 }
 
+/* A host client's CONNECT names a guest port that has a parked connection
+ * (a snapshot held it open for a host client, and the guest still has it):
+ * the client takes that stream over at once, with no REQUEST, since the
+ * guest's side is already established. Returns true when it did: `c` is
+ * then freed and its socket belongs to the parked connection. */
+static bool vsock_claim_parked(struct virtio_vsock *v, struct vsock_conn *c, uint32_t port)
+{
+	struct vsock_conn *p = NULL;
+	char ok[24];
+	int fd, n;
+
+	for (struct vsock_list *l = v->all.next; l != &v->all && !p; l = l->next) {
+		struct vsock_conn *x = vsock_list_entry(l, struct vsock_conn, all);
+
+		if (x->state == VSOCK_CONN_PARKED && x->guest_port == port)
+			p = x;
+	}
+	if (!p)
+		return false;
+	n = snprintf(ok, sizeof(ok), "OK %u\n", p->host_port);
+	/* In front of anything the guest sent while it was parked. */
+	if (vsock_conn_out_prepend(p, ok, (size_t)n) < 0)
+		return false; /* a new connection instead */
+	vsock_conn_watch(c, UINT32_MAX, NULL, NULL);
+	fd = c->fd;
+	c->fd = -1;
+	vsock_conn_free(v, c);
+	p->fd = fd;
+	p->state = VSOCK_CONN_ESTABLISHED;
+	log_debug("virtio-vsock: a host client took over parked guest port %u / host port %u",
+		  p->guest_port, p->host_port);
+	if (vsock_conn_flush(v, p))
+		vsock_conn_sync(v, p);
+	return true;
+}
+
 static void vsock_host_line(struct virtio_vsock *v, struct vsock_conn *c)
 {
 	for (;;) {
@@ -352,7 +391,10 @@ static void vsock_host_line(struct virtio_vsock *v, struct vsock_conn *c)
 		}
 		if (ret == 0)
 			continue;
+		if (vsock_claim_parked(v, c, port))
+			return;
 		c->guest_port = port;
+		c->host_initiated = true;
 		c->host_port = vsock_alloc_host_port(v, port);
 		vsock_table_insert(&v->table, c);
 		c->state = VSOCK_CONN_HOST_REQUEST;
@@ -505,6 +547,7 @@ static void vsock_conn_event(void *opaque, uint32_t events)
 		vsock_conn_io(v, c, events);
 		break;
 	case VSOCK_CONN_CLOSING:
+	case VSOCK_CONN_PARKED:
 		break;
 	}
 	vsock_process_rx(v);
@@ -746,8 +789,12 @@ static bool vsock_rx_guest_data(struct virtio_vsock *v, struct vsock_conn *c,
 	size_t off = VSOCK_HDR_SIZE, left = len;
 	unsigned int n;
 
-	if (c->state != VSOCK_CONN_ESTABLISHED || (c->guest_shutdown & VSOCK_SHUTDOWN_SEND) ||
-	    c->wr_shut || c->fd < 0) {
+	bool parked = c->state == VSOCK_CONN_PARKED;
+
+	/* A parked connection keeps what the guest sends for the client that
+	 * claims it (within the window it was given). */
+	if ((c->state != VSOCK_CONN_ESTABLISHED && !parked) ||
+	    (c->guest_shutdown & VSOCK_SHUTDOWN_SEND) || c->wr_shut || (c->fd < 0 && !parked)) {
 		vsock_conn_reset(v, c, "data the host side cannot take");
 		return false;
 	}
@@ -758,7 +805,7 @@ static bool vsock_rx_guest_data(struct virtio_vsock *v, struct vsock_conn *c,
 	c->rx_cnt += len;
 	if (len == 0)
 		return true;
-	if (!c->out_bytes) {
+	if (!c->out_bytes && !parked) {
 		struct msghdr msg = {0};
 		ssize_t w;
 
@@ -792,8 +839,12 @@ static bool vsock_rx_guest_data(struct virtio_vsock *v, struct vsock_conn *c,
 static bool vsock_rx_guest_shutdown(struct virtio_vsock *v, struct vsock_conn *c, uint32_t flags)
 {
 	if (c->state != VSOCK_CONN_ESTABLISHED) {
-		/* CLOSING: the guest closes too; anything else is out of turn. */
-		vsock_conn_reset(v, c, c->state == VSOCK_CONN_CLOSING ? NULL : "early SHUTDOWN");
+		/* CLOSING: the guest closes too; PARKED: the guest closed a
+		 * stream nobody has claimed; anything else is out of turn. */
+		vsock_conn_reset(v, c,
+				 c->state == VSOCK_CONN_CLOSING || c->state == VSOCK_CONN_PARKED
+					 ? NULL
+					 : "early SHUTDOWN");
 		return false;
 	}
 	c->guest_shutdown |= flags & VSOCK_SHUTDOWN_BOTH;
@@ -850,7 +901,7 @@ static void vsock_rx_guest_packet(struct virtio_vsock *v, struct vsock_conn *c,
 	case VSOCK_OP_CREDIT_UPDATE:
 		break;
 	case VSOCK_OP_CREDIT_REQUEST:
-		if (c->state == VSOCK_CONN_ESTABLISHED)
+		if (c->state == VSOCK_CONN_ESTABLISHED || c->state == VSOCK_CONN_PARKED)
 			vsock_conn_owe(v, c, VSOCK_PEND_CREDIT);
 		break;
 	case VSOCK_OP_REQUEST: /* for a connection that exists */
@@ -1241,24 +1292,47 @@ void virtio_vsock_destroy(struct virtio_vsock *v)
 
 /* ---- snapshots ------------------------------------------------------------- */
 
-/* Connections the guest may know about: every one past its CONNECT line
- * (a REQUEST may have gone out), and every RST still owed. */
-static uint32_t vsock_guest_known(const struct virtio_vsock *v)
+/* A connection a snapshot keeps open, parked, instead of resetting: one a
+ * host client made that is established and idle (nothing buffered or owed
+ * either way but a credit update, no shutdown). A restore then lets the
+ * next host client for its guest port take it over without a new
+ * handshake; the guest sees the same stream go on (docs/vsock.md). */
+static bool vsock_conn_parkable(const struct vsock_conn *c)
+{
+	return c->host_initiated &&
+	       (c->state == VSOCK_CONN_ESTABLISHED || c->state == VSOCK_CONN_PARKED) &&
+	       !c->out_bytes && !c->readable && !c->hup && !c->rd_eof && !c->wr_shut &&
+	       !c->rd_shut && !c->guest_shutdown && !(c->pending & ~VSOCK_PEND_CREDIT);
+}
+
+/* Connections the guest may know about that a restore resets: every one
+ * past its CONNECT line (a REQUEST may have gone out) that is not parked,
+ * and every RST still owed. *parked counts the parked ones. */
+static uint32_t vsock_guest_known(const struct virtio_vsock *v, uint32_t *parked)
 {
 	uint32_t n = v->rst_count;
 
-	for (const struct vsock_list *l = v->all.next; l != &v->all; l = l->next)
-		if (vsock_list_entry(l, const struct vsock_conn, all)->state !=
-		    VSOCK_CONN_HOST_LINE)
+	*parked = 0;
+	for (const struct vsock_list *l = v->all.next; l != &v->all; l = l->next) {
+		const struct vsock_conn *c = vsock_list_entry(l, const struct vsock_conn, all);
+
+		if (c->state == VSOCK_CONN_HOST_LINE)
+			continue;
+		if (vsock_conn_parkable(c))
+			(*parked)++;
+		else
 			n++;
+	}
 	return n;
 }
+
+#define VSOCK_PARKED_RECORD 40 /* bytes per parked connection in the section */
 
 static void vsock_save(void *dev, struct snap_writer *w, uint16_t slot)
 {
 	struct virtio_vsock *v = dev;
 	struct virtq *q = vsock_queue(v, VSOCK_QUEUE_RX);
-	uint32_t n = vsock_guest_known(v);
+	uint32_t parked, n = vsock_guest_known(v, &parked);
 
 	if (v->rx_held && q) {
 		/* virtq_pop took exactly one entry for it. */
@@ -1266,7 +1340,7 @@ static void vsock_save(void *dev, struct snap_writer *w, uint16_t slot)
 		v->rx_held = false;
 	}
 	/* A guest still to handle a TRANSPORT_RESET gets another one. */
-	if (n > VSOCK_RST_RING || v->reset_wait)
+	if (n > VSOCK_RST_RING || parked > v->max_conns || v->reset_wait)
 		n = VSOCK_SAVED_ALL;
 	snap_begin(w, SNAP_SEC_VIRTIO_VSOCK, slot);
 	snap_put_u64(w, v->guest_cid);
@@ -1283,10 +1357,29 @@ static void vsock_save(void *dev, struct snap_writer *w, uint16_t slot)
 			const struct vsock_conn *c =
 				vsock_list_entry(l, const struct vsock_conn, all);
 
-			if (c->state == VSOCK_CONN_HOST_LINE)
+			if (c->state == VSOCK_CONN_HOST_LINE || vsock_conn_parkable(c))
 				continue;
 			snap_put_u32(w, c->guest_port);
 			snap_put_u32(w, c->host_port);
+		}
+		/* Then the parked ones, with their credit state. */
+		snap_put_u32(w, parked);
+		for (const struct vsock_list *l = v->all.next; l != &v->all; l = l->next) {
+			const struct vsock_conn *c =
+				vsock_list_entry(l, const struct vsock_conn, all);
+
+			if (c->state == VSOCK_CONN_HOST_LINE || !vsock_conn_parkable(c))
+				continue;
+			snap_put_u32(w, c->guest_port);
+			snap_put_u32(w, c->host_port);
+			snap_put_u32(w, c->peer_buf_alloc);
+			snap_put_u32(w, c->peer_fwd_cnt);
+			snap_put_u32(w, c->tx_cnt);
+			snap_put_u32(w, c->buf_alloc);
+			snap_put_u32(w, c->rx_cnt);
+			snap_put_u32(w, c->fwd_cnt);
+			snap_put_u32(w, c->last_fwd_sent);
+			snap_put_u32(w, c->pending);
 		}
 	}
 	snap_end(w);
@@ -1297,13 +1390,17 @@ static void vsock_save(void *dev, struct snap_writer *w, uint16_t slot)
 struct vsock_saved {
 	uint64_t cid;
 	uint32_t next_host_port;
-	uint32_t n; /* pairs, or VSOCK_SAVED_ALL */
+	uint32_t n;	 /* pairs, or VSOCK_SAVED_ALL */
+	uint32_t parked; /* parked connections after the pairs */
 	struct snap_rd r;
 };
 
 /* Reads and checks the section: u64 guest CID, then (absent in sections
  * written before kiln-vmm listed connections) u32 next host port, u32 count,
- * count x {u32 guest port, u32 host port}. Returns 0 or -EINVAL. */
+ * count x {u32 guest port, u32 host port}, then (absent in sections written
+ * before connections were parked) u32 parked, parked x {u32 guest port,
+ * host port, peer buf_alloc, peer fwd_cnt, tx_cnt, buf_alloc, rx_cnt,
+ * fwd_cnt, last fwd_cnt sent, owed control packets}. Returns 0 or -EINVAL. */
 static int vsock_saved_parse(const struct snap_section *sec, struct vsock_saved *s)
 {
 	snap_rd_init(&s->r, sec);
@@ -1317,12 +1414,23 @@ static int vsock_saved_parse(const struct snap_section *sec, struct vsock_saved 
 	}
 	s->next_host_port = snap_get_u32(&s->r);
 	s->n = snap_get_u32(&s->r);
+	s->parked = 0;
 	if (s->r.err || s->next_host_port < VSOCK_HOST_PORT_FIRST)
 		return -EINVAL;
 	if (s->n == VSOCK_SAVED_ALL)
 		return snap_rd_done(&s->r) ? 0 : -EINVAL;
-	/* The pairs are read by virtio_vsock_restore. */
-	return s->n <= VSOCK_RST_RING && s->r.len - s->r.off == 8ULL * s->n ? 0 : -EINVAL;
+	if (s->n > VSOCK_RST_RING || s->r.len - s->r.off < 8ULL * s->n)
+		return -EINVAL;
+	if (s->r.len - s->r.off == 8ULL * s->n)
+		return 0;
+	/* The pairs and parked records are read by vsock_restore. */
+	if (s->r.len - s->r.off < 8ULL * s->n + 4)
+		return -EINVAL;
+	s->parked = le32_get(s->r.p + s->r.off + 8ULL * s->n);
+	if (s->parked > VSOCK_RST_RING ||
+	    s->r.len - s->r.off != 8ULL * s->n + 4 + (uint64_t)VSOCK_PARKED_RECORD * s->parked)
+		return -EINVAL;
+	return 0;
 }
 
 int virtio_vsock_saved_cid(const struct snap_section *sec, uint64_t *cid)
@@ -1369,6 +1477,39 @@ static int vsock_restore(void *dev, const struct snap_section *sec, char *why, s
 
 		vsock_queue_rst(v, guest_port, snap_get_u32(&s.r));
 	}
+	if (s.r.off < s.r.len)
+		(void)snap_get_u32(&s.r); /* the parked count, parsed already */
+	for (uint32_t i = 0; i < s.parked; i++) {
+		struct vsock_conn *c;
+		uint32_t f[VSOCK_PARKED_RECORD / 4];
+
+		for (unsigned int k = 0; k < VSOCK_PARKED_RECORD / 4; k++)
+			f[k] = snap_get_u32(&s.r);
+		if (s.r.err || (f[9] & ~VSOCK_PEND_CREDIT) || v->nconns >= v->max_conns ||
+		    vsock_table_find(&v->table, f[0], f[1])) {
+			vsock_drop_all(v);
+			return reason_fail(why, why_len, -EINVAL,
+					   "malformed parked vsock connection in the snapshot");
+		}
+		c = vsock_conn_new(v, -1, VSOCK_CONN_PARKED);
+		if (!c) {
+			vsock_drop_all(v);
+			return reason_fail(why, why_len, -ENOMEM, "out of memory");
+		}
+		c->host_initiated = true;
+		c->guest_port = f[0];
+		c->host_port = f[1];
+		c->peer_buf_alloc = f[2];
+		c->peer_fwd_cnt = f[3];
+		c->tx_cnt = f[4];
+		c->buf_alloc = f[5];
+		c->rx_cnt = f[6];
+		c->fwd_cnt = f[7];
+		c->last_fwd_sent = f[8];
+		vsock_table_insert(&v->table, c);
+		if (f[9])
+			vsock_conn_owe(v, c, f[9]);
+	}
 	return 0;
 }
 
@@ -1383,8 +1524,8 @@ static int vsock_reset_after_restore(void *dev)
 		log_debug("virtio-vsock: restored; resetting the transport");
 		return virtio_vsock_transport_reset(v);
 	}
-	log_debug("virtio-vsock: restored; %u RST(s) for connections of the snapshot",
-		  v->rst_count);
+	log_debug("virtio-vsock: restored; %u RST(s) for connections of the snapshot, %u parked",
+		  v->rst_count, v->nconns);
 	vsock_process_rx(v);
 	return 0;
 }

@@ -208,6 +208,30 @@ int vsock_conn_out_append(struct vsock_conn *c, const struct iovec *iov, unsigne
 	return 0;
 }
 
+int vsock_conn_out_prepend(struct vsock_conn *c, const void *data, size_t len)
+{
+	struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+	struct vsock_chunk *head = c->out_head, *tail = c->out_tail;
+	size_t bytes = c->out_bytes;
+	int ret;
+
+	c->out_head = c->out_tail = NULL;
+	c->out_bytes = 0;
+	ret = vsock_conn_out_append(c, &iov, 1, len, false);
+	if (ret < 0) {
+		c->out_head = head;
+		c->out_tail = tail;
+		c->out_bytes = bytes;
+		return ret;
+	}
+	if (head) {
+		c->out_head->next = head;
+		c->out_tail = tail;
+	}
+	c->out_bytes += bytes;
+	return 0;
+}
+
 int vsock_conn_out_flush(struct vsock_conn *c)
 {
 	while (c->out_head) {

@@ -119,6 +119,8 @@ enum vsock_conn_state {
 	VSOCK_CONN_GUEST_CONNECT, /* the guest asked; our connect() to PATH_port is pending */
 	VSOCK_CONN_ESTABLISHED,	  /* bytes flow both ways */
 	VSOCK_CONN_CLOSING,	  /* the unix side is gone; awaiting the guest's RST */
+	VSOCK_CONN_PARKED,	  /* established in a snapshot; no unix side until a host
+				     client's CONNECT for its guest port claims it */
 };
 
 /* Control packets a connection owes the guest (bits of `pending`). */
@@ -144,6 +146,7 @@ struct vsock_conn {
 	void *owner; /* the device driving it (handed to event handlers) */
 
 	enum vsock_conn_state state;
+	bool host_initiated; /* a host client's CONNECT made it (it may be parked) */
 	uint32_t guest_port, host_port;
 	uint64_t deadline_ns; /* 0: none; else CLOCK_MONOTONIC time it gives up */
 
@@ -220,6 +223,11 @@ bool vsock_conn_wants_credit_update(const struct vsock_conn *c);
  * written). Returns 0 or -ENOMEM. */
 int vsock_conn_out_append(struct vsock_conn *c, const struct iovec *iov, unsigned int iovcnt,
 			  size_t len, bool counted);
+
+/* Puts `len` bytes at `data` in front of the output buffer, not counted as
+ * guest payload (the "OK" line of a parked connection claimed after the
+ * guest already sent data). Returns 0 or -ENOMEM. */
+int vsock_conn_out_prepend(struct vsock_conn *c, const void *data, size_t len);
 
 /* Writes buffered bytes to the unix socket until it would block, advancing
  * fwd_cnt. Returns 0 when the buffer is empty, -EAGAIN when bytes remain, or
