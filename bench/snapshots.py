@@ -96,12 +96,15 @@ def invoke_once(c, kind, n):
     return r
 
 
-def make_function_snapshot(vmm, base, rootfs, work, kind):
+def make_function_snapshot(vmm, base, rootfs, work, kind, keep_open=True):
     """Restores base, loads the function, invokes it once, takes a diff and
-    a full snapshot. Returns {'diff': dir, 'full': dir, 'diff_reply',
-    'full_reply', 'touched'}."""
-    bl.log(f"{kind}: restore base, LOAD, snapshot (diff and full)")
-    g = bl.Guest.restore(vmm, base, [rootfs], work, f"make-{kind}")
+    a full snapshot. With keep_open (as kilnd does) the connection stays
+    open through the snapshot and kiln-vmm parks it; without, it is closed
+    first and a restore must make a new one. Returns {'diff': dir, 'full':
+    dir, 'diff_reply', 'full_reply', 'touched'}."""
+    tag = kind if keep_open else f"{kind}-closed"
+    bl.log(f"{tag}: restore base, LOAD, snapshot (diff and full)")
+    g = bl.Guest.restore(vmm, base, [rootfs], work, f"make-{tag}")
     try:
         g.wait_path(g.uds)
         c = bl.connect_agent(g.uds, prepare=bl.entropy_and_time)
@@ -109,13 +112,20 @@ def make_function_snapshot(vmm, base, rootfs, work, kind):
         c.load(spec["files"], runtime=spec["runtime"], mode=spec["mode"],
                handler=spec["handler"])
         invoke_once(c, kind, 0)
-        c.close()
+        counts = guest_trace(c, with_counts=True)[1]
+        if not keep_open:
+            c.close()
         touched = guest_pages(g.pid, bl.GUEST_MEM_MIB * bl.MIB)[0]
-        out = {"touched": touched, "diff": work / f"{kind}-diff", "full": work / f"{kind}-full"}
+        out = {"touched": touched, "diff": work / f"{tag}-diff", "full": work / f"{tag}-full",
+               "counts": counts}
+        # As kilnd does: the connection stays open (idle) through the
+        # snapshot, so kiln-vmm parks it and a restore's CONNECT takes it
+        # over (docs/vsock.md, "Parked connections").
         out["diff_reply"], _ = bl.api(g.api, {"op": "snapshot", "dir": str(out["diff"]),
                                               "diff": True})
         out["full_reply"], _ = bl.api(g.api, {"op": "snapshot", "dir": str(out["full"]),
                                               "diff": False})
+        c.close()
         return out
     finally:
         g.stop()
@@ -187,18 +197,29 @@ def vmm_stats(sock):
     return out
 
 
-def guest_trace(c):
-    """kiln-init's timeline of connection c (TRACE), as [(us, what, type)]."""
+def guest_trace(c, with_counts=False):
+    """kiln-init's timeline of connection c (TRACE), as [(us, what, type)];
+    with_counts, also the guest's counters since boot from the same answer
+    ({"syscalls", "interrupts", "switches"}: /proc/stat, the first from
+    kiln's kernel patch), as (timeline, counters)."""
     rid = c.send(TRACE)
     f = c.wait(rid)
     if f.type != TRACE:
         raise bl.BenchError(f"TRACE answered with {f!r}")
-    ev = []
+    ev, counts = [], {}
     for line in f.payload.decode().splitlines():
         m = _TRACE_LINE.match(line)
         if m:
             ev.append((int(m.group(1)), m.group(2), m.group(3)))
-    return ev
+        elif line.startswith("counts "):
+            words = line.split()[1:]
+            counts = {k: int(v) for k, v in zip(words[0::2], words[1::2])}
+    return (ev, counts) if with_counts else ev
+
+
+def count_diff(after, before, overhead):
+    """Guest counter differences minus one TRACE's own share, by key."""
+    return {k: after[k] - before[k] - overhead.get(k, 0) for k in after if k in before}
 
 
 def _first(ev, what, ftype=None, after=-1):
@@ -234,13 +255,32 @@ def record_working_set(vmm, snap, rootfs, work, name, kind):
     return path
 
 
-def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined, working_set=None):
+def profile_start(sock, hz):
+    rep, _ = bl.api(sock, {"op": "profile", "hz": hz})
+    if not rep.get("ok"):
+        raise bl.BenchError(f"profile: {rep.get('error')}")
+
+
+def profile_stop(sock):
+    rep, _ = bl.api(sock, {"op": "profile", "stop": True})
+    if not rep.get("ok"):
+        raise bl.BenchError(f"profile: {rep.get('error')}")
+    return rep
+
+
+def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined, working_set=None,
+                   profile_hz=0, snap_counts=None):
     """One restore into a pre-started kiln-vmm answering one invocation, in
     phases: restore request, vsock connect (CONNECT/OK, retried until a
     connection survives), then ENTROPY, TIME and INVOKE either one round
     trip each (sequential) or written at once as kilnd does (pipelined).
     Then a warm call on the same connection. Around both: kiln-vmm's exit
     counters, KVM's, and the guest RAM resident/dirty in kiln-vmm.
+    With profile_hz, kiln-vmm samples where the guest is during the cold
+    window and the warm call (r["cold_profile"], r["warm_profile"]: profile
+    replies); sampling adds exits, so such runs are not timed with the others.
+    snap_counts: the guest's counters read by a TRACE just before the
+    snapshot, for the cold window's system calls, interrupts and switches.
     Returns a dict (ms, counts, bytes)."""
     g = bl.Guest.prestart(vmm, work, name)
     r = {}
@@ -253,6 +293,8 @@ def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined, working_set=N
                "vsock_uds": str(g.uds)}
         if working_set:
             req["working_set"] = str(working_set)
+        if profile_hz:
+            profile_start(g.api, profile_hz)
         t0 = time.monotonic_ns()
         rep, _ = bl.api(g.api, req)
         t1 = time.monotonic_ns()
@@ -303,14 +345,24 @@ def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined, working_set=N
             if not res.ok:
                 raise bl.BenchError(f"{kind} invocation failed: {res}")
             r["answer"] = (t3 - t0) / 1e6
+            if profile_hz:
+                r["cold_profile"] = profile_stop(g.api)
             s1, (rss1, dirty1) = vmm_stats(g.api), guest_pages(g.pid, mem)
-            ev = guest_trace(c)
+            ev, c1 = guest_trace(c, with_counts=True)
+            # one TRACE's own share of the counters: a second one right after
+            _, c1b = guest_trace(c, with_counts=True)
+            trace_cost = {k: c1b[k] - c1[k] for k in c1 if k in c1b}
+            if snap_counts:
+                for k, v in count_diff(c1, snap_counts, trace_cost).items():
+                    r[f"cold_g_{k}"] = v
+            # a parked connection taken over: no accept, the timeline starts at ENTROPY
+            r["parked"] = 1 if ev and ev[0][1] == "recv" and ev[0][2] == "ENTROPY" else 0
             # the guest's own view (its CLOCK_MONOTONIC, from the accept)
             e_in = _first(ev, "recv", "ENTROPY")
             i_in = _first(ev, "recv", "INVOKE")
             i_out = _first(ev, "queued", "RESULT")
             w_out = _first(ev, "wrote", None, after=(i_out if i_out is not None else -1) - 1)
-            r["g_accept_entropy"] = None if e_in is None else e_in / 1e3
+            r["g_accept_entropy"] = None if e_in is None or r["parked"] else e_in / 1e3
             r["g_entropy_invoke"] = None if None in (e_in, i_in) else (i_in - e_in) / 1e3
             r["g_invoke_result"] = None if None in (i_in, i_out) else (i_out - i_in) / 1e3
             r["g_result_written"] = None if None in (i_out, w_out) else (w_out - i_out) / 1e3
@@ -320,12 +372,18 @@ def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined, working_set=N
             r["cold_rss"], r["cold_dirty"] = rss1 - rss0, dirty1 - dirty0
             # one warm call on the same connection, counted the same way
             s2 = vmm_stats(g.api)
+            if profile_hz:
+                profile_start(g.api, profile_hz)
             t4 = time.monotonic_ns()
             invoke_once(c, kind, 2)
             r["warm"] = (time.monotonic_ns() - t4) / 1e6
+            if profile_hz:
+                r["warm_profile"] = profile_stop(g.api)
             r["ratio"] = r["answer"] / r["warm"] if r["warm"] else None
             s3, (rss3, dirty3) = vmm_stats(g.api), guest_pages(g.pid, mem)
-            wev = guest_trace(c)
+            wev, c2 = guest_trace(c, with_counts=True)
+            for k, v in count_diff(c2, c1b, trace_cost).items():
+                r[f"warm_g_{k}"] = v
             wi, wo = _first(wev, "recv", "INVOKE"), _first(wev, "queued", "RESULT")
             r["g_warm_invoke_result"] = None if None in (wi, wo) else (wo - wi) / 1e3
             for k in set(s2) | set(s3):
@@ -344,6 +402,7 @@ BREAKDOWN_ROWS = [
     ("  pages prefetched", "prefetch_pages", "n"),
     ("vsock CONNECT → OK (host)", "connect", "ms"),
     ("  connections retried", "connect_retries", "n"),
+    ("  connection taken over from the snapshot (parked), of runs", "parked", "n"),
     ("ENTROPY → ACK (host; pipelined: send → first ACK)", "entropy", "ms"),
     ("TIME → ACK (host)", "time", "ms"),
     ("INVOKE → RESULT (host)", "invoke", "ms"),
@@ -355,6 +414,9 @@ BREAKDOWN_ROWS = [
     ("guest: accept → RESULT written", "g_total", "ms"),
     ("guest RAM first touched (Rss of its mappings)", "cold_rss", "MiB"),
     ("  of which written (Private_Dirty)", "cold_dirty", "MiB"),
+    ("guest system calls (kiln's kernel counter)", "cold_g_syscalls", "n"),
+    ("guest interrupts", "cold_g_interrupts", "n"),
+    ("guest context switches", "cold_g_switches", "n"),
     ("exits to kiln-vmm: port I/O", "cold_exit_pio", "n"),
     ("exits to kiln-vmm: MMIO", "cold_exit_mmio", "n"),
     ("exits to kiln-vmm: interrupted (signal)", "cold_exit_intr", "n"),
@@ -363,6 +425,9 @@ BREAKDOWN_ROWS = [
     ("warm: guest INVOKE received → RESULT queued", "g_warm_invoke_result", "ms"),
     ("warm: guest RAM newly touched", "warm_rss", "MiB"),
     ("warm: exits to kiln-vmm (pio + mmio)", "warm_exit_io", "n"),
+    ("warm: guest system calls", "warm_g_syscalls", "n"),
+    ("warm: guest interrupts", "warm_g_interrupts", "n"),
+    ("warm: guest context switches", "warm_g_switches", "n"),
     ("**cold / warm (first answer ÷ warm call)**", "ratio", "x"),
 ] + [(f"warm: KVM {k}", f"warm_kvm_{k}", "n") for k in KVM_COUNTERS]
 
@@ -396,6 +461,39 @@ def breakdown_table(bd):
         if unit == "n" and key != "connect_retries" and all(v == "0" for v in cells):
             continue  # a counter that stayed at zero everywhere
         rows.append((label,) + cells)
+    return head, rows
+
+
+def profile_table(prof, system_map):
+    """{kind: [breakdown_once results with profiles]} -> (head, rows): the
+    share of samples in guest kernel code in the cold window and the warm
+    call, and the kernel functions sampled most in the cold window."""
+    import guestprof
+    smap = guestprof.SystemMap(system_map) if Path(system_map).is_file() else None
+    kinds = sorted(prof)
+    head = ("Guest profile (parked, pipelined; 1 kHz samples)",) + tuple(kinds)
+    rows = []
+    for label, which in (("cold window: samples", "cold_profile"),
+                         ("warm call: samples", "warm_profile")):
+        cells = []
+        for kind in kinds:
+            tot = sum(r[which]["samples"] for r in prof[kind])
+            user = sum(r[which]["user"] for r in prof[kind])
+            k = tot - user
+            cells.append(f"{tot}: {100.0 * k / max(tot, 1):.0f} % guest kernel, "
+                         f"{100.0 * user / max(tot, 1):.0f} % user space")
+        rows.append((label,) + tuple(cells))
+    if smap:
+        cells = []
+        for kind in kinds:
+            merged = {}
+            for r in prof[kind]:
+                for fn, n in guestprof.by_function(r["cold_profile"], smap).items():
+                    if fn != "(user space)":
+                        merged[fn] = merged.get(fn, 0) + n
+            top = sorted(merged.items(), key=lambda kv: -kv[1])[:6]
+            cells.append(", ".join(f"`{fn}` {n}" for fn, n in top))
+        rows.append(("cold window: kernel functions sampled most",) + tuple(cells))
     return head, rows
 
 
@@ -517,21 +615,35 @@ def run(args):
         cpu, wall = cpu_now() - c0, time.monotonic() - w0
 
         bd_runs = bl.env_int("BENCH_BREAKDOWN_RUNS", runs)
-        bl.log(f"breakdown: {bd_runs} pre-started restores per function, sequential and "
-               "pipelined frames, interleaved")
+        bl.log(f"breakdown: {bd_runs} pre-started restores per function and way, interleaved")
+        # The same function snapshotted with its connection closed: a
+        # restore must make a new connection (kilnd before parking).
+        fns_new = {kind: make_function_snapshot(vmm, base, rootfs, work, kind, keep_open=False)
+                   for kind in FUNCS}
         wsets = {kind: record_working_set(vmm, fns[kind]["diff"], rootfs, work, f"ws{kind}",
                                           kind) for kind in FUNCS}
+        # (column, snapshots, pipelined, prefetch)
+        modes = [("new conn., sequential", fns_new, False, False),
+                 ("new conn., pipelined", fns_new, True, False),
+                 ("parked, pipelined", fns, True, False),
+                 ("parked, pipelined+prefetch", fns, True, True)]
         bd = {}
         for i in range(bd_runs + 1):  # run 0: warm-up, discarded
             for kind in FUNCS:
-                for mode in ("sequential", "pipelined", "pipelined+prefetch"):
-                    r = breakdown_once(vmm, fns[kind]["diff"], rootfs, work,
-                                       f"b{kind}{mode[0]}{mode[-1]}{i}", kind,
-                                       mode != "sequential",
-                                       wsets[kind] if mode.endswith("prefetch") else None)
+                for j, (mode, snaps, pipelined, prefetch) in enumerate(modes):
+                    r = breakdown_once(vmm, snaps[kind]["diff"], rootfs, work,
+                                       f"b{kind}{j}-{i}", kind, pipelined,
+                                       wsets[kind] if prefetch else None,
+                                       snap_counts=snaps[kind]["counts"])
                     if i:
                         bd.setdefault((kind, mode), []).append(r)
         bd_head, bd_rows = breakdown_table(bd)
+        prof_runs = bl.env_int("BENCH_PROFILE_RUNS", 3)
+        bl.log(f"guest profile: {prof_runs} sampled restores per function (1 kHz)")
+        prof = {kind: [breakdown_once(vmm, fns[kind]["diff"], rootfs, work, f"pr{kind}{i}",
+                                      kind, True, None, profile_hz=1000)
+                       for i in range(prof_runs)] for kind in FUNCS}
+        pr_head, pr_rows = profile_table(prof, Path(kernel).parent / "System.map")
     except (kc.KilnError, kc.ConnectionClosed, OSError, ValueError) as e:
         raise bl.BenchError(f"{type(e).__name__}: {e}")
 
@@ -641,6 +753,8 @@ def run(args):
     print()
     print(f"Breakdown of restore → first answer ({bd_runs} runs per column, p50)")
     print(bl.text_rows(bd_head, bd_rows))
+    print()
+    print(bl.text_rows(pr_head, pr_rows))
     q_head = ("Full snapshot vs QEMU migrate-to-file", "kiln-vmm (Python function VM)",
               "QEMU microvm (initramfs guest, idle)")
     if q_rows:
@@ -663,12 +777,19 @@ def run(args):
               f"snapshot `{base}`{' (made in this run)' if created else ' (cached)'} |", "",
               bl.md_rows(head, rows), "", bl.md_rows(size_head, size_rows), "",
               f"Breakdown of restore → first answer ({bd_runs} runs per column, p50; "
-              "pre-started kiln-vmm; *sequential*: one round trip per frame, *pipelined*: "
-              "ENTROPY, TIME and INVOKE in one write, as kilnd sends them; *+prefetch*: the "
-              "same with the snapshot's working set, recorded once by an earlier restore, "
-              "prefetched by the restore; see "
+              "pre-started kiln-vmm; *new conn.*: the function snapshot was taken with its "
+              "connection closed, so the restore's CONNECT is a handshake with the guest; "
+              "*parked*: taken with it open and idle, as kilnd takes it, so kiln-vmm answers "
+              "the CONNECT itself (docs/vsock.md); *sequential*: one round trip per frame, "
+              "*pipelined*: ENTROPY, TIME and INVOKE in one write, as kilnd sends them; "
+              "*+prefetch*: the same with the snapshot's working set, recorded once by an "
+              "earlier restore, prefetched by the restore; see "
               "[docs/snapshots.md](../docs/snapshots.md#where-a-cold-call-spends-its-time)):",
               "", bl.md_rows(bd_head, bd_rows), "",
+              f"Where the guest is during those windows ({prof_runs} more restores per function, "
+              "sampled by kiln-vmm's `profile` op; not timed with the runs above, since each "
+              "sample is an exit; the kernel/user split is reliable, the function names a hint "
+              "(docs/control-api.md)):", "", bl.md_rows(pr_head, pr_rows), "",
               *(["QEMU: " + qproblem, ""] if not q_rows else
                 [bl.md_rows(q_head, q_rows), "",
                  "QEMU boots the Boot group's kernel and initramfs (`-device i8042`, guest command "

@@ -3,6 +3,7 @@
 #include "agent/netcfg.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <linux/vm_sockets.h>
 #include <poll.h>
@@ -42,6 +43,7 @@ struct agent_conn {
 	bool closing; /* a fatal ERROR is queued: flush, then close */
 	bool dead;
 	bool waiting;	    /* a big frame waits for the big-frame slot */
+	bool used;	    /* it carried a LOAD or an INVOKE */
 	struct trace trace; /* its timeline, for TRACE */
 };
 
@@ -130,11 +132,21 @@ static void agent_reply_raw(struct agent_conn *c, uint8_t type, uint32_t id, con
 	}
 }
 
-/* TRACE: answers with this connection's timeline, then starts a new one. */
+/* TRACE: answers with this connection's timeline and the guest's counters
+ * (/proc/stat), then starts a new timeline. */
 static void agent_trace(struct agent_conn *c, uint32_t id)
 {
-	char text[TRACE_MAX_EVENTS * 48 + 32];
-	size_t n = trace_format(&c->trace, text, sizeof(text));
+	char text[TRACE_MAX_EVENTS * 48 + 160], stat[8192];
+	size_t n = trace_format(&c->trace, text, sizeof(text) - 128);
+	ssize_t got = 0;
+	int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		got = read(fd, stat, sizeof(stat));
+		close(fd);
+	}
+	if (got > 0)
+		n += trace_format_counts(stat, (size_t)got, text + n, sizeof(text) - n);
 
 	agent_reply_raw(c, PROTO_TRACE, id, text, n);
 	trace_restart(&c->trace, TRACE_RECV, clock_mono_ns());
@@ -174,7 +186,19 @@ static void agent_dispatch(struct agent *a, struct agent_conn *c, const struct p
 	uint64_t ns;
 	int err;
 
-	trace_add(&c->trace, TRACE_RECV, h->type, h->length, clock_mono_ns());
+	/* ENTROPY is what a host sends first after a restore. On a connection
+	 * that already carried work, one a snapshot kept open for the next
+	 * host (docs/vsock.md, "Parked connections"), the timeline starts
+	 * over there: this restore's first frame. */
+	if (h->type == PROTO_LOAD || h->type == PROTO_INVOKE)
+		c->used = true;
+	if (h->type == PROTO_ENTROPY && c->used) {
+		trace_restart(&c->trace, TRACE_RECV, clock_mono_ns());
+		c->trace.ev[0].type = PROTO_ENTROPY;
+		c->trace.ev[0].bytes = h->length;
+	} else {
+		trace_add(&c->trace, TRACE_RECV, h->type, h->length, clock_mono_ns());
+	}
 	switch (h->type) {
 	case PROTO_HELLO:
 		agent_hello(a, c, h->id, p, h->length);

@@ -3,8 +3,10 @@
  * the guest's CLOCK_MONOTONIC. The host asks for it with a TRACE frame
  * (docs/protocol.md) to see where a restore's first answer spends its
  * time inside the guest. Fixed size, no allocation: the first
- * TRACE_MAX_EVENTS events after the accept (or the last TRACE) are kept,
- * later ones only counted.
+ * TRACE_MAX_EVENTS events after the accept (or the last TRACE, or an
+ * ENTROPY on a connection that already carried LOAD or INVOKE: one a
+ * snapshot kept open, whose timeline starts over at the restore's first
+ * frame) are kept, later ones only counted.
  */
 #ifndef KILN_AGENT_TRACE_H
 #define KILN_AGENT_TRACE_H
@@ -49,5 +51,14 @@ void trace_add(struct trace *t, enum trace_what what, uint8_t type, uint32_t byt
  * length written (always NUL-terminated when size > 0; truncated at a line
  * boundary when the buffer is short). */
 size_t trace_format(const struct trace *t, char *buf, size_t size);
+
+/* Formats the guest-wide counters of /proc/stat's text (`stat`, `len`
+ * bytes, need not be NUL-terminated) as one line "counts syscalls N
+ * interrupts N switches N\n": system calls (the "syscalls" line kiln's
+ * kernel adds; the key is left out when the line is absent), interrupts
+ * ("intr", the total) and context switches ("ctxt") since boot. Returns
+ * the length written (NUL-terminated when size > 0), 0 when the line does
+ * not fit or `stat` has neither "intr" nor "ctxt". */
+size_t trace_format_counts(const char *stat, size_t len, char *buf, size_t size);
 
 #endif

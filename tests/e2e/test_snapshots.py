@@ -81,6 +81,47 @@ def test_restored_vms_get_fresh_entropy_and_time(vmm, function_snapshot, rootfs_
         b.stop()
 
 
+@pytest.fixture(scope="module")
+def parked_snapshot(vmm, base_snapshot, rootfs_python, tmp_path_factory):
+    """The function snapshot taken as kilnd takes it: its host connection
+    open and idle, so kiln-vmm parks it in the snapshot."""
+    return make_function_snapshot(vmm, base_snapshot, rootfs_python, tmp_path_factory,
+                                  keep_open=True)
+
+
+def test_parked_connection_is_taken_over_after_restore(vmm, parked_snapshot, rootfs_python,
+                                                       tmp_path):
+    """Each restore's first CONNECT takes over the stream the snapshot kept
+    open: no accept in the guest (its timeline starts over at ENTROPY), yet
+    each VM gets its own entropy and the host's clock before its handler
+    runs; a second connection is an ordinary one."""
+    bodies = []
+    vms = [Restored(vmm, parked_snapshot, rootfs_python, tmp_path, "pk1"),
+           Prestarted(vmm, tmp_path, "pk2", mem=256)]
+    try:
+        vms[0].wait_socket()
+        vms[1].wait_ready()
+        vms[1].restore(parked_snapshot, rootfs_python)
+        for vm in vms:
+            c = connect_once(vm.uds, prepare=send_entropy_and_time)
+            body = invoke_checked(c, 11)
+            assert abs(body["now"] - time.time()) < 1.0, body
+            bodies.append(body)
+            lines = c.wait(c.send(0x0E)).payload.decode().splitlines()
+            assert lines[0] == "+0 recv ENTROPY 64", lines
+            c2 = connect_once(vm.uds, prepare=send_entropy_and_time)
+            lines = c2.wait(c2.send(0x0E)).payload.decode().splitlines()
+            assert lines[0] == "+0 accept 0", lines
+            invoke_checked(c2, 12)
+            c2.close()
+            c.close()
+    finally:
+        for vm in vms:
+            vm.stop()
+    assert bodies[0]["rand"] != bodies[1]["rand"]
+    assert bodies[0]["loaded_at"] == bodies[1]["loaded_at"]
+
+
 def test_snapshot_chain(vmm, function_snapshot, rootfs_python, tmp_path):
     r = Restored(vmm, function_snapshot, rootfs_python, tmp_path, "c1")
     try:
@@ -132,6 +173,12 @@ def test_restore_counts_exits_and_traces_the_first_answer(vmm, function_snapshot
         f = c.wait(rid)
         assert f.type == 0x0E, f
         lines = f.payload.decode().splitlines()
+        # the guest's counters since boot close the answer (docs/protocol.md)
+        counts = lines.pop().split()
+        assert counts[0] == "counts", counts
+        counted = dict(zip(counts[1::2], map(int, counts[2::2])))
+        assert counted["syscalls"] > 100 and counted["interrupts"] > 0, counted
+        assert counted["switches"] > 0, counted
         assert lines[0] == "+0 accept 0"
         kinds = [ln.split()[1:3] for ln in lines]
         assert ["recv", "ENTROPY"] in kinds and ["recv", "INVOKE"] in kinds

@@ -61,12 +61,43 @@ static void test_trace_truncates_at_a_line(void **state)
 	assert_int_equal(trace_format(&t, buf, 0), 0);
 }
 
+static void test_trace_counts_from_proc_stat(void **state)
+{
+	static const char stat[] = "cpu  1 2 3 4 5 6 7 0 0 0\n"
+				   "cpu0 1 2 3 4 5 6 7 0 0 0\n"
+				   "intr 4711 12 0 0 99\n"
+				   "ctxt 815\n"
+				   "btime 1700000000\n"
+				   "processes 42\n"
+				   "procs_running 1\n"
+				   "procs_blocked 0\n"
+				   "syscalls 123456\n"
+				   "softirq 10 1 2 3\n";
+	char buf[128];
+
+	(void)state;
+	assert_int_equal(trace_format_counts(stat, sizeof(stat) - 1, buf, sizeof(buf)),
+			 strlen("counts syscalls 123456 interrupts 4711 switches 815\n"));
+	assert_string_equal(buf, "counts syscalls 123456 interrupts 4711 switches 815\n");
+	/* A kernel without kiln's line: no syscalls key. */
+	assert_true(trace_format_counts(stat, strstr(stat, "syscalls") - stat, buf, sizeof(buf)) >
+		    0);
+	assert_string_equal(buf, "counts interrupts 4711 switches 815\n");
+	/* Nothing to count, a buffer too short, keys only as prefixes. */
+	assert_int_equal(trace_format_counts("cpu 1\n", 6, buf, sizeof(buf)), 0);
+	assert_int_equal(trace_format_counts(stat, sizeof(stat) - 1, buf, 10), 0);
+	assert_string_equal(buf, "");
+	assert_int_equal(trace_format_counts("intrx 5\nctxtual 3\nintr\n", 23, buf, sizeof(buf)),
+			 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_trace_formats_events),
 		cmocka_unit_test(test_trace_counts_what_it_drops),
 		cmocka_unit_test(test_trace_truncates_at_a_line),
+		cmocka_unit_test(test_trace_counts_from_proc_stat),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
