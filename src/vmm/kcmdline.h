@@ -6,9 +6,14 @@
 
 /* Arguments every kiln guest gets: console on COM1, reset through the i8042
  * (which the VMM sees), reset at once on a panic, trust the RNG seed kiln-vmm
- * passes in setup_data, and where the control page is. */
+ * passes in setup_data, where the control page is, and kvm-clock as the
+ * clock: a restore carries kvm-clock over (KVM_SET_CLOCK), while the TSC is
+ * not restored on every host (the nested kvm_pvm hands guests the host's
+ * TSC), and a guest timing itself by the TSC would see its clock jump by
+ * the snapshot's age at every restore (docs/snapshots.md). */
 #define KCMDLINE_BASE                                                                              \
-	"console=ttyS0 reboot=k panic=-1 random.trust_bootloader=on kiln.ctl=0xd0000000"
+	"console=ttyS0 reboot=k panic=-1 random.trust_bootloader=on kiln.ctl=0xd0000000 "           \
+	"clocksource=kvm-clock"
 
 /* Extra arguments for the nested kvm_pvm host: hide CPU features whose
  * instructions KVM's emulator lacks, and switch on the guest kernel's
