@@ -12,9 +12,12 @@ System.map, for bench/snapshots.py and by hand:
 import argparse
 import bisect
 import json
-import socket
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402  (the control-socket request)
 
 
 class SystemMap:
@@ -34,21 +37,6 @@ class SystemMap:
     def name(self, addr):
         i = bisect.bisect_right(self.addrs, addr) - 1
         return self.names[i] if i >= 0 else f"{addr:#x}"
-
-
-def request(sock_path, req, timeout=30):
-    """One control-socket request and its JSON reply."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(sock_path)
-        s.sendall((json.dumps(req) + "\n").encode())
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf)
 
 
 def by_function(reply, smap):
@@ -83,13 +71,12 @@ def main():
         with open(args.json) as f:
             reply = json.load(f)
     elif args.api_sock:
-        r = request(args.api_sock, {"op": "profile", "hz": args.hz})
-        if not r.get("ok"):
-            sys.exit(f"profile: {r.get('error')}")
-        time.sleep(args.seconds)
-        reply = request(args.api_sock, {"op": "profile", "stop": True})
-        if not reply.get("ok"):
-            sys.exit(f"profile: {reply.get('error')}")
+        try:
+            bl.api(args.api_sock, {"op": "profile", "hz": args.hz})
+            time.sleep(args.seconds)
+            reply, _ = bl.api(args.api_sock, {"op": "profile", "stop": True})
+        except bl.BenchError as e:
+            sys.exit(f"profile: {e}")
     else:
         ap.error("give --api-sock or --json")
     print(report(by_function(reply, smap), reply.get("samples", 0), args.top))
