@@ -266,6 +266,34 @@ def test_pause_resume(vmm, tmp_path):
     assert_continuous(run.text())
 
 
+def test_profile_samples_the_guest(vmm, tmp_path):
+    """The profile op: samples while the guest runs, none while it is
+    paused, every sample accounted for, bad requests refused."""
+    run = Run(vmm, tmp_path, "prof", "--kernel", vmm.guest("snap_count"))
+    run.wait_ticks(2)
+    for bad in ({"hz": 0}, {"hz": 10001}, {"hz": "fast"}, {}, {"hz": 10, "stop": True}):
+        r = run.api.call(op="profile", **bad)
+        assert r["ok"] is False and ("profile" in r["error"] or "hz" in r["error"]), r
+    assert run.api.ok(op="profile", hz=1000) == {"ok": True, "profiling": True, "hz": 1000}
+    time.sleep(0.5)
+    r = run.api.ok(op="profile", stop=True)
+    assert r["hz"] == 1000 and r["dropped"] == 0
+    assert r["samples"] >= 10, r  # the guest ran for 0.5 s
+    # snap_count runs at low addresses: all of it counts as "user" (not kernel half)
+    assert r["samples"] == r["user"] + sum(n for _, n in r["kernel"]), r
+    # Paused: the vCPU is parked, nothing is sampled.
+    assert run.api.ok(op="pause")["state"] == "paused"
+    run.api.ok(op="profile", hz=1000)
+    time.sleep(0.3)
+    assert run.api.ok(op="profile", stop=True)["samples"] == 0
+    assert run.api.ok(op="resume")["state"] == "running"
+    n = run.text().count("\n")
+    run.wait_ticks(n + 2)  # the kicks left the guest running
+    res = run.finish()
+    assert res.returncode == 0, res.describe()
+    assert_continuous(run.text())
+
+
 # ---- diff snapshots ---------------------------------------------------------------
 
 def test_diff_chain(vmm, tmp_path, snap):
