@@ -1326,7 +1326,30 @@ static uint32_t vsock_guest_known(const struct virtio_vsock *v, uint32_t *parked
 	return n;
 }
 
-#define VSOCK_PARKED_RECORD 40 /* bytes per parked connection in the section */
+/* A parked connection's record in the snapshot section: these u32 fields,
+ * in this order (vsock_save writes them, vsock_restore reads them back). */
+static const size_t vsock_parked_fields[] = {
+	offsetof(struct vsock_conn, guest_port),     offsetof(struct vsock_conn, host_port),
+	offsetof(struct vsock_conn, peer_buf_alloc), offsetof(struct vsock_conn, peer_fwd_cnt),
+	offsetof(struct vsock_conn, tx_cnt),	     offsetof(struct vsock_conn, buf_alloc),
+	offsetof(struct vsock_conn, rx_cnt),	     offsetof(struct vsock_conn, fwd_cnt),
+	offsetof(struct vsock_conn, last_fwd_sent),  offsetof(struct vsock_conn, pending),
+};
+#define VSOCK_PARKED_FIELDS (sizeof(vsock_parked_fields) / sizeof(vsock_parked_fields[0]))
+#define VSOCK_PARKED_RECORD (4 * VSOCK_PARKED_FIELDS) /* bytes per parked connection */
+
+static uint32_t vsock_parked_get(const struct vsock_conn *c, size_t i)
+{
+	uint32_t v;
+
+	memcpy(&v, (const char *)c + vsock_parked_fields[i], sizeof(v));
+	return v;
+}
+
+static void vsock_parked_set(struct vsock_conn *c, size_t i, uint32_t v)
+{
+	memcpy((char *)c + vsock_parked_fields[i], &v, sizeof(v));
+}
 
 static void vsock_save(void *dev, struct snap_writer *w, uint16_t slot)
 {
@@ -1370,16 +1393,8 @@ static void vsock_save(void *dev, struct snap_writer *w, uint16_t slot)
 
 			if (c->state == VSOCK_CONN_HOST_LINE || !vsock_conn_parkable(c))
 				continue;
-			snap_put_u32(w, c->guest_port);
-			snap_put_u32(w, c->host_port);
-			snap_put_u32(w, c->peer_buf_alloc);
-			snap_put_u32(w, c->peer_fwd_cnt);
-			snap_put_u32(w, c->tx_cnt);
-			snap_put_u32(w, c->buf_alloc);
-			snap_put_u32(w, c->rx_cnt);
-			snap_put_u32(w, c->fwd_cnt);
-			snap_put_u32(w, c->last_fwd_sent);
-			snap_put_u32(w, c->pending);
+			for (size_t k = 0; k < VSOCK_PARKED_FIELDS; k++)
+				snap_put_u32(w, vsock_parked_get(c, k));
 		}
 	}
 	snap_end(w);
@@ -1480,13 +1495,12 @@ static int vsock_restore(void *dev, const struct snap_section *sec, char *why, s
 	if (s.r.off < s.r.len)
 		(void)snap_get_u32(&s.r); /* the parked count, parsed already */
 	for (uint32_t i = 0; i < s.parked; i++) {
-		struct vsock_conn *c;
-		uint32_t f[VSOCK_PARKED_RECORD / 4];
+		struct vsock_conn *c, rec = {0};
 
-		for (unsigned int k = 0; k < VSOCK_PARKED_RECORD / 4; k++)
-			f[k] = snap_get_u32(&s.r);
-		if (s.r.err || (f[9] & ~VSOCK_PEND_CREDIT) || v->nconns >= v->max_conns ||
-		    vsock_table_find(&v->table, f[0], f[1])) {
+		for (size_t k = 0; k < VSOCK_PARKED_FIELDS; k++)
+			vsock_parked_set(&rec, k, snap_get_u32(&s.r));
+		if (s.r.err || (rec.pending & ~VSOCK_PEND_CREDIT) || v->nconns >= v->max_conns ||
+		    vsock_table_find(&v->table, rec.guest_port, rec.host_port)) {
 			vsock_drop_all(v);
 			return reason_fail(why, why_len, -EINVAL,
 					   "malformed parked vsock connection in the snapshot");
@@ -1497,18 +1511,12 @@ static int vsock_restore(void *dev, const struct snap_section *sec, char *why, s
 			return reason_fail(why, why_len, -ENOMEM, "out of memory");
 		}
 		c->host_initiated = true;
-		c->guest_port = f[0];
-		c->host_port = f[1];
-		c->peer_buf_alloc = f[2];
-		c->peer_fwd_cnt = f[3];
-		c->tx_cnt = f[4];
-		c->buf_alloc = f[5];
-		c->rx_cnt = f[6];
-		c->fwd_cnt = f[7];
-		c->last_fwd_sent = f[8];
+		for (size_t k = 0; k < VSOCK_PARKED_FIELDS; k++)
+			vsock_parked_set(c, k, vsock_parked_get(&rec, k));
+		c->pending = 0; /* owed through the list, below */
 		vsock_table_insert(&v->table, c);
-		if (f[9])
-			vsock_conn_owe(v, c, f[9]);
+		if (rec.pending)
+			vsock_conn_owe(v, c, rec.pending);
 	}
 	return 0;
 }
