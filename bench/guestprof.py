@@ -39,6 +39,16 @@ class SystemMap:
         return self.names[i] if i >= 0 else f"{addr:#x}"
 
 
+def start(sock, hz):
+    """Starts kiln-vmm's profile at `hz` samples a second (drops old ones)."""
+    bl.api(sock, {"op": "profile", "hz": hz})
+
+
+def stop(sock):
+    """Stops it; returns the profile reply (samples, user, kernel)."""
+    return bl.api(sock, {"op": "profile", "stop": True})[0]
+
+
 def by_function(reply, smap):
     """{function: samples} for a profile reply; user space as '(user)'."""
     out = {}
@@ -72,9 +82,9 @@ def main():
             reply = json.load(f)
     elif args.api_sock:
         try:
-            bl.api(args.api_sock, {"op": "profile", "hz": args.hz})
+            start(args.api_sock, args.hz)
             time.sleep(args.seconds)
-            reply, _ = bl.api(args.api_sock, {"op": "profile", "stop": True})
+            reply = stop(args.api_sock)
         except bl.BenchError as e:
             sys.exit(f"profile: {e}")
     else:

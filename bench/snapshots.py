@@ -43,6 +43,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
+import guestprof  # noqa: E402
 
 kc = bl.kc
 PY_HANDLER = '''import os, time
@@ -255,19 +256,6 @@ def record_working_set(vmm, snap, rootfs, work, name, kind):
     return path
 
 
-def profile_start(sock, hz):
-    rep, _ = bl.api(sock, {"op": "profile", "hz": hz})
-    if not rep.get("ok"):
-        raise bl.BenchError(f"profile: {rep.get('error')}")
-
-
-def profile_stop(sock):
-    rep, _ = bl.api(sock, {"op": "profile", "stop": True})
-    if not rep.get("ok"):
-        raise bl.BenchError(f"profile: {rep.get('error')}")
-    return rep
-
-
 def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined, working_set=None,
                    profile_hz=0, snap_counts=None):
     """One restore into a pre-started kiln-vmm answering one invocation, in
@@ -294,7 +282,7 @@ def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined, working_set=N
         if working_set:
             req["working_set"] = str(working_set)
         if profile_hz:
-            profile_start(g.api, profile_hz)
+            guestprof.start(g.api, profile_hz)
         t0 = time.monotonic_ns()
         rep, _ = bl.api(g.api, req)
         t1 = time.monotonic_ns()
@@ -346,7 +334,7 @@ def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined, working_set=N
                 raise bl.BenchError(f"{kind} invocation failed: {res}")
             r["answer"] = (t3 - t0) / 1e6
             if profile_hz:
-                r["cold_profile"] = profile_stop(g.api)
+                r["cold_profile"] = guestprof.stop(g.api)
             s1, (rss1, dirty1) = vmm_stats(g.api), guest_pages(g.pid, mem)
             ev, c1 = guest_trace(c, with_counts=True)
             # one TRACE's own share of the counters: a second one right after
@@ -373,12 +361,12 @@ def breakdown_once(vmm, snap, rootfs, work, name, kind, pipelined, working_set=N
             # one warm call on the same connection, counted the same way
             s2 = vmm_stats(g.api)
             if profile_hz:
-                profile_start(g.api, profile_hz)
+                guestprof.start(g.api, profile_hz)
             t4 = time.monotonic_ns()
             invoke_once(c, kind, 2)
             r["warm"] = (time.monotonic_ns() - t4) / 1e6
             if profile_hz:
-                r["warm_profile"] = profile_stop(g.api)
+                r["warm_profile"] = guestprof.stop(g.api)
             r["ratio"] = r["answer"] / r["warm"] if r["warm"] else None
             s3, (rss3, dirty3) = vmm_stats(g.api), guest_pages(g.pid, mem)
             wev, c2 = guest_trace(c, with_counts=True)
@@ -468,7 +456,6 @@ def profile_table(prof, system_map):
     """{kind: [breakdown_once results with profiles]} -> (head, rows): the
     share of samples in guest kernel code in the cold window and the warm
     call, and the kernel functions sampled most in the cold window."""
-    import guestprof
     smap = guestprof.SystemMap(system_map) if Path(system_map).is_file() else None
     kinds = sorted(prof)
     head = ("Guest profile (parked, pipelined; 1 kHz samples)",) + tuple(kinds)
