@@ -69,6 +69,36 @@ static void test_crc32c_known_vector(void **state)
 	assert_int_equal(snap_crc32c(0, "", 0), 0);
 }
 
+/* The bit-at-a-time definition, to check snap_crc32c's fast paths against. */
+static uint32_t crc32c_bitwise(uint32_t crc, const uint8_t *p, size_t len)
+{
+	crc = ~crc;
+	while (len--) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = (crc & 1) ? (crc >> 1) ^ 0x82f63b78U : crc >> 1;
+	}
+	return ~crc;
+}
+
+static void test_crc32c_any_length_and_alignment(void **state)
+{
+	static uint8_t buf[70000];
+	uint32_t seed = 12345;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(buf); i++) {
+		seed = seed * 1103515245U + 12345U;
+		buf[i] = (uint8_t)(seed >> 16);
+	}
+	for (size_t off = 0; off < 9; off++)
+		for (size_t len = 0; len < 80; len++)
+			assert_int_equal(snap_crc32c(7, buf + off, len),
+					 crc32c_bitwise(7, buf + off, len));
+	assert_int_equal(snap_crc32c(0, buf + 3, sizeof(buf) - 3),
+			 crc32c_bitwise(0, buf + 3, sizeof(buf) - 3));
+}
+
 static void test_round_trip(void **state)
 {
 	struct snap_writer w;
@@ -330,6 +360,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc32c_known_vector),
+		cmocka_unit_test(test_crc32c_any_length_and_alignment),
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_every_truncation_refused),
 		cmocka_unit_test(test_extra_bytes_refused),

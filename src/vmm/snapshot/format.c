@@ -34,14 +34,41 @@ static void snap_crc_init(void)
 	__atomic_store_n(&snap_crc_ready, true, __ATOMIC_RELEASE);
 }
 
+#if defined(__x86_64__)
+/* SSE 4.2's crc32 instruction computes this very CRC (Castagnoli,
+ * reflected), eight bytes at a time: a snapshot's ~20 KiB of state is
+ * checked in a few microseconds instead of some fifty. */
+__attribute__((target("sse4.2"))) static uint32_t snap_crc32c_sse42(uint32_t crc, const uint8_t *p,
+								    size_t len)
+{
+	uint64_t c = crc;
+
+	for (; len && ((uintptr_t)p & 7); len--)
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+	for (; len >= 8; len -= 8, p += 8) {
+		uint64_t v;
+
+		memcpy(&v, p, sizeof(v));
+		c = __builtin_ia32_crc32di(c, v);
+	}
+	for (; len; len--)
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+	return (uint32_t)c;
+}
+#endif
+
 uint32_t snap_crc32c(uint32_t crc, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 
+	crc = ~crc;
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("sse4.2"))
+		return ~snap_crc32c_sse42(crc, p, len);
+#endif
 	/* Filling the table twice from two threads writes the same values. */
 	if (!__atomic_load_n(&snap_crc_ready, __ATOMIC_ACQUIRE))
 		snap_crc_init();
-	crc = ~crc;
 	while (len--)
 		crc = snap_crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
 	return ~crc;

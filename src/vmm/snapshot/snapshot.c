@@ -317,9 +317,17 @@ static int snap_load_level(struct snap_image *img, const char *dir, bool top, ui
 	size_t len = 0;
 	int ret;
 
-	if (!realpath(dir, l->dir))
+	/* A parent's path comes from its child's PARENT section: absolute, and
+	 * resolved when that snapshot was taken. Only the caller's is resolved
+	 * here (a readlink per path component). */
+	if (!top) {
+		if (strlen(dir) >= sizeof(l->dir))
+			return reason_fail(why, why_len, -ENAMETOOLONG, "snapshot path too long");
+		memcpy(l->dir, dir, strlen(dir) + 1);
+	} else if (!realpath(dir, l->dir)) {
 		return reason_fail(why, why_len, -errno, "snapshot directory %s: %s", dir,
 				   strerror(errno));
+	}
 	if (snap_path(path, sizeof(path), l->dir, "state") < 0)
 		return reason_fail(why, why_len, -ENAMETOOLONG, "snapshot path too long");
 	ret = snap_read_file(path, &buf, &len, why, why_len);
