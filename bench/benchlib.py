@@ -529,7 +529,10 @@ class Guest:
 
     @classmethod
     def prestart(cls, vmm, workdir, name, mem=GUEST_MEM_MIB):
-        return cls(vmm, workdir, name, ["--prestart", "--mem", mem, "--vcpus", 1])
+        """As kilnd's pool starts them: the vsock socket (self.uds) is bound
+        before the restore, which names the same one."""
+        return cls(vmm, workdir, name, ["--prestart", "--mem", mem, "--vcpus", 1,
+                                        "--vsock-uds", Path(workdir) / f"{name}.vsock"])
 
     def diag(self):
         err = self.stderr_path.read_bytes()[-2000:] if self.stderr_path.exists() else b""

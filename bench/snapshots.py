@@ -60,7 +60,7 @@ FUNCS = {
     "sh": dict(files={"handler.sh": SH_HANDLER}, runtime="sh", mode="exec",
                handler="sh handler.sh"),
 }
-GOAL_PRE_MS = 1.0
+GOAL_PRE_MS = 0.5  # issue 9: the restore itself into a pre-started kiln-vmm
 GOAL_NEW_MS = 10.0
 _SMAPS = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ (\d+)\s*(.*)$")
 
@@ -662,7 +662,7 @@ def run(args):
          pcts([r.get("restore_total_ms") for r in res["python"][0] + res["sh"][0]]), "", ""),
         ("  spawn → vsock socket exists (harness clock), p50 / p99",
          pcts([r["socket_ns"] for r in res["python"][0] + res["sh"][0]], 1e-6), "", ""),
-        (f"restore → vCPUs running, pre-started (reply's total_ms), p50 / p99 ({n})",
+        (f"restore → vCPUs ready to run, pre-started (reply's total_ms), p50 / p99 ({n})",
          pcts(ptot), f"< {GOAL_PRE_MS:g} ms", verdict(p50_pre, GOAL_PRE_MS)),
         ("  load / apply, p50",
          f"{fmt_ms(bl.percentile([r['load_ms'] for r in res['python'][1]], 50))} / "
@@ -793,13 +793,16 @@ def run(args):
               "\"vCPUs running\" is kiln-vmm's `timing: first guest entry at N ms` line "
               "(its own clock from process start); the harness's clock runs from just "
               "before the spawn.",
-              "- *Pre-started*: `kiln-vmm --prestart --mem 256 --vcpus 1` started and idle "
-              "before the clock starts; `{\"op\":\"restore\"}`'s reply gives load/apply/total "
-              "(request to vCPUs running, inside kiln-vmm); the round trip is the client's.",
+              "- *Pre-started*: `kiln-vmm --prestart --mem 256 --vcpus 1 --vsock-uds PATH` "
+              "(as kilnd's pool starts it: the vsock socket is bound before the restore) "
+              "started and idle before the clock starts; `{\"op\":\"restore\"}`'s reply "
+              "gives load/apply/total (request to the vCPUs ready to run, inside kiln-vmm; "
+              "they are released once the reply is written); the round trip is the "
+              "client's.",
               "- *First answer*: from the spawn (new process) or the restore request "
-              "(pre-started) to the RESULT: vsock `CONNECT 1024` (retried until a "
-              "connection survives the guest's transport reset), ENTROPY (64 B), TIME, "
-              "INVOKE. One warm-up pair per function is discarded; new-process and "
+              "(pre-started) to the RESULT: vsock `CONNECT 1024` (answered by kiln-vmm "
+              "itself: the snapshot's connection is parked, docs/vsock.md), ENTROPY (64 B), "
+              "TIME, INVOKE. One warm-up pair per function is discarded; new-process and "
               "pre-started runs alternate.",
               "- *Sizes*: `memory` apparent size and `st_blocks * 512`; `state` size. "
               "\"Guest RAM touched\" is the VMM's resident guest RAM (smaps Rss of the "

@@ -226,6 +226,11 @@ int vmproc_spawn(const struct vmproc_args *a, const char *run_dir, const char *i
 		argv[n++] = mem;
 		argv[n++] = "--vcpus";
 		argv[n++] = vcpus;
+		/* Bound now, not during the restore (it names the same socket). */
+		argv[n++] = "--vsock-uds";
+		argv[n++] = v->vm_vsock;
+		argv[n++] = "--vsock-connect-ms";
+		argv[n++] = VMPROC_CONNECT_MS;
 	} else if (a->restore) {
 		argv[n++] = "--restore";
 		argv[n++] = a->restore;

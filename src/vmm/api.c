@@ -67,6 +67,8 @@ struct api {
 	struct api_client clients; /* list head (sentinel) */
 	api_handler_fn fn;	   /* during api_dispatch */
 	void *opaque;
+	api_after_fn after; /* set by the handler now running (api_after_reply) */
+	void *after_opaque;
 };
 
 /* ---- replies --------------------------------------------------------------------- */
@@ -193,6 +195,7 @@ static bool api_client_line(struct api_client *c, const char *line, size_t len)
 	struct api *a = c->a;
 	json_error_t err;
 	json_t *req, *op, *reply;
+	bool alive;
 
 	if (len == 0 || strspn(line, " \t\r") == len)
 		return true; /* blank lines are ignored */
@@ -209,9 +212,23 @@ static bool api_client_line(struct api_client *c, const char *line, size_t len)
 		json_decref(req);
 		return api_client_send(c, api_error("the request has no \"op\" string"));
 	}
+	a->after = NULL;
 	reply = a->fn(a->opaque, req);
 	json_decref(req);
-	return api_client_send(c, reply ? reply : api_error("out of memory"));
+	alive = api_client_send(c, reply ? reply : api_error("out of memory"));
+	if (a->after) {
+		api_after_fn after = a->after;
+
+		a->after = NULL;
+		after(a->after_opaque);
+	}
+	return alive;
+}
+
+void api_after_reply(struct api *a, api_after_fn fn, void *opaque)
+{
+	a->after = fn;
+	a->after_opaque = opaque;
 }
 
 static bool api_client_too_long(struct api_client *c)
@@ -388,6 +405,9 @@ struct api *api_create(const char *path, struct evloop *loop)
 	struct api *a;
 
 	(void)loop; /* served on the control thread (see the top) */
+	/* jansson draws its hash seed from /dev/urandom at the first JSON
+	 * object; draw it now, not in the middle of the first request. */
+	json_object_seed(0);
 	a = calloc(1, sizeof(*a));
 	if (!a) {
 		log_error("out of memory");

@@ -52,6 +52,16 @@ int api_wakeup_fd(const struct api *a);
  * call, in order) and sends each reply before taking the next. */
 void api_dispatch(struct api *a, api_handler_fn fn, void *opaque);
 
+/* Work a handler leaves for after its reply: see api_after_reply(). */
+typedef void (*api_after_fn)(void *opaque);
+
+/* From inside a handler: runs fn(opaque) once, on the control thread, right
+ * after this request's reply has been written (as far as the socket takes
+ * it; also when the client has gone). For work whose wake-ups would
+ * otherwise delay the reply, such as letting restored vCPUs run. A second
+ * call in the same request replaces the first. */
+void api_after_reply(struct api *a, api_after_fn fn, void *opaque);
+
 /* Returns a new {"ok":false,"error":<formatted message>} (NULL when out of memory). */
 json_t *api_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

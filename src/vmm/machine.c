@@ -21,9 +21,12 @@
 #include "vmm/kcmdline.h"
 #include "vmm/layout.h"
 #include "vmm/seccomp.h"
+#include "vmm/snapshot/kvm_state.h"
 #include "vmm/vcpu.h"
 #include "vmm/virtio/mmio.h"
+#include "vmm/virtio/vsock.h"
 #include "vmm/vm.h"
+#include "common/unixsock.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -170,6 +173,62 @@ static int machine_attach_virtio(struct machine *m, const struct machine_config 
 	return 0;
 }
 
+/* The slots a pre-started machine readies interrupts and notification
+ * eventfds for: kilnd's VMs have a disk, vsock and a network device. */
+#define MACHINE_PREPARED_SLOTS 3
+
+/* A pre-started machine makes the eventfds its restore's devices will need
+ * now (vm_prepare_eventfds): an irqfd for each of the first slots' GSIs
+ * and a notification eventfd for each of their queues. */
+static void machine_prepare_wiring(struct machine *m)
+{
+	const struct virtio_device_ops *ops;
+	unsigned int maxq = 0;
+	int ret;
+
+	for (unsigned int k = 0; (ops = virtio_device_at(k)); k++)
+		if (ops->num_queues > maxq)
+			maxq = ops->num_queues;
+	ret = vm_prepare_eventfds(m->vm, LAYOUT_VIRTIO_IRQ_BASE, MACHINE_PREPARED_SLOTS,
+				  MACHINE_PREPARED_SLOTS * maxq);
+	if (ret < 0)
+		log_debug("eventfds for the restore not made ahead: %s", strerror(-ret));
+}
+
+/* A pre-started machine binds the vsock socket it was given now, so that a
+ * restore need not (socket, bind, listen and rename cost ~0.1 ms here);
+ * machine_restore hands it to the snapshot's vsock device. */
+static int machine_stage_vsock(struct machine *m, const struct machine_config *cfg)
+{
+	struct virtio_host *h = &m->staged_vsock;
+	ino_t ino;
+	int fd;
+
+	for (unsigned int i = 0; i < cfg->ndevices; i++) {
+		const struct virtio_host *d = &cfg->devices[i];
+
+		if (d->ops != &virtio_vsock_device || h->has_listener) {
+			log_error("a pre-started kiln-vmm is given its %s with the restore",
+				  d->ops->noun);
+			return -EINVAL;
+		}
+		if (strlen(d->path) >= sizeof(m->staged_vsock_path)) {
+			log_error("the vsock socket path is too long");
+			return -ENAMETOOLONG;
+		}
+		fd = unixsock_listen(d->path, "virtio-vsock", VSOCK_LISTEN_BACKLOG, &ino);
+		if (fd < 0)
+			return fd;
+		memcpy(m->staged_vsock_path, d->path, strlen(d->path) + 1);
+		*h = *d;
+		h->path = m->staged_vsock_path;
+		h->has_listener = true;
+		h->listener = fd;
+		h->listener_ino = ino;
+	}
+	return 0;
+}
+
 /* Returns the user's command line with kiln's virtio_mmio.device= arguments
  * in front (so they stay before a " -- "), newly allocated; NULL when out
  * of memory. */
@@ -282,6 +341,10 @@ struct machine *machine_create(const struct machine_config *cfg)
 		goto out_destroy;
 	if (cfg->kernel && (machine_attach_virtio(m, cfg) < 0 || machine_boot(m, cfg) < 0))
 		goto out_destroy;
+	if (!cfg->kernel && machine_stage_vsock(m, cfg) < 0)
+		goto out_destroy;
+	if (!cfg->kernel)
+		machine_prepare_wiring(m);
 
 	for (unsigned int i = 0; i < cfg->vcpus; i++) {
 		m->cpus[i].m = m;
@@ -289,6 +352,9 @@ struct machine *machine_create(const struct machine_config *cfg)
 		if (!m->cpus[i].vcpu)
 			goto out_destroy;
 		m->ncpus++;
+		/* A restore writes only the MSRs that differ from these. */
+		if (!cfg->kernel && kvm_state_note_reset(m->cpus[i].vcpu) < 0)
+			log_debug("vCPU %u: its MSRs as created not read; a restore writes all", i);
 	}
 	if (cfg->kernel) {
 		if (vcpu_setup_boot(m->cpus[0].vcpu, &m->boot) < 0)
@@ -434,6 +500,12 @@ int machine_run(struct machine *m)
 	return status;
 }
 
+static void machine_nothing(void *opaque, uint32_t events)
+{
+	(void)opaque;
+	(void)events;
+}
+
 void machine_destroy(struct machine *m)
 {
 	if (!m)
@@ -447,8 +519,15 @@ void machine_destroy(struct machine *m)
 	/* vCPUs are gone; the loop still runs so the control socket and each
 	 * transport can take their fds off it, then it stops. */
 	machine_api_close(m);
+	/* Calls queued for the loop (a restore's kick) have run: FIFO. */
+	if (m->loop)
+		evloop_call_sync(m->loop, machine_nothing, NULL);
 	for (unsigned int i = m->nvirtio; i-- > 0;)
 		m->virtio[i].ops->destroy(m->virtio[i].dev);
+	if (m->staged_vsock.has_listener) {
+		close(m->staged_vsock.listener);
+		unixsock_unlink_own(m->staged_vsock.path, m->staged_vsock.listener_ino);
+	}
 	evloop_destroy(m->loop);
 	serial_destroy(m->serial);
 	i8042_destroy(m->i8042);

@@ -26,7 +26,9 @@ struct machine_config {
 	bool compat_host;    /* the host is nested KVM even if /sys does not say so (jail) */
 	int kvm_fd;	     /* > 2: an open /dev/kvm the machine takes; else it opens one */
 	/* The virtio devices, in slot order (disks are /dev/vda, vdb... in
-	 * the order given); at most each kind's max_count. */
+	 * the order given); at most each kind's max_count. Without a kernel
+	 * (prestart) only a vsock device may be given: its socket listens
+	 * from the start and the restore's vsock device takes it over. */
 	struct virtio_host devices[MACHINE_MAX_VIRTIO];
 	unsigned int ndevices;
 	const char *api_sock; /* control socket path (api.h); NULL: none */
@@ -43,17 +45,18 @@ struct machine_restore_params {
 	const char *dir; /* the snapshot directory */
 	struct virtio_host devices[MACHINE_MAX_VIRTIO];
 	unsigned int ndevices;
-	const char *console; /* NULL: keep the machine's console */
+	const char *console;	 /* NULL: keep the machine's console */
 	const char *working_set; /* a working-set file to prefetch (wset.h), or NULL */
+	bool run_later;		 /* leave the vCPUs parked until machine_run_restored() */
 };
 
 /* How long a restore took, in milliseconds. */
 struct machine_restore_times {
-	double load_ms;	 /* reading and verifying the snapshot chain */
-	double apply_ms; /* devices, memory mapping, vCPU and device state */
-	double total_ms; /* from the call to the vCPUs running again */
-	double prefetch_ms;	 /* of apply_ms: the working set's prefetch */
-	int64_t prefetch_pages;	 /* pages prefetched; 0 without a working set */
+	double load_ms;		/* reading and verifying the snapshot chain */
+	double apply_ms;	/* devices, memory mapping, vCPU and device state */
+	double total_ms;	/* from the call to the vCPUs released (run_later: ready to be) */
+	double prefetch_ms;	/* of apply_ms: the working set's prefetch */
+	int64_t prefetch_pages; /* pages prefetched; 0 without a working set */
 	char prefetch_skipped[256]; /* why a working set given was not used, or "" */
 };
 
@@ -74,6 +77,13 @@ struct machine *machine_create(const struct machine_config *cfg);
  * while loading leaves it unusable. Control thread only. */
 int machine_restore(struct machine *m, const struct machine_restore_params *p,
 		    struct machine_restore_times *t, char *why, size_t why_len);
+
+/* Lets the vCPUs of a machine restored with run_later run; does nothing
+ * otherwise. The control socket calls it once the restore's reply is
+ * written: waking a vCPU thread can take this thread's CPU for
+ * milliseconds on a small host, and the reply should not wait for that.
+ * Control thread only. */
+void machine_run_restored(struct machine *m);
 
 /* Records the guest RAM pages a restored machine has touched since its
  * restore (present in kiln-vmm's mapping) as the working set of the

@@ -68,6 +68,11 @@ static json_t *machine_parse_disks(json_t *disks, struct machine_restore_params 
 	return NULL;
 }
 
+static void machine_api_run_restored(void *opaque)
+{
+	machine_run_restored(opaque);
+}
+
 static json_t *machine_op_restore(struct machine *m, json_t *req)
 {
 	char store[VIRTIO_BLK_MAX_DISKS][PATH_MAX];
@@ -108,8 +113,11 @@ static json_t *machine_op_restore(struct machine *m, json_t *req)
 			return api_error("\"net\": %s", why);
 		p.ndevices++;
 	}
+	/* The vCPUs run once the reply is written (machine_run_restored). */
+	p.run_later = true;
 	if (machine_restore(m, &p, &t, why, sizeof(why)) < 0)
 		return api_error("restore failed: %s", why);
+	api_after_reply(m->api, machine_api_run_restored, m);
 	r = json_pack("{s:b, s:s, s:f, s:f, s:f}", "ok", 1, "state", "running", "load_ms",
 		      t.load_ms, "apply_ms", t.apply_ms, "total_ms", t.total_ms);
 	if (r && ws)
@@ -253,6 +261,7 @@ static json_t *machine_api_handle(void *opaque, json_t *req)
 	const char *op = json_string_value(json_object_get(req, "op"));
 	char why[256];
 
+	machine_run_restored(m); /* normally done after the restore's reply */
 	if (atomic_load(&m->stopping))
 		return api_error("the VM is stopping");
 	if (strcmp(op, "state") == 0)

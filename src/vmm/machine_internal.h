@@ -91,6 +91,12 @@ struct machine {
 	uint64_t max_mem;
 	struct snap_backing backing; /* where guest RAM's contents come from */
 	char restored_from[PATH_MAX];
+	bool run_pending; /* restored with run_later: vCPUs parked until machine_run_restored */
+	/* A pre-started machine's vsock socket, listening before the restore
+	 * (--prestart --vsock-uds): the restore's vsock device takes it over.
+	 * has_listener false once taken (or never staged). */
+	struct virtio_host staged_vsock;
+	char staged_vsock_path[PATH_MAX];
 };
 
 /* ---- machine.c ---- */

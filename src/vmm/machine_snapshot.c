@@ -401,6 +401,17 @@ int machine_working_set_save(struct machine *m, const char *path, uint64_t *page
 	return 0;
 }
 
+/* On the loop thread, once a restore is done: serves every live queue
+ * once, in case the guest notified one just before the snapshot. */
+static void machine_restore_kick(void *opaque, uint32_t events)
+{
+	struct machine *m = opaque;
+
+	(void)events;
+	for (unsigned int i = 0; i < m->nvirtio; i++)
+		virtio_mmio_kick(m->virtio[i].transport);
+}
+
 static void machine_restore_cb(void *opaque, uint32_t events)
 {
 	struct machine_restore_ctx *x = opaque;
@@ -413,6 +424,9 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 	(void)events;
 	x->mark[0] = clock_mono_ns();
 	for (unsigned int i = 0; i < x->nplan; i++) {
+		/* The device takes a staged socket over, even if it fails. */
+		if (x->plan[i].has_listener)
+			m->staged_vsock.has_listener = false;
 		ret = machine_add_virtio(m, &x->plan[i]);
 		if (ret < 0) {
 			x->ret = reason_fail(x->why, sizeof(x->why), ret,
@@ -489,7 +503,7 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 	/* Each device ends what its host side could not keep (the guest's
 	 * vsock connections: an RST each, docs/vsock.md), then every live
 	 * queue is served once in case a notification was in flight when the
-	 * snapshot was taken. */
+	 * snapshot was taken (by the loop, after this). */
 	for (unsigned int i = 0; i < m->nvirtio; i++) {
 		struct machine_virtio *d = &m->virtio[i];
 
@@ -500,8 +514,9 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 			return;
 		}
 	}
-	for (unsigned int i = 0; i < m->nvirtio; i++)
-		virtio_mmio_kick(m->virtio[i].transport);
+	/* The loop serves them once it runs again, beside the vCPUs. */
+	if (evloop_call(m->loop, machine_restore_kick, m) < 0)
+		machine_restore_kick(m, 0);
 	x->mark[5] = clock_mono_ns();
 	log_debug("timing: restore steps: devices %.3f ms, memory mapped %.3f ms, prefetch "
 		  "%.3f ms, KVM state %.3f ms, the rest %.3f ms",
@@ -511,12 +526,42 @@ static void machine_restore_cb(void *opaque, uint32_t events)
 	x->ret = 0;
 }
 
+/* The vsock socket a pre-started machine listens on already (machine.c)
+ * serves the restore: *q is p with it as the vsock device's host side,
+ * whether p names the same socket or none. Another path is refused. */
+static int machine_restore_staged(struct machine *m, const struct machine_restore_params *p,
+				  struct machine_restore_params *q, char *why, size_t why_len)
+{
+	const struct virtio_host *st = &m->staged_vsock;
+	unsigned int i;
+
+	*q = *p;
+	if (!st->has_listener)
+		return 0;
+	for (i = 0; i < q->ndevices && q->devices[i].ops != st->ops; i++)
+		;
+	if (i == q->ndevices) {
+		if (q->ndevices == MACHINE_MAX_VIRTIO)
+			return reason_fail(why, why_len, -EINVAL, "too many devices");
+		q->ndevices++;
+	} else if (strcmp(q->devices[i].path, st->path) != 0) {
+		return reason_fail(why, why_len, -EINVAL,
+				   "this kiln-vmm was pre-started with the vsock socket %s, not %s",
+				   st->path, q->devices[i].path);
+	}
+	q->devices[i] = *st;
+	if (p->ndevices > i && p->devices[i].connect_ms)
+		q->devices[i].connect_ms = p->devices[i].connect_ms;
+	return 0;
+}
+
 static int machine_restore_image(struct machine *m, struct snap_image *img,
 				 const struct machine_restore_params *p,
 				 struct machine_restore_times *t, uint64_t t0, char *why,
 				 size_t why_len)
 {
-	struct machine_restore_ctx x = {.m = m, .img = img, .p = p, .t = t};
+	struct machine_restore_ctx x = {.m = m, .img = img, .t = t};
+	struct machine_restore_params q;
 	uint64_t t1 = clock_mono_ns();
 	int ret;
 
@@ -528,6 +573,10 @@ static int machine_restore_image(struct machine *m, struct snap_image *img,
 			 (unsigned long long)(m->vm->mem.size >> 20), m->ncpus);
 		return -EINVAL;
 	}
+	ret = machine_restore_staged(m, p, &q, why, why_len);
+	if (ret < 0)
+		return ret;
+	x.p = &q;
 	ret = machine_restore_check(&x);
 	if (ret < 0)
 		return reason_fail(why, why_len, ret, "%s", x.why);
@@ -544,10 +593,21 @@ static int machine_restore_image(struct machine *m, struct snap_image *img,
 	m->state = MACHINE_RUNNING;
 	if (t)
 		t->apply_ms = machine_ms_since(t1);
-	machine_resume_vcpus(m);
+	if (p->run_later)
+		m->run_pending = true;
+	else
+		machine_resume_vcpus(m);
 	if (t)
 		t->total_ms = machine_ms_since(t0);
 	return 0;
+}
+
+void machine_run_restored(struct machine *m)
+{
+	if (!m->run_pending)
+		return;
+	m->run_pending = false;
+	machine_resume_vcpus(m);
 }
 
 int machine_restore(struct machine *m, const struct machine_restore_params *p,

@@ -158,6 +158,7 @@ void vcpu_destroy(struct vcpu *v)
 		close(v->stats_fd);
 	if (v->fd >= 0)
 		close(v->fd);
+	free(v->reset_msrs);
 	free(v);
 }
 

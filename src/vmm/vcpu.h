@@ -41,6 +41,9 @@ struct vcpu {
 	unsigned int index; /* also the APIC id */
 	int fd;
 	struct kvm_run *run; /* mmap'd, vm->vcpu_mmap_size bytes */
+	/* Its MSRs as created, before it ever ran (kvm_state_note_reset), or
+	 * NULL: a restore writes only the MSRs whose values differ. Owned. */
+	struct kvm_msrs *reset_msrs;
 };
 
 /* Creates vCPU `index` of `count`, with CPUID from KVM's supported set

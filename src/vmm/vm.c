@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -69,6 +70,24 @@ static void *vm_slot_thread(void *arg)
 	return NULL;
 }
 
+static const long vm_caps[VM_NCAPS] = {
+	KVM_CAP_IRQFD, KVM_CAP_IOEVENTFD, KVM_CAP_XSAVE,       KVM_CAP_XSAVE2,
+	KVM_CAP_XCRS,  KVM_CAP_DEBUGREGS, KVM_CAP_GET_TSC_KHZ, KVM_CAP_TSC_CONTROL,
+};
+
+int vm_check_cap(const struct vm *vm, long cap)
+{
+	int r;
+
+	if (vm->vm_fd < 0)
+		return 0;
+	for (size_t i = 0; i < VM_NCAPS; i++)
+		if (vm_caps[i] == cap)
+			return vm->cap_value[i];
+	r = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, cap);
+	return r > 0 ? r : 0;
+}
+
 int vm_memory_ready(struct vm *vm)
 {
 	if (vm->slot_pending) {
@@ -121,6 +140,11 @@ struct vm *vm_create(uint64_t mem_size, int kvm_fd)
 		log_error("KVM_CREATE_VM: %s", strerror(errno));
 		goto out_close_kvm;
 	}
+	for (size_t i = 0; i < VM_NCAPS; i++) {
+		int r = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, vm_caps[i]);
+
+		vm->cap_value[i] = r > 0 ? r : 0;
+	}
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_TSS_ADDR) < 0) {
 		log_error("KVM_SET_TSS_ADDR: %s", strerror(errno));
 		goto out_close_vm;
@@ -161,10 +185,65 @@ out_free:
 	return NULL;
 }
 
+int vm_prepare_eventfds(struct vm *vm, unsigned int gsi, unsigned int ngsi, unsigned int n)
+{
+	for (unsigned int i = 0; i < ngsi && vm->nirqfds < VM_PREPARED_MAX; i++) {
+		int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		struct kvm_irqfd irqfd = {.gsi = gsi + i};
+
+		if (fd < 0)
+			return -errno;
+		irqfd.fd = (uint32_t)fd;
+		if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
+			int err = -errno;
+
+			close(fd);
+			return err;
+		}
+		vm->irqfds[vm->nirqfds].gsi = gsi + i;
+		vm->irqfds[vm->nirqfds++].fd = fd;
+	}
+	for (unsigned int i = 0; i < n && vm->neventfds < VM_PREPARED_MAX; i++) {
+		int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+		if (fd < 0)
+			return -errno;
+		vm->eventfds[vm->neventfds++] = fd;
+	}
+	return 0;
+}
+
+int vm_take_irqfd(struct vm *vm, unsigned int gsi)
+{
+	for (unsigned int i = 0; i < vm->nirqfds; i++) {
+		if (vm->irqfds[i].gsi == gsi) {
+			int fd = vm->irqfds[i].fd;
+
+			vm->irqfds[i] = vm->irqfds[--vm->nirqfds];
+			return fd;
+		}
+	}
+	return -1;
+}
+
+int vm_take_eventfd(struct vm *vm)
+{
+	int fd;
+
+	if (vm->neventfds)
+		return vm->eventfds[--vm->neventfds];
+	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	return fd < 0 ? -errno : fd;
+}
+
 void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
+	for (unsigned int i = 0; i < vm->nirqfds; i++)
+		close(vm->irqfds[i].fd);
+	for (unsigned int i = 0; i < vm->neventfds; i++)
+		close(vm->eventfds[i]);
 	vm_memory_ready(vm);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);

@@ -9,6 +9,11 @@
 
 #include "vmm/memory.h"
 
+/* The capabilities kiln asks about more than once (vm_check_cap). */
+#define VM_NCAPS 8
+/* How many eventfds of each kind vm_prepare_eventfds keeps at most. */
+#define VM_PREPARED_MAX 16
+
 struct vm {
 	int kvm_fd;	      /* /dev/kvm */
 	int vm_fd;	      /* KVM_CREATE_VM */
@@ -20,7 +25,40 @@ struct vm {
 	pthread_t slot_thread;
 	bool slot_pending;
 	int slot_err;
+	/* KVM_CHECK_EXTENSION's answers for vm_caps[], asked once at creation. */
+	int cap_value[VM_NCAPS];
+	/* Eventfds made ahead of need (vm_prepare_eventfds): irqfds already
+	 * registered for their GSI, and plain ones. Owned until taken. */
+	struct {
+		unsigned int gsi;
+		int fd;
+	} irqfds[VM_PREPARED_MAX];
+	unsigned int nirqfds;
+	int eventfds[VM_PREPARED_MAX];
+	unsigned int neventfds;
 };
+
+/* KVM_CHECK_EXTENSION `cap` on the VM: its value (> 0 when present), or 0
+ * without a VM (vm_fd < 0). The capabilities a restore asks about come from
+ * what vm_create asked (each ioctl costs microseconds on a nested host);
+ * others are asked now. Thread-safe. */
+int vm_check_cap(const struct vm *vm, long cap);
+
+/* Makes eventfds before they are needed, so that a restore, which wires
+ * its devices to KVM, need not (each is a system call or two, microseconds
+ * here): an irqfd registered for each GSI in [gsi, gsi + ngsi) and `n`
+ * plain eventfds (at most VM_PREPARED_MAX of each). Returns 0 or -errno;
+ * what was made is kept either way. */
+int vm_prepare_eventfds(struct vm *vm, unsigned int gsi, unsigned int ngsi, unsigned int n);
+
+/* Returns the eventfd registered as an irqfd for `gsi` by
+ * vm_prepare_eventfds (the caller owns it from now: it deassigns and closes
+ * it), or -1 when there is none. */
+int vm_take_irqfd(struct vm *vm, unsigned int gsi);
+
+/* Returns a non-blocking, close-on-exec eventfd the caller owns: a prepared
+ * one, or a new one (-errno when that fails). */
+int vm_take_eventfd(struct vm *vm);
 
 /* Opens /dev/kvm (or uses kvm_fd when it is >= 0: an open /dev/kvm the VM
  * then owns and closes, as the jailer passes it), checks the API version and

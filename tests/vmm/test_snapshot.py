@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import struct
 import subprocess
 import time
@@ -510,6 +511,43 @@ def test_vsock_device_snapshot_and_restore(vmm, tmp_path):
     res = again.finish()
     assert res.returncode == 0, res.describe()
     assert_continuous(before, again.text())
+
+
+def test_prestarted_vmm_listens_on_its_vsock_socket(vmm, tmp_path):
+    """--prestart --vsock-uds binds the socket before any restore (kilnd's
+    pool does, so a restore need not): a restore naming another socket is
+    refused and leaves the VMM waiting, one naming none (or the same) gets
+    it, and a VMM stopped without a restore removes its socket file."""
+    uds = tmp_path / "v.sock"
+    run = Run(vmm, tmp_path, "orig", "--kernel", vmm.guest("snap_count"), "--vsock-uds", uds)
+    run.wait_ticks(3)
+    run.api.ok(op="pause")
+    run.api.ok(op="snapshot", dir=str(tmp_path / "vs"))
+    before = run.text()
+    run.finish()
+    staged = tmp_path / "staged.sock"
+    pre = Run(vmm, tmp_path, "pre", "--prestart", "--mem", 128, "--vsock-uds", staged)
+    assert pre.api.ok(op="state")["state"] == "waiting"
+    assert stat.S_ISSOCK(os.stat(staged).st_mode)
+    r = pre.api.call(op="restore", dir=str(tmp_path / "vs"), vsock_uds=str(tmp_path / "o.sock"))
+    assert r["ok"] is False and str(staged) in r["error"] and "pre-started" in r["error"], r
+    assert pre.api.ok(op="state")["state"] == "waiting"
+    assert not (tmp_path / "o.sock").exists()
+    pre.api.ok(op="restore", dir=str(tmp_path / "vs"))
+    pre.wait_ticks(5)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.connect(str(staged))  # the restored device serves it
+    res = pre.finish()
+    assert res.returncode == 0, res.describe()
+    assert_continuous(before, pre.text())
+    idle = tmp_path / "idle.sock"
+    unused = Run(vmm, tmp_path, "unused", "--prestart", "--mem", 128, "--vsock-uds", idle)
+    assert unused.api.ok(op="state")["state"] == "waiting" and idle.exists()
+    unused.finish()
+    assert not idle.exists(), "a pre-started kiln-vmm left its vsock socket behind"
+    r = vmm.run("--prestart", "--mem", 128, "--vsock-uds", tmp_path / "c.sock", "--vsock-cid", 9,
+                "--api-sock", tmp_path / "c.api")
+    assert r.returncode == 2 and any("CID" in l for l in r.error_lines()), r.describe()
 
 
 def test_rng_device_snapshot_and_restore(vmm, tmp_path):

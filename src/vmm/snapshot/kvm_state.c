@@ -33,13 +33,13 @@ static const uint32_t kvm_state_extra_msrs[] = {
 
 static bool kvm_state_has(struct vm *vm, long cap)
 {
-	return ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, cap) > 0;
+	return vm_check_cap(vm, cap) > 0;
 }
 
 /* Size of the XSAVE buffer KVM uses for this VM (0: no XSAVE). */
 static size_t kvm_state_xsave_size(struct vm *vm)
 {
-	int n = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+	int n = vm_check_cap(vm, KVM_CAP_XSAVE2);
 
 	if (n >= (int)sizeof(struct kvm_xsave))
 		return (size_t)n;
@@ -357,6 +357,39 @@ static int kvm_state_get_msrs(const struct snap_file *f, uint16_t id, struct kvm
 	return 0;
 }
 
+int kvm_state_note_reset(struct vcpu *v)
+{
+	struct kvm_msrs *msrs = NULL;
+	uint32_t *idx = NULL;
+	size_t nidx = 0;
+	int ret;
+
+	ret = kvm_state_msr_indices(v->vm, &idx, &nidx);
+	if (!ret) {
+		msrs = kvm_state_msrs_alloc(nidx);
+		ret = msrs ? kvm_state_read_msrs(v, idx, nidx, msrs) : -ENOMEM;
+	}
+	free(idx);
+	if (ret) {
+		free(msrs);
+		return ret;
+	}
+	free(v->reset_msrs);
+	v->reset_msrs = msrs;
+	return 0;
+}
+
+/* True when vCPU v holds `e` already, as created (kvm_state_note_reset). */
+static bool kvm_state_msr_at_reset(const struct vcpu *v, const struct kvm_msr_entry *e)
+{
+	const struct kvm_msrs *r = v->reset_msrs;
+
+	for (uint32_t i = 0; r && i < r->nmsrs; i++)
+		if (r->entries[i].index == e->index)
+			return r->entries[i].data == e->data;
+	return false;
+}
+
 int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, size_t why_len)
 {
 	union kvm_state_vcpu_buf u;
@@ -375,7 +408,7 @@ int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, si
 		if (msrs[i].index == MSR_IA32_TSC_DEADLINE) {
 			deadline = msrs[i];
 			has_deadline = true;
-		} else {
+		} else if (!kvm_state_msr_at_reset(v, &msrs[i])) {
 			msrs[kept++] = msrs[i];
 		}
 	}
@@ -486,6 +519,9 @@ int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, si
 	}
 out_free:
 	free(msrs);
+	/* The vCPU is no longer as created. */
+	free(v->reset_msrs);
+	v->reset_msrs = NULL;
 	return ret;
 }
 

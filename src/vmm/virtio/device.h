@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "vmm/evloop.h"
 #include "vmm/iobus.h"
@@ -58,6 +59,12 @@ struct virtio_host {
 					      * snapshot's on restore) */
 	uint8_t mac[6];
 	unsigned int nth;		     /* 1-based among its kind (for messages) */
+
+	/* vsock: `listener` listens at `path` already (its socket file's inode
+	 * `listener_ino`); the device takes it over, even if it fails. */
+	bool has_listener;
+	int listener;
+	ino_t listener_ino;
 };
 
 struct virtio_device_ops {

@@ -657,7 +657,7 @@ static void virtio_mmio_access(void *opaque, uint64_t off, uint8_t *data, uint32
 
 static bool virtio_mmio_kvm_has(struct vm *vm, long cap)
 {
-	return vm->vm_fd >= 0 && ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, cap) > 0;
+	return vm_check_cap(vm, cap) > 0;
 }
 
 static void virtio_mmio_setup_irq(struct virtio_mmio *t)
@@ -666,6 +666,11 @@ static void virtio_mmio_setup_irq(struct virtio_mmio *t)
 	int fd;
 
 	t->irq_line = t->vm->vm_fd >= 0;
+	fd = vm_take_irqfd(t->vm, t->irq); /* registered already (prestart) */
+	if (fd >= 0) {
+		t->irq_fd = fd;
+		return;
+	}
 	if (!virtio_mmio_kvm_has(t->vm, KVM_CAP_IRQFD)) {
 		log_debug("%s at 0x%llx: interrupts by %s", virtio_mmio_name(t),
 			  (unsigned long long)t->base,
@@ -711,10 +716,11 @@ static int virtio_mmio_setup_notifiers(struct virtio_mmio *t)
 	for (unsigned int q = 0; q < t->ops->num_queues; q++) {
 		struct virtio_mmio_notifier *n = &t->notifiers[q];
 
-		n->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		n->fd = vm_take_eventfd(t->vm);
 		if (n->fd < 0) {
-			ret = -errno;
-			log_error("%s: eventfd: %s", virtio_mmio_name(t), strerror(errno));
+			ret = n->fd;
+			n->fd = -1;
+			log_error("%s: eventfd: %s", virtio_mmio_name(t), strerror(-ret));
 			return ret;
 		}
 		if (can_ioeventfd) {

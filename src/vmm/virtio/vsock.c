@@ -42,11 +42,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define VSOCK_QUEUE_MAX	     256  /* entries per queue offered to the driver */
-#define VSOCK_RST_RING	     1024 /* RSTs owed for connections already gone */
-#define VSOCK_ACCEPT_BURST   64	  /* accepts per listener event */
-#define VSOCK_TICK_MS	     100  /* timer period while a deadline is pending */
-#define VSOCK_LISTEN_BACKLOG 128
+#define VSOCK_QUEUE_MAX	   256	/* entries per queue offered to the driver */
+#define VSOCK_RST_RING	   1024 /* RSTs owed for connections already gone */
+#define VSOCK_ACCEPT_BURST 64	/* accepts per listener event */
+#define VSOCK_TICK_MS	   100	/* timer period while a deadline is pending */
 
 /* Snapshot section: the connection list is replaced by this count when the
  * guest may hold more connections than fit the RST ring (or, in a section
@@ -1136,12 +1135,17 @@ void virtio_vsock_bind(struct virtio_vsock *v, const struct virtio_vsock_queues 
 
 /* Unlinks a stale socket file at `path`; refuses to touch anything else or
  * a socket somebody still listens on. Returns 0 or -errno. */
-static int vsock_listen(struct virtio_vsock *v)
+static int vsock_listen(struct virtio_vsock *v, const struct virtio_vsock_config *cfg)
 {
 	int ret;
 
-	v->listen_fd =
-		unixsock_listen(v->uds_path, "virtio-vsock", VSOCK_LISTEN_BACKLOG, &v->listen_ino);
+	if (cfg->has_listener) {
+		v->listen_fd = cfg->listen_fd;
+		v->listen_ino = cfg->listen_ino;
+	} else {
+		v->listen_fd = unixsock_listen(v->uds_path, "virtio-vsock", VSOCK_LISTEN_BACKLOG,
+					       &v->listen_ino);
+	}
 	if (v->listen_fd < 0)
 		return v->listen_fd;
 	v->listen_owned = true;
@@ -1150,6 +1154,18 @@ static int vsock_listen(struct virtio_vsock *v)
 		return ret;
 	v->listen_watched = true;
 	return 0;
+}
+
+/* A listener given in `cfg` is the device's even when creation fails:
+ * closes it and removes its socket file. Returns NULL. */
+static struct virtio_vsock *vsock_create_failed(const struct virtio_vsock_config *cfg)
+{
+	if (cfg->has_listener && cfg->listen_fd >= 0) {
+		close(cfg->listen_fd);
+		if (cfg->uds_path)
+			unixsock_unlink_own(cfg->uds_path, cfg->listen_ino);
+	}
+	return NULL;
 }
 
 struct virtio_vsock *virtio_vsock_create(struct evloop *loop, const struct virtio_vsock_config *cfg)
@@ -1161,18 +1177,18 @@ struct virtio_vsock *virtio_vsock_create(struct evloop *loop, const struct virti
 	if (cfg->guest_cid < 3 || cfg->guest_cid > 0xfffffffeULL) {
 		log_error("virtio-vsock: guest CID must be 3 to 4294967294, not %llu",
 			  (unsigned long long)cfg->guest_cid);
-		return NULL;
+		return vsock_create_failed(cfg);
 	}
 	/* "<path>_<10 digits>" must fit a socket address. */
 	if (!cfg->uds_path || !*cfg->uds_path || strlen(cfg->uds_path) + 12 > sizeof(sa.sun_path)) {
 		log_error("virtio-vsock: the socket path must be 1 to %zu bytes",
 			  sizeof(sa.sun_path) - 12);
-		return NULL;
+		return vsock_create_failed(cfg);
 	}
 	v = calloc(1, sizeof(*v));
 	if (!v) {
 		log_error("out of memory");
-		return NULL;
+		return vsock_create_failed(cfg);
 	}
 	v->loop = loop;
 	v->listen_fd = -1;
@@ -1203,7 +1219,7 @@ struct virtio_vsock *virtio_vsock_create(struct evloop *loop, const struct virti
 		v->timer_fd = -1;
 		goto out_destroy;
 	}
-	ret = vsock_listen(v);
+	ret = vsock_listen(v, cfg);
 	if (ret < 0) {
 		log_error("virtio-vsock: cannot listen on %s: %s", cfg->uds_path, strerror(-ret));
 		goto out_destroy;
@@ -1211,6 +1227,8 @@ struct virtio_vsock *virtio_vsock_create(struct evloop *loop, const struct virti
 	return v;
 
 out_destroy:
+	if (v->listen_fd < 0)
+		vsock_create_failed(cfg); /* not taken over yet */
 	virtio_vsock_destroy(v);
 	return NULL;
 }
@@ -1557,6 +1575,9 @@ static void *vsock_create(const struct virtio_slot *slot, const struct virtio_ho
 		.guest_cid = host->cid ? host->cid : VSOCK_DEFAULT_GUEST_CID,
 		.uds_path = host->path,
 		.connect_ms = host->connect_ms,
+		.has_listener = host->has_listener,
+		.listen_fd = host->listener,
+		.listen_ino = host->listener_ino,
 	};
 	struct virtio_vsock *v = virtio_vsock_create(slot->loop, &cfg);
 

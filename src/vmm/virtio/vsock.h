@@ -36,6 +36,7 @@
 #define VSOCK_DEFAULT_MAX_CONNS	 1024
 #define VSOCK_DEFAULT_CONNECT_MS 5000	    /* CONNECT line + guest RESPONSE */
 #define VSOCK_DEFAULT_CLOSE_MS	 10000	    /* flushing after close, awaiting RST */
+#define VSOCK_LISTEN_BACKLOG	 128	    /* host connections waiting for accept */
 #define VSOCK_HOST_PORT_FIRST	 (1U << 30) /* ephemeral host ports count from here */
 
 struct virtio_vsock_config {
@@ -45,6 +46,11 @@ struct virtio_vsock_config {
 	unsigned int max_conns;	 /* 0: VSOCK_DEFAULT_MAX_CONNS */
 	unsigned int connect_ms; /* 0: VSOCK_DEFAULT_CONNECT_MS */
 	unsigned int close_ms;	 /* 0: VSOCK_DEFAULT_CLOSE_MS */
+	bool has_listener;	 /* listen_fd already listens at uds_path (inode
+				  * listen_ino): the device takes it over, also
+				  * when creation fails, instead of binding */
+	int listen_fd;
+	ino_t listen_ino;
 };
 
 /* How the device reaches its virtqueues: normally the virtio-mmio transport
