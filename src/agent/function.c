@@ -215,6 +215,10 @@ int fn_pollfds(const struct fn *f, struct pollfd *pfds)
 
 void fn_handle(struct fn *f, const struct pollfd *pfds, int n)
 {
+	/* The output pipes first. poll looked at them after the channel
+	 * (fn_pollfds' order), so whatever the runtime wrote to stdout or
+	 * stderr before a RESULT the channel holds is read now, and the
+	 * RESULT needs no poll of its own to collect it. */
 	for (int i = 0; i < n; i++) {
 		int fd = pfds[i].fd;
 
@@ -225,13 +229,21 @@ void fn_handle(struct fn *f, const struct pollfd *pfds, int n)
 			fn_stream_read(f, &f->proc.out);
 		else if (fd == f->proc.err.fd)
 			fn_stream_read(f, &f->proc.err);
-		else if (fd == f->proc.in)
+	}
+	f->streams_polled = true;
+	for (int i = 0; i < n; i++) {
+		int fd = pfds[i].fd;
+
+		if (!pfds[i].revents)
+			continue;
+		if (fd == f->proc.in)
 			fn_stdin_write(f);
 		else if (fd == f->proc.chan && (pfds[i].revents & POLLOUT))
 			fn_chan_flush(f);
 		if (fd == f->proc.chan && (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)))
 			fn_chan_read(f);
 	}
+	f->streams_polled = false;
 }
 
 int64_t fn_next_deadline(const struct fn *f)

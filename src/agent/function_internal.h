@@ -93,6 +93,10 @@ struct fn {
 	const char *kill_reason; /* why we killed a LOADING runtime */
 
 	struct fn_proc proc;
+	/* Inside fn_handle, once the output pipes' events of this poll round
+	 * are handled: they hold nothing written before what the runtime's
+	 * channel has (fn_drain_polled). */
+	bool streams_polled;
 
 	struct fn_job *cur; /* running */
 	int64_t cur_start_ms;
@@ -158,6 +162,12 @@ void fn_stream_read(struct fn *f, struct fn_stream *s);
  * too: everything written before a RESULT goes out before it. One poll()
  * instead of a read per pipe that would only say EAGAIN. */
 void fn_drain(struct fn *f);
+
+/* fn_drain for a RESULT read in fn_handle: the pipes' events of the same
+ * poll round are handled already, and only a RESULT comes on the channel
+ * while a call runs, so nothing written before it can be left unread; no
+ * poll() (one system call less per call). Elsewhere it is fn_drain. */
+void fn_drain_polled(struct fn *f);
 
 /* ---- function_spawn.c: processes: the child's set-up and spawning ---- */
 

@@ -235,6 +235,16 @@ void fn_stream_read(struct fn *f, struct fn_stream *s)
 	}
 }
 
+void fn_drain_polled(struct fn *f)
+{
+	if (!f->streams_polled) {
+		fn_drain(f);
+		return;
+	}
+	fn_line_flush(f, &f->proc.out, true);
+	fn_line_flush(f, &f->proc.err, true);
+}
+
 void fn_drain(struct fn *f)
 {
 	struct fn_stream *s[2] = {&f->proc.out, &f->proc.err};

@@ -90,8 +90,9 @@ static void fn_runtime_result(struct fn *f, const struct proto_header *h, const 
 		fn_runtime_kill(f, "Runtime.ProtocolError: unexpected or malformed RESULT");
 		return;
 	}
-	/* Output written before the result is already in the pipes. */
-	fn_drain(f);
+	/* Output written before the result is already in the pipes, and read
+	 * in this poll round (fn_handle). */
+	fn_drain_polled(f);
 	r.duration_us = (uint32_t)(clock_mono_us() - f->cur_start_ms * 1000);
 	fn_send_result(f, f->cur->conn, f->cur->id, &r);
 	fn_job_done(f);
@@ -238,7 +239,8 @@ void fn_start_runtime(struct fn *f, bool restart)
 		int len = snprintf(boot, sizeof(boot), "%s/%s", f->dir, f->handler);
 
 		if (len < 0 || (size_t)len >= sizeof(boot)) {
-			fn_set_failed(f, "cannot start the runtime: the handler's path is too long");
+			fn_set_failed(f,
+				      "cannot start the runtime: the handler's path is too long");
 			return;
 		}
 		file = boot;
@@ -251,8 +253,7 @@ void fn_start_runtime(struct fn *f, bool restart)
 			if (rt->opt)
 				argv[n++] = (char *)rt->opt;
 		} else {
-			snprintf(boot, sizeof(boot), "%s/%s/bootstrap", f->runtime_dir,
-				 f->runtime);
+			snprintf(boot, sizeof(boot), "%s/%s/bootstrap", f->runtime_dir, f->runtime);
 			file = boot;
 		}
 		argv[n++] = boot;
