@@ -494,14 +494,21 @@ def test_restore_refuses_vsock_mismatch(vmm, tmp_path, snap):
     assert any("no vsock device" in l for l in r.error_lines()), r.describe()
 
 
-def test_vsock_device_snapshot_and_restore(vmm, tmp_path):
-    uds = tmp_path / "v.sock"
-    run = Run(vmm, tmp_path, "orig", "--kernel", vmm.guest("snap_count"), "--vsock-uds", uds)
+def vsock_snapshot(vmm, tmp_path):
+    """Snapshots snap_count with a vsock device into tmp_path/vs; returns
+    its console text."""
+    run = Run(vmm, tmp_path, "orig", "--kernel", vmm.guest("snap_count"), "--vsock-uds",
+              tmp_path / "v.sock")
     run.wait_ticks(3)
     run.api.ok(op="pause")
     run.api.ok(op="snapshot", dir=str(tmp_path / "vs"))
     before = run.text()
     run.finish()
+    return before
+
+
+def test_vsock_device_snapshot_and_restore(vmm, tmp_path):
+    before = vsock_snapshot(vmm, tmp_path)
     r = vmm.run("--restore", tmp_path / "vs", "--console", tmp_path / "x.console")
     assert r.returncode == 1 and any("--vsock-uds" in l for l in r.error_lines()), r.describe()
     again = Run(vmm, tmp_path, "again", "--restore", tmp_path / "vs", "--vsock-uds",
@@ -518,13 +525,7 @@ def test_prestarted_vmm_listens_on_its_vsock_socket(vmm, tmp_path):
     pool does, so a restore need not): a restore naming another socket is
     refused and leaves the VMM waiting, one naming none (or the same) gets
     it, and a VMM stopped without a restore removes its socket file."""
-    uds = tmp_path / "v.sock"
-    run = Run(vmm, tmp_path, "orig", "--kernel", vmm.guest("snap_count"), "--vsock-uds", uds)
-    run.wait_ticks(3)
-    run.api.ok(op="pause")
-    run.api.ok(op="snapshot", dir=str(tmp_path / "vs"))
-    before = run.text()
-    run.finish()
+    before = vsock_snapshot(vmm, tmp_path)
     staged = tmp_path / "staged.sock"
     pre = Run(vmm, tmp_path, "pre", "--prestart", "--mem", 128, "--vsock-uds", staged)
     assert pre.api.ok(op="state")["state"] == "waiting"
