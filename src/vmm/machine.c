@@ -341,9 +341,9 @@ struct machine *machine_create(const struct machine_config *cfg)
 		goto out_destroy;
 	if (cfg->kernel && (machine_attach_virtio(m, cfg) < 0 || machine_boot(m, cfg) < 0))
 		goto out_destroy;
-	if (!cfg->kernel && machine_stage_vsock(m, cfg) < 0)
+	if (cfg->prestart && machine_stage_vsock(m, cfg) < 0)
 		goto out_destroy;
-	if (!cfg->kernel)
+	if (cfg->prestart)
 		machine_prepare_wiring(m);
 
 	for (unsigned int i = 0; i < cfg->vcpus; i++) {
@@ -353,7 +353,7 @@ struct machine *machine_create(const struct machine_config *cfg)
 			goto out_destroy;
 		m->ncpus++;
 		/* A restore writes only the MSRs that differ from these. */
-		if (!cfg->kernel && kvm_state_note_reset(m->cpus[i].vcpu) < 0)
+		if (cfg->prestart && kvm_state_note_reset(m->cpus[i].vcpu) < 0)
 			log_debug("vCPU %u: its MSRs as created not read; a restore writes all", i);
 	}
 	if (cfg->kernel) {

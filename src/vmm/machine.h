@@ -33,6 +33,8 @@ struct machine_config {
 	unsigned int ndevices;
 	const char *api_sock; /* control socket path (api.h); NULL: none */
 	uint64_t max_mem_mib; /* largest snapshot a restore accepts; 0: host RAM */
+	bool prestart;	      /* no kernel, and the restore comes later, on the
+			       * control socket: ready what it will need now */
 };
 
 /* The host side of a restored VM: the snapshot records no host paths, so

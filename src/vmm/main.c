@@ -559,6 +559,7 @@ int main(int argc, char **argv)
 		if (vmm_restore(&cfg, restore, &m) < 0)
 			return 1;
 	} else {
+		cfg.prestart = prestart;
 		m = machine_create(&cfg);
 		if (!m)
 			return 1;
