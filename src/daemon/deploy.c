@@ -534,6 +534,7 @@ static int ensure_base(struct job *j, const struct base_shape *shape, char *dir,
 		close(fd);
 		return r;
 	}
+	r = 0; /* not the last wait's EWOULDBLOCK: the base may be built by now */
 	if (stat(state, &st)) {
 		set_stage(j, "base-snapshot");
 		log_info("building the base snapshot %s (a boot: minutes on nested KVM)", dir);
