@@ -88,6 +88,11 @@ int vm_check_cap(const struct vm *vm, long cap)
 	return r > 0 ? r : 0;
 }
 
+bool vm_has_cap(const struct vm *vm, long cap)
+{
+	return vm_check_cap(vm, cap) > 0;
+}
+
 int vm_memory_ready(struct vm *vm)
 {
 	if (vm->slot_pending) {

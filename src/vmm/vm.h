@@ -44,6 +44,9 @@ struct vm {
  * others are asked now. Thread-safe. */
 int vm_check_cap(const struct vm *vm, long cap);
 
+/* True when vm_check_cap(vm, cap) is positive: the capability is there. */
+bool vm_has_cap(const struct vm *vm, long cap);
+
 /* Makes eventfds before they are needed, so that a restore, which wires
  * its devices to KVM, need not (each is a system call or two, microseconds
  * here): an irqfd registered for each GSI in [gsi, gsi + ngsi) and `n`

@@ -31,11 +31,6 @@ static const uint32_t kvm_state_extra_msrs[] = {
 	0x4b564d00, 0x4b564d01, 0x4b564d02, 0x4b564d03, 0x4b564d04, 0x4b564d05, 0x4b564d06,
 };
 
-static bool kvm_state_has(struct vm *vm, long cap)
-{
-	return vm_check_cap(vm, cap) > 0;
-}
-
 /* Size of the XSAVE buffer KVM uses for this VM (0: no XSAVE). */
 static size_t kvm_state_xsave_size(struct vm *vm)
 {
@@ -43,7 +38,7 @@ static size_t kvm_state_xsave_size(struct vm *vm)
 
 	if (n >= (int)sizeof(struct kvm_xsave))
 		return (size_t)n;
-	return kvm_state_has(vm, KVM_CAP_XSAVE) ? sizeof(struct kvm_xsave) : 0;
+	return vm_has_cap(vm, KVM_CAP_XSAVE) ? sizeof(struct kvm_xsave) : 0;
 }
 
 /* ---- MSRs ------------------------------------------------------------------------ */
@@ -130,6 +125,30 @@ static int kvm_state_read_msrs(struct vcpu *v, const uint32_t *idx, size_t n, st
 	return 0;
 }
 
+/* Reads every MSR kiln saves (KVM's list and the extras) that vCPU v can
+ * read into *out (newly allocated, the caller frees it). Returns 0 or
+ * -errno. */
+static int kvm_state_read_all_msrs(struct vcpu *v, struct kvm_msrs **out)
+{
+	struct kvm_msrs *msrs = NULL;
+	uint32_t *idx = NULL;
+	size_t nidx = 0;
+	int ret;
+
+	ret = kvm_state_msr_indices(v->vm, &idx, &nidx);
+	if (!ret) {
+		msrs = kvm_state_msrs_alloc(nidx);
+		ret = msrs ? kvm_state_read_msrs(v, idx, nidx, msrs) : -ENOMEM;
+	}
+	free(idx);
+	if (ret) {
+		free(msrs);
+		return ret;
+	}
+	*out = msrs;
+	return 0;
+}
+
 /* Writes `in`'s entries, skipping (and logging) any KVM refuses. */
 static int kvm_state_write_msrs(struct vcpu *v, const struct kvm_msr_entry *e, size_t n)
 {
@@ -194,8 +213,7 @@ int kvm_state_save_vcpu(struct vcpu *v, struct snap_writer *w)
 {
 	union kvm_state_vcpu_buf u;
 	uint16_t id = (uint16_t)v->index;
-	size_t xsize = kvm_state_xsave_size(v->vm), nidx = 0;
-	uint32_t *idx = NULL;
+	size_t xsize = kvm_state_xsave_size(v->vm);
 	struct kvm_msrs *msrs = NULL;
 	int ret, khz;
 
@@ -214,13 +232,13 @@ int kvm_state_save_vcpu(struct vcpu *v, struct snap_writer *w)
 			return -ENOMEM;
 		ret = kvm_state_put_ioctl(
 			w, v->fd,
-			xsize > sizeof(struct kvm_xsave) || kvm_state_has(v->vm, KVM_CAP_XSAVE2)
+			xsize > sizeof(struct kvm_xsave) || vm_has_cap(v->vm, KVM_CAP_XSAVE2)
 				? KVM_GET_XSAVE2
 				: KVM_GET_XSAVE,
 			xs, xsize, SNAP_SEC_VCPU_XSAVE, id, "KVM_GET_XSAVE", v->index);
 		free(xs);
 	}
-	if (!ret && kvm_state_has(v->vm, KVM_CAP_XCRS))
+	if (!ret && vm_has_cap(v->vm, KVM_CAP_XCRS))
 		ret = kvm_state_put_ioctl(w, v->fd, KVM_GET_XCRS, &u.xcrs, sizeof(u.xcrs),
 					  SNAP_SEC_VCPU_XCRS, id, "KVM_GET_XCRS", v->index);
 	if (!ret)
@@ -233,18 +251,14 @@ int kvm_state_save_vcpu(struct vcpu *v, struct snap_writer *w)
 	if (!ret)
 		ret = kvm_state_put_ioctl(w, v->fd, KVM_GET_MP_STATE, &u.mp, sizeof(u.mp),
 					  SNAP_SEC_VCPU_MP_STATE, id, "KVM_GET_MP_STATE", v->index);
-	if (!ret && kvm_state_has(v->vm, KVM_CAP_DEBUGREGS))
+	if (!ret && vm_has_cap(v->vm, KVM_CAP_DEBUGREGS))
 		ret = kvm_state_put_ioctl(w, v->fd, KVM_GET_DEBUGREGS, &u.dbg, sizeof(u.dbg),
 					  SNAP_SEC_VCPU_DEBUGREGS, id, "KVM_GET_DEBUGREGS",
 					  v->index);
 	if (ret)
 		return ret;
 
-	ret = kvm_state_msr_indices(v->vm, &idx, &nidx);
-	if (!ret) {
-		msrs = kvm_state_msrs_alloc(nidx);
-		ret = msrs ? kvm_state_read_msrs(v, idx, nidx, msrs) : -ENOMEM;
-	}
+	ret = kvm_state_read_all_msrs(v, &msrs);
 	if (ret) {
 		log_error("vCPU %u: cannot read its MSRs: %s", v->index, strerror(-ret));
 		goto out_free;
@@ -258,7 +272,7 @@ int kvm_state_save_vcpu(struct vcpu *v, struct snap_writer *w)
 	}
 	snap_end(w);
 
-	khz = kvm_state_has(v->vm, KVM_CAP_GET_TSC_KHZ) ? ioctl(v->fd, KVM_GET_TSC_KHZ, 0) : -1;
+	khz = vm_has_cap(v->vm, KVM_CAP_GET_TSC_KHZ) ? ioctl(v->fd, KVM_GET_TSC_KHZ, 0) : -1;
 	if (khz > 0) {
 		snap_begin(w, SNAP_SEC_VCPU_TSC_KHZ, id);
 		snap_put_u32(w, (uint32_t)khz);
@@ -266,7 +280,6 @@ int kvm_state_save_vcpu(struct vcpu *v, struct snap_writer *w)
 	}
 out_free:
 	free(msrs);
-	free(idx);
 	return ret;
 }
 
@@ -359,21 +372,11 @@ static int kvm_state_get_msrs(const struct snap_file *f, uint16_t id, struct kvm
 
 int kvm_state_note_reset(struct vcpu *v)
 {
-	struct kvm_msrs *msrs = NULL;
-	uint32_t *idx = NULL;
-	size_t nidx = 0;
-	int ret;
+	struct kvm_msrs *msrs;
+	int ret = kvm_state_read_all_msrs(v, &msrs);
 
-	ret = kvm_state_msr_indices(v->vm, &idx, &nidx);
-	if (!ret) {
-		msrs = kvm_state_msrs_alloc(nidx);
-		ret = msrs ? kvm_state_read_msrs(v, idx, nidx, msrs) : -ENOMEM;
-	}
-	free(idx);
-	if (ret) {
-		free(msrs);
+	if (ret)
 		return ret;
-	}
 	free(v->reset_msrs);
 	v->reset_msrs = msrs;
 	return 0;
@@ -415,12 +418,11 @@ int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, si
 
 	if (snap_find(f, SNAP_SEC_VCPU_TSC_KHZ, id, &s) && s.len == 4) {
 		uint32_t khz = le32_get(s.data);
-		int now = kvm_state_has(v->vm, KVM_CAP_GET_TSC_KHZ)
-				  ? ioctl(v->fd, KVM_GET_TSC_KHZ, 0)
-				  : -1;
+		int now = vm_has_cap(v->vm, KVM_CAP_GET_TSC_KHZ) ? ioctl(v->fd, KVM_GET_TSC_KHZ, 0)
+								 : -1;
 
 		if (now > 0 && (uint32_t)now != khz) {
-			if (!kvm_state_has(v->vm, KVM_CAP_TSC_CONTROL) ||
+			if (!vm_has_cap(v->vm, KVM_CAP_TSC_CONTROL) ||
 			    ioctl(v->fd, KVM_SET_TSC_KHZ, (unsigned long)khz) < 0)
 				log_warn("vCPU %u: the snapshot's TSC runs at %u kHz, this host's "
 					 "at "

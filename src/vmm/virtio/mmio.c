@@ -655,11 +655,6 @@ static void virtio_mmio_access(void *opaque, uint64_t off, uint8_t *data, uint32
 
 /* ---- KVM plumbing ------------------------------------------------------------ */
 
-static bool virtio_mmio_kvm_has(struct vm *vm, long cap)
-{
-	return vm_check_cap(vm, cap) > 0;
-}
-
 static void virtio_mmio_setup_irq(struct virtio_mmio *t)
 {
 	struct kvm_irqfd irqfd = {.gsi = t->irq};
@@ -671,7 +666,7 @@ static void virtio_mmio_setup_irq(struct virtio_mmio *t)
 		t->irq_fd = fd;
 		return;
 	}
-	if (!virtio_mmio_kvm_has(t->vm, KVM_CAP_IRQFD)) {
+	if (!vm_has_cap(t->vm, KVM_CAP_IRQFD)) {
 		log_debug("%s at 0x%llx: interrupts by %s", virtio_mmio_name(t),
 			  (unsigned long long)t->base,
 			  t->irq_line ? "KVM_IRQ_LINE pulses (no irqfd)" : "nothing (no VM)");
@@ -707,7 +702,7 @@ static int virtio_mmio_ioeventfd(struct virtio_mmio *t, struct virtio_mmio_notif
 
 static int virtio_mmio_setup_notifiers(struct virtio_mmio *t)
 {
-	bool can_ioeventfd = virtio_mmio_kvm_has(t->vm, KVM_CAP_IOEVENTFD);
+	bool can_ioeventfd = vm_has_cap(t->vm, KVM_CAP_IOEVENTFD);
 	unsigned int kvm_caught = 0;
 	int ret;
 
