@@ -104,3 +104,11 @@ void unixsock_unlink_own(const char *path, ino_t ino)
 	if (path && ino && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == ino)
 		unlink(path);
 }
+
+void unixsock_close_own(int fd, const char *path, ino_t ino)
+{
+	if (fd < 0)
+		return;
+	close(fd);
+	unixsock_unlink_own(path, ino);
+}

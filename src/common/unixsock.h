@@ -23,4 +23,8 @@ int unixsock_listen(const char *path, const char *who, int backlog, ino_t *ino);
  * (another process may have replaced it). Never fails loudly. */
 void unixsock_unlink_own(const char *path, ino_t ino);
 
+/* Closes the listening socket `fd` (nothing when it is negative) and removes
+ * its file as unixsock_unlink_own does. */
+void unixsock_close_own(int fd, const char *path, ino_t ino);
+
 #endif

@@ -446,10 +446,7 @@ void api_destroy(struct api *a)
 		return;
 	while (a->clients.next != &a->clients)
 		api_client_free(a->clients.next);
-	if (a->listen_fd >= 0) {
-		close(a->listen_fd);
-		unixsock_unlink_own(a->path, a->listen_ino);
-	}
+	unixsock_close_own(a->listen_fd, a->path, a->listen_ino);
 	if (a->kick_fd >= 0)
 		close(a->kick_fd);
 	if (a->epfd >= 0)

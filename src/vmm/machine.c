@@ -341,10 +341,11 @@ struct machine *machine_create(const struct machine_config *cfg)
 		goto out_destroy;
 	if (cfg->kernel && (machine_attach_virtio(m, cfg) < 0 || machine_boot(m, cfg) < 0))
 		goto out_destroy;
-	if (cfg->prestart && machine_stage_vsock(m, cfg) < 0)
-		goto out_destroy;
-	if (cfg->prestart)
+	if (cfg->prestart) {
+		if (machine_stage_vsock(m, cfg) < 0)
+			goto out_destroy;
 		machine_prepare_wiring(m);
+	}
 
 	for (unsigned int i = 0; i < cfg->vcpus; i++) {
 		m->cpus[i].m = m;
@@ -524,10 +525,9 @@ void machine_destroy(struct machine *m)
 		evloop_call_sync(m->loop, machine_nothing, NULL);
 	for (unsigned int i = m->nvirtio; i-- > 0;)
 		m->virtio[i].ops->destroy(m->virtio[i].dev);
-	if (m->staged_vsock.has_listener) {
-		close(m->staged_vsock.listener);
-		unixsock_unlink_own(m->staged_vsock.path, m->staged_vsock.listener_ino);
-	}
+	if (m->staged_vsock.has_listener)
+		unixsock_close_own(m->staged_vsock.listener, m->staged_vsock.path,
+				   m->staged_vsock.listener_ino);
 	evloop_destroy(m->loop);
 	serial_destroy(m->serial);
 	i8042_destroy(m->i8042);

@@ -1160,11 +1160,8 @@ static int vsock_listen(struct virtio_vsock *v, const struct virtio_vsock_config
  * closes it and removes its socket file. Returns NULL. */
 static struct virtio_vsock *vsock_create_failed(const struct virtio_vsock_config *cfg)
 {
-	if (cfg->has_listener && cfg->listen_fd >= 0) {
-		close(cfg->listen_fd);
-		if (cfg->uds_path)
-			unixsock_unlink_own(cfg->uds_path, cfg->listen_ino);
-	}
+	if (cfg->has_listener)
+		unixsock_close_own(cfg->listen_fd, cfg->uds_path, cfg->listen_ino);
 	return NULL;
 }
 
