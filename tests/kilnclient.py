@@ -29,6 +29,7 @@ AGENT_PORT = 1024
 
 HELLO, HELLO_OK, LOAD, LOAD_OK, INVOKE, RESULT, LOG = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
 ENTROPY, TIME, ACK, PING, PONG, ERROR = 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D
+PRESTART = 0x10
 
 STATUS_OK, STATUS_HANDLED, STATUS_UNHANDLED, STATUS_TIMEOUT = 0, 1, 2, 3
 STATUS_NAMES = {0: "ok", 1: "handled", 2: "unhandled", 3: "timeout"}
@@ -323,6 +324,19 @@ class Client:
             archive = make_archive(files)
         rid = self.send(LOAD, self.load_payload(archive, runtime, mode, handler, env,
                                                 init_timeout_ms, memory_mb))
+        try:
+            f = self.wait(rid)
+        finally:
+            logs = self.logs_for(rid)
+        if f.type != LOAD_OK:
+            raise ValueError(f"expected LOAD_OK, got {f!r}")
+        gen, init_us = struct.unpack("<II", f.payload)
+        return {"generation": gen, "init_us": init_us, "logs": logs}
+
+    def prestart(self, runtime="python", init_timeout_ms=0):
+        """Starts a spare runtime with no function (kiln-init's PRESTART).
+        Returns {'generation' (0), 'init_us', 'logs'}; raises KilnError."""
+        rid = self.send(PRESTART, enc_str(runtime) + struct.pack("<I", init_timeout_ms))
         try:
             f = self.wait(rid)
         finally:

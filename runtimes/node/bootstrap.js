@@ -4,6 +4,11 @@
  *
  *     node bootstrap.js FUNCTION_DIR FILE.EXPORT       (fd 3: the channel)
  *
+ * or, as a spare (kiln-init's PRESTART, in a base snapshot), with no
+ * arguments: it says LOAD_OK at once and waits for a LOAD frame on fd 3 (str
+ * FUNCTION_DIR, str FILE.EXPORT, kv environment), takes that environment
+ * into process.env and goes on as if started with those arguments.
+ *
  * The Node side of what runtimes/python/bootstrap.py does for Python: it
  * loads the handler once (require() for .js and .cjs, import() for .mjs and
  * for a .js that is an ES module), tells kiln-init on fd 3 (LOAD_OK, or
@@ -38,7 +43,7 @@ const { pathToFileURL } = require('url');
 const MAGIC = 0x504e4c4b; // "KLNP"
 const VERSION = 1;
 const HEADER = 16; // u32 magic, u8 version, u8 type, u16 flags, u32 length, u32 id
-const T_LOAD_OK = 0x04, T_INVOKE = 0x05, T_RESULT = 0x06, T_ERROR = 0x0d;
+const T_LOAD = 0x03, T_LOAD_OK = 0x04, T_INVOKE = 0x05, T_RESULT = 0x06, T_ERROR = 0x0d;
 const ERR_LOAD_FAILED = 7;
 const ST_OK = 0, ST_HANDLED = 1, ST_UNHANDLED = 2;
 const MAX_PAYLOAD = 6 * 1024 * 1024 + 64 * 1024;
@@ -297,9 +302,35 @@ function send(type, id, payload) {
 	chan.write(frame(type, id, payload));
 }
 
-/* Frames from kiln-init, one INVOKE at a time, in order. */
-function serve(fn) {
+/* Frames from kiln-init, in order, to onFrame(type, id, payload) (which the
+ * caller may replace as the runtime moves on). */
+function readFrames(onFrame) {
 	let buf = Buffer.alloc(0);
+	const reader = { onFrame };
+	chan.on('data', (chunk) => {
+		buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+		while (buf.length >= HEADER) {
+			const length = buf.readUInt32LE(8);
+			if (buf.readUInt32LE(0) !== MAGIC || buf.readUInt8(4) !== VERSION ||
+			    length > MAX_PAYLOAD) {
+				console.error('kiln bootstrap: bad frame from kiln-init');
+				process.exit(1);
+			}
+			if (buf.length < HEADER + length)
+				break;
+			const type = buf.readUInt8(5), id = buf.readUInt32LE(12);
+			const payload = Buffer.from(buf.subarray(HEADER, HEADER + length));
+			buf = buf.subarray(HEADER + length);
+			reader.onFrame(type, id, payload);
+		}
+	});
+	chan.on('end', () => process.exit(0));
+	chan.on('error', () => process.exit(0));
+	return reader;
+}
+
+/* INVOKEs, one at a time, in order. */
+function serve(fn, reader) {
 	const queue = [];
 	let busy = false;
 
@@ -319,28 +350,64 @@ function serve(fn) {
 			next();
 		});
 	};
-	chan.on('data', (chunk) => {
-		buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-		while (buf.length >= HEADER) {
-			const length = buf.readUInt32LE(8);
-			if (buf.readUInt32LE(0) !== MAGIC || buf.readUInt8(4) !== VERSION ||
-			    length > MAX_PAYLOAD) {
-				console.error('kiln bootstrap: bad frame from kiln-init');
+	reader.onFrame = (type, id, payload) => {
+		queue.push({ type, id, payload });
+		next();
+	};
+}
+
+/* A spare's LOAD: str dir, str handler, kv environment. */
+function decodeBind(p) {
+	let pos = 0;
+	const readU32 = () => {
+		if (pos + 4 > p.length)
+			throw new Error('field past the end');
+		const v = p.readUInt32LE(pos);
+		pos += 4;
+		return v;
+	};
+	const readStr = () => {
+		const n = readU32();
+		if (pos + n > p.length)
+			throw new Error('field past the end');
+		const v = p.toString('utf8', pos, pos + n);
+		pos += n;
+		return v;
+	};
+	const fndir = readStr(), spec = readStr(), env = {};
+	for (let n = readU32(); n > 0; n--) {
+		const k = readStr();
+		env[k] = readStr();
+	}
+	if (pos !== p.length)
+		throw new Error('trailing bytes');
+	return { fndir, spec, env };
+}
+
+/* A spare: LOAD_OK now, then the function's LOAD. */
+function spareWait(reader) {
+	return new Promise((resolve) => {
+		reader.onFrame = (type, id, payload) => {
+			reader.onFrame = () => {
+				console.error('kiln bootstrap: a frame before the function loaded');
+				process.exit(1);
+			};
+			if (type !== T_LOAD) {
+				console.error(`kiln bootstrap: a spare runtime got frame type ${type}, not LOAD`);
 				process.exit(1);
 			}
-			if (buf.length < HEADER + length)
-				break;
-			queue.push({
-				type: buf.readUInt8(5),
-				id: buf.readUInt32LE(12),
-				payload: Buffer.from(buf.subarray(HEADER, HEADER + length)),
-			});
-			buf = buf.subarray(HEADER + length);
-		}
-		next();
+			let bind;
+			try {
+				bind = decodeBind(payload);
+			} catch (e) {
+				console.error(`kiln bootstrap: malformed LOAD: ${e.message}`);
+				process.exit(1);
+			}
+			Object.assign(process.env, bind.env);
+			resolve(bind);
+		};
+		send(T_LOAD_OK, 0, Buffer.concat([u32(0), u32(0)]));
 	});
-	chan.on('end', () => process.exit(0));
-	chan.on('error', () => process.exit(0));
 }
 
 /* An exception thrown, or a promise rejected, outside the handler's own
@@ -359,12 +426,20 @@ function uncaught(kind) {
 }
 
 async function main(argv) {
-	if (argv.length !== 2) {
-		console.error('usage: bootstrap.js FUNCTION_DIR FILE.EXPORT (fd 3: channel)');
+	if (argv.length !== 2 && argv.length !== 0) {
+		console.error('usage: bootstrap.js [FUNCTION_DIR FILE.EXPORT] (fd 3: channel)');
 		return 2;
 	}
-	const [fndir, spec] = argv;
 	chan = new net.Socket({ fd: CHANNEL_FD, readable: true, writable: true });
+	const reader = readFrames(() => {
+		console.error('kiln bootstrap: a frame before the function loaded');
+		process.exit(1);
+	});
+	let fndir, spec;
+	if (argv.length === 2)
+		[fndir, spec] = argv;
+	else
+		({ fndir, spec } = await spareWait(reader));
 	process.chdir(fndir);
 	let fn;
 	try {
@@ -385,7 +460,7 @@ async function main(argv) {
 	process.on('uncaughtException', uncaught('Runtime.UncaughtException'));
 	process.on('unhandledRejection', uncaught('Runtime.UnhandledPromiseRejection'));
 	send(T_LOAD_OK, 0, Buffer.concat([u32(0), u32(0)]));
-	serve(fn);
+	serve(fn, reader);
 	return 0;
 }
 

@@ -2,6 +2,15 @@
 
     python3 -u bootstrap.py FUNCTION_DIR MODULE.FUNCTION      (fd 3: the channel)
 
+or, as a spare (kiln-init's PRESTART, in a base snapshot), with no function:
+
+    python3 -u bootstrap.py                                   (fd 3: the channel)
+
+A spare imports what the bootstrap and most handlers use, says LOAD_OK, and
+waits for a LOAD frame on fd 3 (str FUNCTION_DIR, str MODULE.FUNCTION, kv
+environment); it then takes that environment in-process and goes on as if
+started with those arguments.
+
 It imports the handler once, tells kiln-init on fd 3 (LOAD_OK, or ERROR with
 the exception's last line), then serves INVOKE frames one at a time, each
 answered by a RESULT frame with the same request id. The frames are kiln's
@@ -30,7 +39,7 @@ import traceback
 MAGIC = 0x504E4C4B  # "KLNP"
 VERSION = 1
 HEADER = struct.Struct("<IBBHII")  # magic, version, type, flags, length, id
-T_LOAD_OK, T_INVOKE, T_RESULT, T_ERROR = 0x04, 0x05, 0x06, 0x0D
+T_LOAD, T_LOAD_OK, T_INVOKE, T_RESULT, T_ERROR = 0x03, 0x04, 0x05, 0x06, 0x0D
 ERR_LOAD_FAILED = 7
 ST_OK, ST_HANDLED, ST_UNHANDLED = 0, 1, 2
 MAX_PAYLOAD = 6 * 1024 * 1024 + 64 * 1024
@@ -92,6 +101,45 @@ class _Reader:
         b = self.data[self.pos:self.pos + n]
         self.pos += n
         return b
+
+    def str(self):
+        return self.bytes().decode("utf-8", "surrogateescape")
+
+    def done(self):
+        if self.pos != len(self.data):
+            raise ValueError("trailing bytes")
+
+
+def decode_bind(payload):
+    """A spare's LOAD: str dir, str handler, kv environment."""
+    r = _Reader(payload)
+    fndir, spec = r.str(), r.str()
+    env = {}
+    for _ in range(r.u32()):
+        k = r.str()
+        env[k] = r.str()
+    r.done()
+    return fndir, spec, env
+
+
+def spare_wait(chan):
+    """A spare: warm the common imports, say LOAD_OK, then wait for the
+    function. Returns (dir, handler), or None when kiln-init closed fd 3."""
+    import base64, collections, datetime, hashlib, logging, re, urllib.parse  # noqa: F401,E401
+    chan.send(T_LOAD_OK, 0, struct.pack("<II", 0, 0))
+    try:
+        ftype, _rid, payload = chan.recv()
+    except EOFError:
+        return None
+    if ftype != T_LOAD:
+        raise ValueError(f"a spare runtime got frame type {ftype}, not LOAD")
+    fndir, spec, env = decode_bind(payload)
+    os.environ.update(env)
+    # A generator seeded while this process was a spare would be shared by
+    # every function handed a copy of it (a base snapshot's).
+    if "random" in sys.modules:
+        sys.modules["random"].seed()
+    return fndir, spec
 
 
 def decode_invoke(payload):
@@ -211,13 +259,20 @@ def run_one(fn, style, rid, payload):
 
 
 def main(argv):
-    if len(argv) != 3:
-        print("usage: bootstrap.py FUNCTION_DIR MODULE.FUNCTION (fd 3: channel)", file=sys.stderr)
+    if len(argv) not in (1, 3):
+        print("usage: bootstrap.py [FUNCTION_DIR MODULE.FUNCTION] (fd 3: channel)",
+              file=sys.stderr)
         return 2
-    fndir, spec = argv[1], argv[2]
     # Off fd 3, and not inherited by anything the handler starts.
     chan = Channel(os.dup(CHANNEL_FD))
     os.close(CHANNEL_FD)
+    if len(argv) == 3:
+        fndir, spec = argv[1], argv[2]
+    else:
+        bound = spare_wait(chan)
+        if bound is None:
+            return 0
+        fndir, spec = bound
     os.chdir(fndir)
     sys.path.insert(0, fndir)
     try:

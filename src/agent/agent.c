@@ -190,7 +190,7 @@ static void agent_dispatch(struct agent *a, struct agent_conn *c, const struct p
 	 * that already carried work, one a snapshot kept open for the next
 	 * host (docs/vsock.md, "Parked connections"), the timeline starts
 	 * over there: this restore's first frame. */
-	if (h->type == PROTO_LOAD || h->type == PROTO_INVOKE)
+	if (h->type == PROTO_LOAD || h->type == PROTO_INVOKE || h->type == PROTO_PRESTART)
 		c->used = true;
 	if (h->type == PROTO_ENTROPY && c->used) {
 		trace_restart(&c->trace, TRACE_RECV, clock_mono_ns());
@@ -212,6 +212,16 @@ static void agent_dispatch(struct agent *a, struct agent_conn *c, const struct p
 	case PROTO_INVOKE:
 		fn_invoke(a->fn, c->id, h->id, p, h->length);
 		break;
+	case PROTO_PRESTART: {
+		struct proto_prestart ps;
+
+		if (proto_decode_prestart(p, h->length, &ps) < 0)
+			agent_error(a, c, h->id, PROTO_ERR_BAD_PAYLOAD, false,
+				    "malformed PRESTART");
+		else
+			fn_prestart(a->fn, c->id, h->id, &ps);
+		break;
+	}
 	case PROTO_ENTROPY:
 		err = reseed_entropy(p, h->length);
 		if (err == -EINVAL)

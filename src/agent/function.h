@@ -57,6 +57,14 @@ void fn_destroy(struct fn *f);
  * runtime reports (server mode). */
 void fn_load(struct fn *f, uint64_t conn, uint32_t id, const struct proto_load *m);
 
+/* Handles a PRESTART frame (id) from conn: stops any function and starts
+ * the interpreted runtime m->runtime (python, node) with no function; it
+ * is answered LOAD_OK (generation 0) once the runtime waits, or ERROR. The
+ * next LOAD of that runtime in server mode, with an environment the
+ * runtime can take in-process, hands it the function instead of starting
+ * another: a base snapshot taken then holds a started interpreter. */
+void fn_prestart(struct fn *f, uint64_t conn, uint32_t id, const struct proto_prestart *m);
+
 /* Handles an INVOKE frame (payload copied): runs it now or queues it. The
  * RESULT (or an ERROR) goes to conn. */
 void fn_invoke(struct fn *f, uint64_t conn, uint32_t id, const uint8_t *payload, size_t len);

@@ -69,9 +69,21 @@ struct fn_tail {
 	char buf[FN_TAIL_MAX];
 };
 
+/* A spare runtime (PRESTART): started in f->proc with no function, while
+ * the function state is NONE; the next LOAD for its runtime hands it the
+ * function instead of starting another (fn_bind_runtime). */
+enum fn_spare {
+	FN_SPARE_NONE,
+	FN_SPARE_STARTING, /* started; its LOAD_OK answers the PRESTART */
+	FN_SPARE_IDLE,	   /* waiting for a function */
+};
+
 struct fn {
 	char *base_dir, *runtime_dir, *python;
 	struct fn_sink sink;
+
+	enum fn_spare spare;
+	char spare_runtime[FN_NAME_MAX + 1];
 
 	uint32_t generation; /* of the function below; 0: none yet */
 	enum proto_fn_state state;
@@ -210,6 +222,21 @@ void fn_runtime_exited(struct fn *f, int wstatus);
 /* Starts the runtime (server mode); a restart answers no LOAD. */
 void fn_start_runtime(struct fn *f, bool restart);
 
+/* Starts a spare runtime f->spare_runtime (FN_SPARE_STARTING; its LOAD_OK
+ * or failure answers the pending PRESTART). */
+void fn_start_spare(struct fn *f);
+
+/* Hands the idle spare the function just extracted (f->dir, f->handler,
+ * f->env): a LOAD frame on its channel, answered like a fresh runtime's
+ * start. Falls back to starting a fresh runtime if the frame cannot be
+ * made. */
+void fn_bind_runtime(struct fn *f);
+
+/* True when the LOAD's environment may go to a spare runtime in-process:
+ * no variable an interpreter or libc reads only at start-up (PYTHON*,
+ * NODE_*, LD_*, LC_*, LANG, TZ, ...). */
+bool fn_env_bindable(const struct proto_kv *env);
+
 /* A runtime run by an interpreter: `interp [opt] runtime_dir/boot DIR
  * HANDLER`; interp NULL: the configured python3. */
 struct fn_interp {
@@ -222,8 +249,10 @@ const struct fn_interp *fn_interp_find(const char *name, size_t len);
 
 /* ---- function_load.c: LOAD ---- */
 
-/* Stops the current function and forgets it (state NONE). */
+/* Stops the current function and any spare runtime, and forgets them
+ * (state NONE). */
 void fn_unload(struct fn *f, const char *why);
+
 
 /* Returns true for a runtime or mode name: 1 to FN_NAME_MAX of [a-z0-9._-]. */
 bool fn_name_ok(struct proto_bytes b);

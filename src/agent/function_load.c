@@ -43,6 +43,7 @@ static void fn_free_env(struct fn *f)
 void fn_unload(struct fn *f, const char *why)
 {
 	fn_proc_close(f);
+	f->spare = FN_SPARE_NONE;
 	if (f->load_pending)
 		fn_send_error(f, f->load_conn, f->load_id, PROTO_ERR_REPLACED, "%s", why);
 	f->load_pending = false;
@@ -108,6 +109,27 @@ bool fn_env_name_ok(struct proto_bytes b)
 	return b.len > 0;
 }
 
+bool fn_env_bindable(const struct proto_kv *env)
+{
+	/* Read by python, node, glibc or the dynamic loader at start-up. */
+	static const char *const prefixes[] = {"PYTHON", "NODE_", "UV_",     "LD_",
+					       "LC_",	 "GLIBC_", "MALLOC_"};
+	static const char *const names[] = {"LANG", "LANGUAGE", "TZ", "HOME"};
+	struct proto_bytes k, v;
+	uint32_t pos = 0;
+
+	while (proto_kv_next(env, &pos, &k, &v)) {
+		for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+			if (k.len >= strlen(prefixes[i]) &&
+			    !memcmp(k.ptr, prefixes[i], strlen(prefixes[i])))
+				return false;
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (proto_bytes_eq(k, names[i]))
+				return false;
+	}
+	return true;
+}
+
 static int fn_copy_env(struct fn *f, const struct proto_kv *kv)
 {
 	struct proto_bytes k, v;
@@ -161,7 +183,7 @@ void fn_load(struct fn *f, uint64_t conn, uint32_t id, const struct proto_load *
 	char bad[ARCHIVE_MAX_PATH + 1], boot[PATH_MAX];
 	struct proto_bytes k, v;
 	uint32_t pos = 0;
-	bool server;
+	bool server, adopt;
 	int err, dfd;
 
 	/* Check everything before the current function is touched. */
@@ -228,7 +250,12 @@ void fn_load(struct fn *f, uint64_t conn, uint32_t id, const struct proto_load *
 		return;
 	}
 
-	fn_unload(f, "replaced by a new LOAD");
+	/* An idle spare of this runtime takes the function (no function is
+	 * loaded while there is one); otherwise it goes with the rest. */
+	adopt = server && f->spare == FN_SPARE_IDLE &&
+		proto_bytes_eq(m->runtime, f->spare_runtime) && fn_env_bindable(&m->env);
+	if (!adopt)
+		fn_unload(f, "replaced by a new LOAD");
 	f->generation++;
 	err = fn_make_dir(f);
 	if (err) {
@@ -285,5 +312,42 @@ void fn_load(struct fn *f, uint64_t conn, uint32_t id, const struct proto_load *
 	f->load_pending = true;
 	f->load_conn = conn;
 	f->load_id = id;
-	fn_start_runtime(f, false);
+	if (adopt && f->spare == FN_SPARE_IDLE)
+		fn_bind_runtime(f);
+	else
+		fn_start_runtime(f, false);
+}
+
+void fn_prestart(struct fn *f, uint64_t conn, uint32_t id, const struct proto_prestart *m)
+{
+	const struct fn_interp *rt;
+	char boot[PATH_MAX];
+	const char *interp;
+
+	if (!fn_name_ok(m->runtime)) {
+		fn_send_error(f, conn, id, PROTO_ERR_UNSUPPORTED, "bad runtime name");
+		return;
+	}
+	rt = fn_interp_find((const char *)m->runtime.ptr, m->runtime.len);
+	if (!rt) {
+		fn_send_error(f, conn, id, PROTO_ERR_UNSUPPORTED,
+			      "runtime %.*s cannot be pre-started (python and node can)",
+			      (int)m->runtime.len, (const char *)m->runtime.ptr);
+		return;
+	}
+	snprintf(boot, sizeof(boot), "%s/%s", f->runtime_dir, rt->boot);
+	interp = rt->interp ? rt->interp : f->python;
+	if (access(interp, X_OK) < 0 || access(boot, R_OK) < 0) {
+		fn_send_error(f, conn, id, PROTO_ERR_UNSUPPORTED,
+			      "runtime %s is not available here (%s)", rt->name, strerror(errno));
+		return;
+	}
+	fn_unload(f, "replaced by a PRESTART");
+	snprintf(f->spare_runtime, sizeof(f->spare_runtime), "%s", rt->name);
+	f->init_timeout_ms = m->init_timeout_ms;
+	f->load_pending = true;
+	f->load_conn = conn;
+	f->load_id = id;
+	log_debug("pre-starting a spare %s runtime", rt->name);
+	fn_start_spare(f);
 }

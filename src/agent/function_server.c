@@ -63,17 +63,35 @@ static void fn_set_failed(struct fn *f, const char *msg)
 	fn_proc_close(f);
 }
 
+/* The spare could not be started, or died before it got a function: answer
+ * the PRESTART if it still waits; no function, nothing restarts. */
+static void fn_spare_failed(struct fn *f, const char *msg)
+{
+	fn_line_flush(f, &f->proc.out, true);
+	fn_line_flush(f, &f->proc.err, true);
+	if (f->load_pending)
+		fn_send_error(f, f->load_conn, f->load_id, PROTO_ERR_LOAD_FAILED, "%s", msg);
+	else
+		log_info("spare %s runtime ended: %s", f->spare_runtime, msg);
+	f->load_pending = false;
+	fn_proc_close(f);
+	f->spare = FN_SPARE_NONE;
+}
+
 static void fn_runtime_ready(struct fn *f)
 {
 	uint32_t init_us = (uint32_t)((clock_mono_ms() - f->start_ms) * 1000);
 
 	fn_drain(f);
-	f->state = PROTO_FN_READY;
+	if (f->spare == FN_SPARE_STARTING)
+		f->spare = FN_SPARE_IDLE; /* generation 0: no function yet */
+	else
+		f->state = PROTO_FN_READY;
 	if (f->load_pending) {
 		size_t max = PROTO_HEADER_SIZE + 8;
 		uint8_t *p = f->sink.reserve(f->sink.opaque, f->load_conn, max);
-		ssize_t n = p ? proto_encode_load_ok(p, max, f->load_id, f->generation, init_us)
-			      : -ENOMEM;
+		uint32_t gen = f->spare == FN_SPARE_NONE ? f->generation : 0;
+		ssize_t n = p ? proto_encode_load_ok(p, max, f->load_id, gen, init_us) : -ENOMEM;
 
 		if (n > 0)
 			f->sink.commit(f->sink.opaque, f->load_conn, (size_t)n);
@@ -116,9 +134,11 @@ static void fn_chan_frames(struct fn *f)
 					"Runtime.ProtocolError: bad frame on the runtime channel");
 			return;
 		}
-		if (h.type == PROTO_LOAD_OK && f->state == PROTO_FN_LOADING) {
+		if (h.type == PROTO_LOAD_OK && (f->state == PROTO_FN_LOADING ||
+						f->spare == FN_SPARE_STARTING)) {
 			fn_runtime_ready(f);
-		} else if (h.type == PROTO_ERROR && f->state == PROTO_FN_LOADING) {
+		} else if (h.type == PROTO_ERROR && (f->state == PROTO_FN_LOADING ||
+						     f->spare == FN_SPARE_STARTING)) {
 			struct proto_errmsg e;
 			char msg[FN_MSG_MAX];
 
@@ -127,7 +147,10 @@ static void fn_chan_frames(struct fn *f)
 			else
 				snprintf(msg, sizeof(msg), "%.*s", (int)e.message.len,
 					 (const char *)e.message.ptr);
-			fn_set_failed(f, msg);
+			if (f->spare != FN_SPARE_NONE)
+				fn_spare_failed(f, msg);
+			else
+				fn_set_failed(f, msg);
 			return; /* the channel is closed now */
 		} else if (h.type == PROTO_RESULT && f->state == PROTO_FN_READY) {
 			fn_runtime_result(f, &h, payload);
@@ -187,13 +210,16 @@ void fn_runtime_exited(struct fn *f, int wstatus)
 	else
 		snprintf(how, sizeof(how), "exit status %d", WEXITSTATUS(wstatus));
 	fn_tail_message(&f->tail, false, last, sizeof(last));
-	if (f->state == PROTO_FN_LOADING) {
+	if (f->spare != FN_SPARE_NONE || f->state == PROTO_FN_LOADING) {
 		if (f->kill_reason)
 			snprintf(msg, sizeof(msg), "%s", f->kill_reason);
 		else
 			snprintf(msg, sizeof(msg), "runtime exited during init (%s)%s%s", how,
 				 last[0] ? ": " : "", last);
-		fn_set_failed(f, msg);
+		if (f->spare != FN_SPARE_NONE)
+			fn_spare_failed(f, msg);
+		else
+			fn_set_failed(f, msg);
 		return;
 	}
 	if (f->cur) {
@@ -223,13 +249,41 @@ const struct fn_interp *fn_interp_find(const char *name, size_t len)
 	return NULL;
 }
 
+/* argv for an interpreted runtime rt, or runtime_dir/NAME/bootstrap:
+ * `interp [opt] boot` and, unless spare, DIR HANDLER. Returns the file to
+ * execute (boot holds the bootstrap's path). */
+static const char *fn_runtime_argv(const struct fn *f, const char *name, bool spare,
+				   char boot[PATH_MAX], char *argv[6])
+{
+	const struct fn_interp *rt = fn_interp_find(name, strlen(name));
+	const char *file;
+	int n = 0;
+
+	if (rt) {
+		snprintf(boot, PATH_MAX, "%s/%s", f->runtime_dir, rt->boot);
+		file = rt->interp ? rt->interp : f->python;
+		argv[n++] = (char *)file;
+		if (rt->opt)
+			argv[n++] = (char *)rt->opt;
+	} else {
+		snprintf(boot, PATH_MAX, "%s/%s/bootstrap", f->runtime_dir, name);
+		file = boot;
+	}
+	argv[n++] = boot;
+	if (!spare) {
+		argv[n++] = (char *)f->dir;
+		argv[n++] = f->handler;
+	}
+	argv[n] = NULL;
+	return file;
+}
+
 void fn_start_runtime(struct fn *f, bool restart)
 {
-	const struct fn_interp *rt = fn_interp_find(f->runtime, strlen(f->runtime));
 	char boot[PATH_MAX];
 	char *argv[6];
 	const char *file;
-	int err, n = 0;
+	int err;
 
 	f->state = PROTO_FN_LOADING;
 	f->kill_reason = NULL;
@@ -244,23 +298,11 @@ void fn_start_runtime(struct fn *f, bool restart)
 			return;
 		}
 		file = boot;
-		argv[n++] = boot;
+		argv[0] = boot;
+		argv[1] = NULL;
 	} else {
-		if (rt) {
-			snprintf(boot, sizeof(boot), "%s/%s", f->runtime_dir, rt->boot);
-			file = rt->interp ? rt->interp : f->python;
-			argv[n++] = (char *)file;
-			if (rt->opt)
-				argv[n++] = (char *)rt->opt;
-		} else {
-			snprintf(boot, sizeof(boot), "%s/%s/bootstrap", f->runtime_dir, f->runtime);
-			file = boot;
-		}
-		argv[n++] = boot;
-		argv[n++] = f->dir;
-		argv[n++] = f->handler;
+		file = fn_runtime_argv(f, f->runtime, false, boot, argv);
 	}
-	argv[n] = NULL;
 	if (!restart)
 		fn_begin_output(f);
 	else
@@ -272,4 +314,85 @@ void fn_start_runtime(struct fn *f, bool restart)
 		snprintf(msg, sizeof(msg), "cannot start the runtime: %s", strerror(-err));
 		fn_set_failed(f, msg);
 	}
+}
+
+void fn_start_spare(struct fn *f)
+{
+	char boot[PATH_MAX], *argv[6];
+	const char *file = fn_runtime_argv(f, f->spare_runtime, true, boot, argv);
+	int err;
+
+	f->spare = FN_SPARE_STARTING;
+	f->server = true;
+	f->kill_reason = NULL;
+	f->start_ms = clock_mono_ms();
+	fn_begin_output(f);
+	err = fn_spawn(f, file, argv, NULL);
+	if (err) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "cannot start the runtime: %s", strerror(-err));
+		fn_spare_failed(f, msg);
+	}
+}
+
+/* Appends one kv pair (name, value) to w. */
+static void fn_put_pair(struct proto_writer *w, const char *name, size_t nlen, const char *value)
+{
+	proto_put_bytes(w, name, nlen);
+	proto_put_str(w, value);
+}
+
+void fn_bind_runtime(struct fn *f)
+{
+	size_t max = PROTO_HEADER_SIZE + 64 + 2 * strlen(f->dir) + 2 * strlen(f->handler);
+	uint32_t count = 2;
+	char mb[16];
+	struct proto_writer w;
+	uint8_t *p;
+	ssize_t n;
+
+	for (char **e = f->env; e && *e; e++, count++)
+		max += strlen(*e) + 8;
+	if (f->memory_mb) {
+		snprintf(mb, sizeof(mb), "%" PRIu32, f->memory_mb);
+		max += 32;
+		count++;
+	}
+	f->spare = FN_SPARE_NONE;
+	f->state = PROTO_FN_LOADING;
+	f->kill_reason = NULL;
+	f->start_ms = clock_mono_ms();
+	fn_begin_output(f);
+	/* LOAD on the runtime channel: str dir, str handler, kv environment
+	 * (the LOAD's, then what kiln-init sets for every function). */
+	p = bytebuf_reserve(&f->proc.chan_out, max);
+	if (!p) {
+		fn_start_runtime(f, true);
+		return;
+	}
+	proto_writer_init(&w, p, max);
+	proto_begin(&w, PROTO_LOAD, 0);
+	proto_put_str(&w, f->dir);
+	proto_put_str(&w, f->handler);
+	proto_put_u32(&w, count);
+	for (char **e = f->env; e && *e; e++) {
+		const char *eq = strchr(*e, '=');
+
+		fn_put_pair(&w, *e, (size_t)(eq - *e), eq + 1);
+	}
+	fn_put_pair(&w, "KILN_FUNCTION_DIR", 17, f->dir);
+	fn_put_pair(&w, "KILN_HANDLER", 12, f->handler);
+	if (f->memory_mb)
+		fn_put_pair(&w, "KILN_MEMORY_MB", 14, mb);
+	n = proto_end(&w);
+	if (n < 0) {
+		log_warn("cannot hand the spare runtime its function: %s", strerror((int)-n));
+		fn_start_runtime(f, true);
+		return;
+	}
+	bytebuf_commit(&f->proc.chan_out, (size_t)n);
+	log_debug("function %" PRIu32 ": handed to the spare %s runtime", f->generation,
+		  f->runtime);
+	fn_chan_flush(f);
 }

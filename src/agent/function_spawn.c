@@ -108,9 +108,12 @@ static void fn_child(struct fn *f, const char *file, char *const argv[], const i
 	avxguard_setenv(); /* before the function's own env, which may override it */
 	for (char **e = f->env; e && *e; e++)
 		putenv(*e);
-	setenv("KILN_FUNCTION_DIR", f->dir, 1);
-	setenv("KILN_HANDLER", f->handler, 1);
-	if (f->memory_mb) {
+	/* A spare runtime has no function yet: it is told these with it. */
+	if (f->spare == FN_SPARE_NONE) {
+		setenv("KILN_FUNCTION_DIR", f->dir, 1);
+		setenv("KILN_HANDLER", f->handler, 1);
+	}
+	if (f->memory_mb && f->spare == FN_SPARE_NONE) {
 		char mb[16];
 
 		snprintf(mb, sizeof(mb), "%" PRIu32, f->memory_mb);
@@ -129,7 +132,7 @@ static void fn_child(struct fn *f, const char *file, char *const argv[], const i
 		setenv("KILN_DEADLINE_MS", num, 1);
 		fn_child_setenv_kv(&job->inv.context, "KILN_");
 	}
-	if (chdir(f->dir) < 0) {
+	if (chdir(f->spare == FN_SPARE_NONE ? f->dir : "/") < 0) {
 		n = snprintf(msg, sizeof(msg), "kiln-init: cannot enter %s: %s\n", f->dir,
 			     strerror(errno));
 		(void)!write(STDERR_FILENO, msg, (size_t)n < sizeof(msg) ? (size_t)n : 0);

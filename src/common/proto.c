@@ -14,6 +14,7 @@ static const char *const proto_names[] = {
 	[PROTO_LOG] = "LOG",	     [PROTO_ENTROPY] = "ENTROPY",   [PROTO_TIME] = "TIME",
 	[PROTO_ACK] = "ACK",	     [PROTO_PING] = "PING",	    [PROTO_PONG] = "PONG",
 	[PROTO_ERROR] = "ERROR",     [PROTO_TRACE] = "TRACE",	    [PROTO_NET] = "NET",
+	[PROTO_PRESTART] = "PRESTART",
 };
 
 bool proto_type_known(uint8_t type)
@@ -301,6 +302,16 @@ int proto_decode_time(const uint8_t *p, size_t len, uint64_t *ns)
 	return proto_reader_done(&r);
 }
 
+int proto_decode_prestart(const uint8_t *p, size_t len, struct proto_prestart *out)
+{
+	struct proto_reader r;
+
+	proto_reader_init(&r, p, len);
+	out->runtime = proto_get_str(&r);
+	out->init_timeout_ms = proto_get_u32(&r);
+	return proto_reader_done(&r);
+}
+
 int proto_decode_error(const uint8_t *p, size_t len, struct proto_errmsg *out)
 {
 	struct proto_reader r;
@@ -549,6 +560,18 @@ ssize_t proto_encode_time(void *buf, size_t size, uint32_t id, uint64_t ns)
 	proto_writer_init(&w, buf, size);
 	proto_begin(&w, PROTO_TIME, id);
 	proto_put_u64(&w, ns);
+	return proto_end(&w);
+}
+
+ssize_t proto_encode_prestart(void *buf, size_t size, uint32_t id,
+			       const struct proto_prestart *m)
+{
+	struct proto_writer w;
+
+	proto_writer_init(&w, buf, size);
+	proto_begin(&w, PROTO_PRESTART, id);
+	proto_put_bytes(&w, m->runtime.ptr, m->runtime.len);
+	proto_put_u32(&w, m->init_timeout_ms);
 	return proto_end(&w);
 }
 

@@ -70,6 +70,8 @@ enum proto_type {
 	PROTO_TRACE = 0x0e,    /* host -> guest: empty; guest -> host: text timeline */
 	PROTO_NET = 0x0f,      /* host -> guest: text "ADDR/PREFIX GATEWAY" or empty
 				* (no network); ACK when applied (docs/networking.md) */
+	PROTO_PRESTART = 0x10, /* host -> guest: see struct proto_prestart; LOAD_OK
+				* (generation 0) once the runtime waits */
 };
 
 /* RESULT status. */
@@ -156,6 +158,13 @@ struct proto_load {
 	struct proto_bytes archive; /* bytes: archive (common/archive.h) */
 };
 
+/* PRESTART: start a server runtime with no function yet (a base
+ * snapshot's); the next LOAD for that runtime hands it the function. */
+struct proto_prestart {
+	struct proto_bytes runtime; /* str: "python", "node" */
+	uint32_t init_timeout_ms;   /* limit for the start, 0: none */
+};
+
 /* INVOKE: one event. */
 struct proto_invoke {
 	uint32_t deadline_ms;	    /* run time allowed, 0: none */
@@ -216,6 +225,7 @@ int proto_decode_hello(const uint8_t *p, size_t len, uint32_t *version);
 int proto_decode_hello_ok(const uint8_t *p, size_t len, struct proto_hello_ok *out);
 int proto_decode_load(const uint8_t *p, size_t len, struct proto_load *out);
 int proto_decode_load_ok(const uint8_t *p, size_t len, uint32_t *generation, uint32_t *init_us);
+int proto_decode_prestart(const uint8_t *p, size_t len, struct proto_prestart *out);
 int proto_decode_invoke(const uint8_t *p, size_t len, struct proto_invoke *out);
 int proto_decode_result(const uint8_t *p, size_t len, struct proto_result *out);
 int proto_decode_log(const uint8_t *p, size_t len, struct proto_log *out);
@@ -273,6 +283,8 @@ ssize_t proto_encode_hello_ok(void *buf, size_t size, uint32_t id, const struct 
 ssize_t proto_encode_load(void *buf, size_t size, uint32_t id, const struct proto_load *m);
 ssize_t proto_encode_load_ok(void *buf, size_t size, uint32_t id, uint32_t generation,
 			     uint32_t init_us);
+ssize_t proto_encode_prestart(void *buf, size_t size, uint32_t id,
+			       const struct proto_prestart *m);
 ssize_t proto_encode_invoke(void *buf, size_t size, uint32_t id, const struct proto_invoke *m);
 ssize_t proto_encode_result(void *buf, size_t size, uint32_t id, const struct proto_result *m);
 ssize_t proto_encode_log(void *buf, size_t size, uint32_t id, uint8_t stream, const void *data,

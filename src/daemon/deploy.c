@@ -37,17 +37,17 @@
 	"root=/dev/vda ro rootfstype=ext4 init=/sbin/kiln-init kiln.agent=1024 kiln.netwarm=1 "    \
 	"quiet"
 
-/* Node's base snapshot is taken after one node has started and loaded this
- * (server mode): the snapshot's page cache then holds the parts of libnode,
- * ICU and the rest that a start-up reads, which a function's LOAD would
- * otherwise read from the disk (more than half of a cold node start on the
- * nested KVM). The LOAD of a function replaces that node with its own. */
-#define NODE_WARM_FILE "index.js"
-#define NODE_WARM_JS   "exports.handler = async () => null;\n"
+/* A base snapshot for python or node functions is taken with a spare
+ * runtime started in it (kiln-init's PRESTART): the interpreter is up, the
+ * bootstrap and its common imports loaded, and the page cache holds what a
+ * start reads. A function's LOAD hands that runtime the function, so its
+ * deploy only imports the function's own code (docs/kilnd.md). */
+#define PRESTART_NODE	"prestart node"
+#define PRESTART_PYTHON "prestart python"
 
 /* What a base snapshot is taken of: the image and VM shape it boots, and
  * what runs in it before the snapshot (warm, part of the cache key). */
-enum base_warm { WARM_NONE, WARM_NODE, WARM_BUILDER };
+enum base_warm { WARM_NONE, WARM_PYTHON, WARM_NODE, WARM_BUILDER };
 struct base_shape {
 	const char *image;
 	unsigned mem_mb, vcpus;
@@ -223,18 +223,29 @@ static const char *job_image(const struct job *j)
 	return image ? image : j->d->cfg.rootfs;
 }
 
-/* The base the function's own VMs are restored from. */
+/* The base the function's own VMs are restored from: with a spare node on
+ * the node image, a spare python on the others (every runtime but node
+ * runs on the python image; a LOAD of another runtime stops the spare). */
 static struct base_shape job_shape(const struct job *j)
 {
 	return (struct base_shape){.image = job_image(j),
 				   .mem_mb = j->spec.memory_mb,
 				   .vcpus = j->spec.vcpus,
-				   .warm = strcmp(j->spec.runtime, "node") ? WARM_NONE : WARM_NODE};
+				   .warm = strcmp(j->spec.runtime, "node") ? WARM_PYTHON : WARM_NODE};
 }
 
 static const char *warm_key(enum base_warm w)
 {
-	return w == WARM_NODE ? NODE_WARM_JS : w == WARM_BUILDER ? BUILDER_WARM_CMD : NULL;
+	switch (w) {
+	case WARM_PYTHON:
+		return PRESTART_PYTHON;
+	case WARM_NODE:
+		return PRESTART_NODE;
+	case WARM_BUILDER:
+		return BUILDER_WARM_CMD;
+	default:
+		return NULL;
+	}
 }
 
 /* Waits until kiln-init says it is ready on the console. */
@@ -304,59 +315,31 @@ static int agent_connect(struct vmproc *vm, const uint8_t *first, size_t first_l
 	return 0;
 }
 
-/* Node's warm-up in a freshly booted base VM (see NODE_WARM_JS): reseed,
- * LOAD a one-file function, wait for LOAD_OK. */
-static int warm_node(struct job *j, struct agentconn *c, char *err, size_t esz)
+/* A spare runtime in a freshly booted base VM: reseed, PRESTART, wait for
+ * its LOAD_OK (see PRESTART_PYTHON). */
+static int warm_prestart(struct agentconn *c, const char *runtime, char *err, size_t esz)
 {
-	static const char path[] = NODE_WARM_FILE, js[] = NODE_WARM_JS;
-	const struct archive_entry file = {.kind = ARCHIVE_FILE,
-					   .mode = 0644,
-					   .path = path,
-					   .path_len = sizeof(path) - 1,
-					   .data = (const uint8_t *)js,
-					   .size = sizeof(js) - 1};
-	uint8_t *arch, first[AGENTCONN_RESEED_MAX], *buf;
-	struct proto_load ld = {0};
+	struct proto_prestart ps = {.runtime = {(const uint8_t *)runtime, (uint32_t)strlen(runtime)},
+				    .init_timeout_ms = LOAD_TIMEOUT_MS};
+	uint8_t first[AGENTCONN_RESEED_MAX], buf[128];
 	struct proto_header h;
 	const uint8_t *p;
-	size_t n, cap;
 	ssize_t len;
 	int r;
 
-	r = archive_write(&file, 1, &arch, &n);
-	if (r)
-		return r;
-	cap = n + 512;
-	ld.runtime.ptr = (const uint8_t *)"node";
-	ld.runtime.len = 4;
-	ld.mode.ptr = (const uint8_t *)"server";
-	ld.mode.len = 6;
-	ld.handler.ptr = (const uint8_t *)"index.handler";
-	ld.handler.len = 13;
-	ld.init_timeout_ms = LOAD_TIMEOUT_MS;
-	ld.memory_mb = j->spec.memory_mb;
-	ld.archive.ptr = arch;
-	ld.archive.len = (uint32_t)n;
-	buf = malloc(cap);
-	if (!buf) {
-		free(arch);
-		return -ENOMEM;
-	}
 	len = agentconn_encode_reseed(first, sizeof(first), 10);
 	r = len < 0 ? (int)len : agentconn_send(c, first, (size_t)len);
-	len = r ? r : proto_encode_load(buf, cap, 12, &ld);
+	len = r ? r : proto_encode_prestart(buf, sizeof(buf), 12, &ps);
 	if (!r)
 		r = len < 0 ? (int)len : agentconn_send(c, buf, (size_t)len);
-	free(buf);
-	free(arch);
 	if (r) {
-		util_fmt(err, esz, "cannot send node's warm-up: %s", strerror(-r));
+		util_fmt(err, esz, "cannot pre-start %s: %s", runtime, strerror(-r));
 		return r;
 	}
 	for (;;) {
 		r = agentconn_wait(c, &h, &p, LOAD_TIMEOUT_MS + 10000);
 		if (r != 1) {
-			util_fmt(err, esz, "node's warm-up: the agent went away: %s",
+			util_fmt(err, esz, "pre-starting %s: the agent went away: %s", runtime,
 				 strerror(r ? -r : EIO));
 			return r ? r : -EIO;
 		}
@@ -365,10 +348,10 @@ static int warm_node(struct job *j, struct agentconn *c, char *err, size_t esz)
 		if (h.type == PROTO_ERROR) {
 			struct proto_errmsg em;
 			if (proto_decode_error(p, h.length, &em) == 0)
-				util_fmt(err, esz, "node's warm-up failed: %.*s",
+				util_fmt(err, esz, "pre-starting %s failed: %.*s", runtime,
 					 (int)em.message.len, (const char *)em.message.ptr);
 			else
-				util_fmt(err, esz, "node's warm-up failed");
+				util_fmt(err, esz, "pre-starting %s failed", runtime);
 			return -ENOEXEC;
 		}
 	}
@@ -459,11 +442,14 @@ static int build_base(struct job *j, const struct base_shape *shape, const char 
 		goto out_stop;
 	}
 	if (shape->warm != WARM_NONE) {
-		log_info("base snapshot %s: %s once (minutes on nested KVM)", dir,
-			 shape->warm == WARM_NODE ? "starting node" : "building C");
-		/* Only a cache warm-up: a failure costs speed, not the base. */
-		if (shape->warm == WARM_NODE ? warm_node(j, c, err, esz)
-					     : warm_builder(j, c, err, esz))
+		const char *rt = shape->warm == WARM_NODE ? "node" : "python";
+
+		log_info("base snapshot %s: %s (minutes on nested KVM)", dir,
+			 shape->warm == WARM_BUILDER ? "building C once" : warm_key(shape->warm));
+		/* A failure costs speed, not the base: functions then start
+		 * their runtime themselves. */
+		if (shape->warm == WARM_BUILDER ? warm_builder(j, c, err, esz)
+						: warm_prestart(c, rt, err, esz))
 			log_warn("base snapshot %s: %s (taken anyway)", dir, err);
 		err[0] = 0;
 	}

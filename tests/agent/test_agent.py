@@ -31,7 +31,7 @@ PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.execu
 
 
 class Agent:
-    def __init__(self, tmp):
+    def __init__(self, tmp, runtime_dir=ROOT / "runtimes"):
         self.tmp = tmp
         self.sock = str(tmp / "agent.sock")
         self.fndir = tmp / "fn"
@@ -40,7 +40,7 @@ class Agent:
                    KILN_INIT_CMDLINE_FILE=str(tmp / "cmdline"),
                    KILN_AGENT_LISTEN="unix:" + self.sock,
                    KILN_AGENT_FNDIR=str(self.fndir),
-                   KILN_RUNTIME_DIR=str(ROOT / "runtimes"),
+                   KILN_RUNTIME_DIR=str(runtime_dir),
                    KILN_PYTHON=PYTHON)
         self.stderr = open(tmp / "stderr", "w+")
         self.proc = subprocess.Popen([str(INIT)], env=env, stdin=subprocess.DEVNULL,
@@ -315,6 +315,156 @@ def test_load_replaces(agent):
         assert (h["generation"], h["runtime"], h["mode"]) == (2, "sh", "exec")
         assert c.invoke(b"").body == b"replaced\n"
         assert sorted(os.listdir(agent.fndir)) == ["2"]  # the old code is gone
+
+
+# ---- spare runtimes (PRESTART) ----------------------------------------------------
+
+def runtime_children(agent):
+    """{pid: cmdline} of kiln-init's children running a bootstrap."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == agent.proc.pid and any(b"bootstrap" in a for a in cmd):
+            out[int(d.name)] = [a.decode() for a in cmd if a]
+    return out
+
+
+WHO = """\
+import os, sys
+def handle(event, context):
+    return {"pid": os.getpid(), "cwd": os.getcwd(), "greeting": os.environ.get("GREETING"),
+            "dir": os.environ.get("KILN_FUNCTION_DIR"), "h": os.environ.get("KILN_HANDLER"),
+            "mem": os.environ.get("KILN_MEMORY_MB"), "ctxmem": context.memory_limit_in_mb,
+            "path0": sys.path[0], "event": event}
+"""
+
+
+def test_prestart_python_spare_takes_the_function(agent):
+    with agent.client() as c:
+        info = c.prestart("python")
+        assert info["generation"] == 0 and info["init_us"] > 0
+        spare = runtime_children(agent)
+        assert len(spare) == 1, spare
+        (pid, argv), = spare.items()
+        assert argv[-1].endswith("python/bootstrap.py"), argv  # no function arguments
+        h = c.hello()
+        assert (h["generation"], h["state"], h["runtime"]) == (0, "none", "")
+        with pytest.raises(kc.KilnError) as e:
+            c.invoke(b"{}")
+        assert e.value.code == kc.ERR_NOT_LOADED
+        info = c.load({"who.py": WHO}, handler="who.handle", env={"GREETING": "hi"},
+                      memory_mb=256)
+        assert info["generation"] == 1
+        r = c.invoke('"x"')
+        assert r.ok, r
+        got = json.loads(r.body)
+        fndir = str(agent.fndir / "1")
+        assert got == {"pid": pid, "cwd": fndir, "greeting": "hi", "dir": fndir,
+                       "h": "who.handle", "mem": "256", "ctxmem": 256, "path0": fndir,
+                       "event": "x"}
+        assert c.hello()["state"] == "ready"
+
+
+def test_prestart_load_needing_a_fresh_start_replaces_the_spare(agent):
+    """Variables read at interpreter start-up cannot be taken in-process."""
+    with agent.client() as c:
+        c.prestart("python")
+        (spare,) = runtime_children(agent)
+        c.load({"who.py": WHO}, handler="who.handle",
+               env={"GREETING": "fresh", "PYTHONHASHSEED": "0"})
+        got = json.loads(c.invoke('"x"').body)
+        assert got["pid"] != spare and got["greeting"] == "fresh"
+        assert list(runtime_children(agent)) == [got["pid"]]
+
+
+def test_prestart_then_exec_or_other_runtime_stops_the_spare(agent):
+    with agent.client() as c:
+        c.prestart("python")
+        (spare,) = runtime_children(agent)
+        c.load({"h.sh": "echo exec"}, runtime="sh", mode="exec", handler="sh h.sh")
+        assert c.invoke(b"").body == b"exec\n"
+        deadline = time.monotonic() + 5
+        while runtime_children(agent) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not runtime_children(agent), "the spare was stopped"
+
+
+def test_prestart_bound_function_errors_crashes_and_timeouts(agent):
+    with agent.client() as c:
+        c.prestart("python")
+        with pytest.raises(kc.KilnError) as e:
+            c.load({"bad.py": "def handle(e, c):\n  return (\n"}, handler="bad.handle")
+        assert e.value.code == kc.ERR_LOAD_FAILED
+        assert "SyntaxError" in e.value.message
+        assert c.hello()["state"] == "failed"
+        # A new spare, then a function that crashes: it restarts the usual way.
+        c.prestart("python")
+        load_lambda(c)
+        assert json.loads(c.invoke('"x"').body)["count"] == 1
+        r = c.invoke('"crash"', deadline_ms=5000)
+        assert r.status == kc.STATUS_UNHANDLED and "exit status 1" in r.error_message, r
+        assert json.loads(c.invoke('"y"').body) == {"raw": "y", "count": 1}
+        r = c.invoke('"sleep"', deadline_ms=300)
+        assert r.status == kc.STATUS_TIMEOUT, r
+        assert c.invoke('"fail"').status == kc.STATUS_HANDLED
+
+
+def test_prestart_errors(agent):
+    with agent.client() as c:
+        for runtime, code, want in (("sh", kc.ERR_UNSUPPORTED, "cannot be pre-started"),
+                                    ("native", kc.ERR_UNSUPPORTED, "cannot be pre-started"),
+                                    ("BAD NAME", kc.ERR_UNSUPPORTED, "bad runtime name")):
+            with pytest.raises(kc.KilnError) as e:
+                c.prestart(runtime)
+            assert e.value.code == code and want in e.value.message, e.value
+        rid = c.send(kc.PRESTART, kc.enc_str("python"))  # no init_timeout_ms
+        with pytest.raises(kc.KilnError) as e:
+            c.wait(rid)
+        assert e.value.code == kc.ERR_BAD_PAYLOAD and "malformed PRESTART" in e.value.message
+        assert not runtime_children(agent)
+        assert c.ping(b"ok") == b"ok"
+
+
+def test_prestart_spare_that_dies_is_reported(tmp_path):
+    """A spare that cannot start answers the PRESTART LOAD_FAILED; the agent
+    goes on with no function."""
+    bad = tmp_path / "rt"
+    (bad / "python").mkdir(parents=True)
+    (bad / "python" / "bootstrap.py").write_text(
+        "import sys\nprint('spare start-up failed', file=sys.stderr)\nsys.exit(4)\n")
+    a = Agent(tmp_path, runtime_dir=bad)
+    try:
+        with a.client() as c:
+            with pytest.raises(kc.KilnError) as e:
+                c.prestart("python", init_timeout_ms=20000)
+            assert e.value.code == kc.ERR_LOAD_FAILED
+            assert "exit status 4" in e.value.message
+            assert "spare start-up failed" in e.value.message
+            assert c.hello()["state"] == "none"
+            assert c.ping(b"ok") == b"ok"
+    finally:
+        code, err = a.stop()
+    assert code == 0, err
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/node"), reason="no /usr/bin/node here")
+def test_prestart_node_spare_takes_the_function(agent):
+    js = ("exports.handler = async (event, context) => ({pid: process.pid, cwd: process.cwd(),"
+          " greeting: process.env.GREETING, event});\n")
+    with agent.client(timeout=60) as c:
+        c.prestart("node", init_timeout_ms=60000)
+        (pid,) = runtime_children(agent)
+        c.load({"index.js": js}, runtime="node", handler="index.handler",
+               env={"GREETING": "hej"})
+        got = json.loads(c.invoke('{"a": 1}').body)
+        assert got == {"pid": pid, "cwd": str(agent.fndir / "1"), "greeting": "hej",
+                       "event": {"a": 1}}
 
 
 # ---- sh, exec mode ----------------------------------------------------------------

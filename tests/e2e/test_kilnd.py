@@ -108,6 +108,33 @@ def test_deploy_describe_list_and_invoke(gen):
     assert again.json()["loaded"] == body["loaded"]  # imported once, in the snapshot
 
 
+SPARE_PROBE = """
+import os, sys
+def handle(event, context):
+    return {"argv": sys.argv[1:], "pid": os.getpid(), "greeting": os.environ.get("GREETING"),
+            "seed": os.environ.get("PYTHONHASHSEED"), "dir": os.environ.get("KILN_FUNCTION_DIR"),
+            "cwd": os.getcwd(), "path0": sys.path[0]}
+"""
+
+
+def test_deploy_hands_the_base_snapshots_spare_python_the_function(gen):
+    """The base snapshot holds a started Python (kiln-init's PRESTART): a
+    deploy's LOAD hands it the function instead of starting another one, so
+    the runtime has no command-line arguments; an environment Python reads
+    only at start-up gets a fresh runtime, started with them."""
+    deploy_ok(gen, "spare-bound", {"probe.py": SPARE_PROBE}, handler="probe.handle",
+              env={"GREETING": "bound"})
+    deploy_ok(gen, "spare-fresh", {"probe.py": SPARE_PROBE}, handler="probe.handle",
+              env={"GREETING": "fresh", "PYTHONHASHSEED": "7"})
+    bound = call(gen, "spare-bound").json()
+    fresh = call(gen, "spare-fresh").json()
+    assert bound["argv"] == [] and bound["greeting"] == "bound" and bound["seed"] is None
+    assert bound["cwd"] == bound["dir"] == bound["path0"], bound
+    assert fresh["argv"] == [fresh["dir"], "probe.handle"], fresh
+    assert fresh["greeting"] == "fresh" and fresh["seed"] == "7"
+    assert fresh["cwd"] == fresh["dir"]
+
+
 def test_handler_error_and_lambda_route(gen):
     r = call(gen, "gen-main", {"raise": "boom"})
     assert r.status == 500 and r.header("x-kiln-function-error") == "Handled"

@@ -45,6 +45,7 @@ static void decode(uint8_t type, const uint8_t *p, size_t len)
 	struct proto_result res;
 	struct proto_log log;
 	struct proto_errmsg em;
+	struct proto_prestart ps;
 	uint32_t a, b;
 	uint64_t ns;
 
@@ -103,6 +104,10 @@ static void decode(uint8_t type, const uint8_t *p, size_t len)
 		break;
 	case PROTO_TIME:
 		proto_decode_time(p, len, &ns);
+		break;
+	case PROTO_PRESTART:
+		if (proto_decode_prestart(p, len, &ps) == 0)
+			inside(ps.runtime);
 		break;
 	case PROTO_ERROR:
 		if (proto_decode_error(p, len, &em) == 0)

@@ -493,6 +493,50 @@ static void test_time(void **state)
 	check_small_buffers(enc_time, (size_t)n);
 }
 
+static int dec_prestart(const uint8_t *p, size_t len)
+{
+	struct proto_prestart m;
+
+	return proto_decode_prestart(p, len, &m);
+}
+
+static ssize_t enc_prestart(void *buf, size_t size)
+{
+	struct proto_prestart m = {.runtime = {(const uint8_t *)"python", 6},
+				   .init_timeout_ms = 60000};
+
+	return proto_encode_prestart(buf, size, 9, &m);
+}
+
+static void test_prestart(void **state)
+{
+	struct proto_prestart d;
+	struct proto_header h;
+	const uint8_t *p;
+	ssize_t n;
+
+	(void)state;
+	n = enc_prestart(frame_buf, sizeof(frame_buf));
+	assert_int_equal(n, PROTO_HEADER_SIZE + 4 + 6 + 4);
+	p = parse_whole(frame_buf, (size_t)n, PROTO_PRESTART, &h);
+	assert_int_equal(h.id, 9);
+	assert_int_equal(proto_decode_prestart(p, h.length, &d), 0);
+	assert_view(d.runtime, "python");
+	assert_int_equal(d.init_timeout_ms, 60000);
+	assert_string_equal(proto_type_name(PROTO_PRESTART), "PRESTART");
+	check_truncations(frame_buf, (size_t)n, dec_prestart);
+	check_small_buffers(enc_prestart, (size_t)n);
+	/* A NUL in the runtime's name; a trailing byte. */
+	{
+		uint8_t nul[] = {2, 0, 0, 0, 'p', 0, 1, 0, 0, 0};
+		uint8_t extra[] = {1, 0, 0, 0, 'p', 1, 0, 0, 0, 7};
+
+		assert_int_equal(proto_decode_prestart(nul, sizeof(nul), &d), -EBADMSG);
+		assert_int_equal(proto_decode_prestart(extra, sizeof(extra), &d), -EBADMSG);
+		assert_int_equal(proto_decode_prestart(extra, sizeof(extra) - 1, &d), 0);
+	}
+}
+
 static int dec_error(const uint8_t *p, size_t len)
 {
 	struct proto_errmsg m;
@@ -665,7 +709,7 @@ static void test_unknown_types(void **state)
 		assert_int_equal(proto_parse_frame(b, sizeof(b), &h, &payload), (ssize_t)sizeof(b));
 		assert_false(proto_type_known(h.type));
 	}
-	assert_int_equal(known, 15); /* HELLO .. NET */
+	assert_int_equal(known, 16); /* HELLO .. PRESTART */
 }
 
 /* ---- malformed payloads ------------------------------------------------------------ */
@@ -808,6 +852,7 @@ int main(void)
 		cmocka_unit_test(test_result),
 		cmocka_unit_test(test_log),
 		cmocka_unit_test(test_time),
+		cmocka_unit_test(test_prestart),
 		cmocka_unit_test(test_error),
 		cmocka_unit_test(test_raw_types),
 		cmocka_unit_test(test_header_limits),
