@@ -12,7 +12,8 @@ builder's base snapshot comes from a restore.
 On the nested KVM of kiln's build machines a Rust build that gets to code
 generation takes minutes (460 s for examples/rust, docs/runtimes.md): the
 tests that need a Rust executable skip there, loudly, unless
-KILN_E2E_RUST=1, to keep make test within its time; Rust's compile errors,
+KILN_E2E_RUST=1 (`make test-slow` sets it, and CI runs that), to keep make
+test within its time; Rust's compile errors,
 which come before, are tested everywhere.
 """
 import json
@@ -61,7 +62,7 @@ def describe(k, name):
 
 NESTED = os.path.exists("/sys/module/kvm_pvm")
 RUST_SKIP = ("a Rust build takes minutes in a guest on this nested KVM (460 s, "
-             "docs/runtimes.md): KILN_E2E_RUST=1 runs the Rust builds")
+             "docs/runtimes.md): make test-slow (or KILN_E2E_RUST=1) runs the Rust builds")
 
 
 def needs_rust_codegen():

@@ -62,7 +62,7 @@ OPT_IN = os.environ.get("KILN_E2E_STDLIB") == "1"
 def stdlib_fn(kilnd):
     if NESTED and not OPT_IN:
         pytest.skip("CPython's regression tests take too long in a guest on this nested KVM "
-                    "(page faults are emulated): KILN_E2E_STDLIB=1 runs them")
+                    "(page faults are emulated): make test-slow (or KILN_E2E_STDLIB=1) runs them")
     missing = [m for m in MODULES if not (HOST_TESTS / m).exists()
                and not (HOST_TESTS / f"{m}.py").exists()]
     if missing:
