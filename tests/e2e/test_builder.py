@@ -95,7 +95,10 @@ def test_cloudlet_rust_example_runs(builder):
     assert d["handler"] == "./bootstrap", d
     # The build's own output is the deploy's log; the compiler is the guest's.
     assert "build: rustc --edition 2021 -C opt-level=3" in d["deploy"]["log"], d["deploy"]
-    assert "built a" in builder.tail(1 << 20) and "rust built a" in builder.tail(1 << 20)
+    # Compiled now, or earlier on this machine (KILN_CACHE/builds): the
+    # build cache's key is the builder's identity and the source.
+    log = builder.tail(1 << 20)
+    assert "rust built a" in log or "the same source was built before" in log, log
 
 
 def test_rust_function_forms(builder):
@@ -123,9 +126,10 @@ def test_rust_function_forms(builder):
     slow = builder.invoke("rs-fn", b"sleep 10000")
     assert slow.status == 504, (slow.status, slow.body)
     assert builder.invoke("rs-fn", b"again").status == 200
-    # Either deploy of this source may have compiled it; exactly one did.
+    # Either deploy of this source may have compiled it (or an earlier run
+    # on this machine); at most one did.
     log = builder.tail(1 << 22)
-    assert log.count("rust built a") == 1, log
+    assert log.count("rust built a") <= 1, log
     assert "the same source was built before" in log, log
 
 
