@@ -322,21 +322,17 @@ class Client:
         archive). Returns {'generation', 'init_us', 'logs'}; raises KilnError."""
         if archive is None:
             archive = make_archive(files)
-        rid = self.send(LOAD, self.load_payload(archive, runtime, mode, handler, env,
-                                                init_timeout_ms, memory_mb))
-        try:
-            f = self.wait(rid)
-        finally:
-            logs = self.logs_for(rid)
-        if f.type != LOAD_OK:
-            raise ValueError(f"expected LOAD_OK, got {f!r}")
-        gen, init_us = struct.unpack("<II", f.payload)
-        return {"generation": gen, "init_us": init_us, "logs": logs}
+        return self._load_answer(self.send(LOAD, self.load_payload(
+            archive, runtime, mode, handler, env, init_timeout_ms, memory_mb)))
 
     def prestart(self, runtime="python", init_timeout_ms=0):
         """Starts a spare runtime with no function (kiln-init's PRESTART).
         Returns {'generation' (0), 'init_us', 'logs'}; raises KilnError."""
-        rid = self.send(PRESTART, enc_str(runtime) + struct.pack("<I", init_timeout_ms))
+        return self._load_answer(
+            self.send(PRESTART, enc_str(runtime) + struct.pack("<I", init_timeout_ms)))
+
+    def _load_answer(self, rid):
+        """LOAD_OK for request rid as {'generation', 'init_us', 'logs'}."""
         try:
             f = self.wait(rid)
         finally:
