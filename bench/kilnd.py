@@ -160,7 +160,7 @@ def free_port():
 
 
 class Kilnd:
-    def __init__(self, build, work, kernel, rootfs, extra=()):
+    def __init__(self, build, work, kernel, rootfs, extra=(), env=None):
         self.work = Path(work)
         self.work.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -170,7 +170,7 @@ class Kilnd:
              "--port", str(self.port), "--kernel", str(kernel), "--rootfs", str(rootfs),
              "--vmm", str(Path(build) / "kiln-vmm"), *extra],
             stdin=subprocess.DEVNULL, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, env=env)
         deadline = time.monotonic() + 30
         while True:
             try:

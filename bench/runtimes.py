@@ -17,7 +17,8 @@ runtime and form, each answering a short event:
   c             server mode, examples/native/server.c deployed as source:
                 kilnd compiles it in its builder microVM (the deploy column
                 then includes the build; the -warm twin is served by the
-                build cache)
+                build cache; every build is real: the bench's kilnd has a
+                build cache of its own, empty)
   rust          exec mode, examples/rust/main.rs deployed as source (its
                 build takes minutes on the nested KVM: BENCH_RUST=0 leaves
                 it out)
@@ -186,7 +187,13 @@ def run(args):
     res = []
     k = None
     try:
-        k = Kilnd(build, work / "kilnd", kernel, rootfs, extra=["--pool", "2", *extra])
+        # Base snapshots from the shared cache, builds not: the c and rust
+        # deploys then time a real build, never KILN_CACHE/builds.
+        cache = work / "cache"
+        (cache / "builds").mkdir(parents=True)
+        (cache / "base").symlink_to(bl.CACHE / "base", target_is_directory=True)
+        k = Kilnd(build, work / "kilnd", kernel, rootfs, extra=["--pool", "2", *extra],
+                  env=dict(os.environ, KILN_CACHE=str(cache)))
         for name, runtime, spec, files, is_exec, want in forms(work, with_node):
             n = nexec if is_exec else ncalls
             bl.log(f"runtimes: {name}: deploying (cold and warm), {n} calls each")

@@ -223,15 +223,24 @@ static const char *job_image(const struct job *j)
 	return image ? image : j->d->cfg.rootfs;
 }
 
-/* The base the function's own VMs are restored from: with a spare node on
- * the node image, a spare python on the others (every runtime but node
- * runs on the python image; a LOAD of another runtime stops the spare). */
+/* The base the function's own VMs are restored from: with a spare runtime
+ * for a python or node function in server mode, which its LOAD takes over.
+ * Other functions get a base without one: a spare their LOAD stopped would
+ * still be dying in their snapshot, and every restore would finish tearing
+ * it down (seconds of emulated kernel work per cold call on nested KVM). */
 static struct base_shape job_shape(const struct job *j)
 {
+	bool server = strcmp(j->spec.mode, "server") == 0;
+	enum base_warm warm = WARM_NONE;
+
+	if (server && strcmp(j->spec.runtime, "python") == 0)
+		warm = WARM_PYTHON;
+	else if (server && strcmp(j->spec.runtime, "node") == 0)
+		warm = WARM_NODE;
 	return (struct base_shape){.image = job_image(j),
 				   .mem_mb = j->spec.memory_mb,
 				   .vcpus = j->spec.vcpus,
-				   .warm = strcmp(j->spec.runtime, "node") ? WARM_PYTHON : WARM_NODE};
+				   .warm = warm};
 }
 
 static const char *warm_key(enum base_warm w)
