@@ -253,7 +253,6 @@ const struct fn_interp *fn_interp_find(const char *name, size_t len);
  * (state NONE). */
 void fn_unload(struct fn *f, const char *why);
 
-
 /* Returns true for a runtime or mode name: 1 to FN_NAME_MAX of [a-z0-9._-]. */
 bool fn_name_ok(struct proto_bytes b);
 

@@ -112,7 +112,7 @@ bool fn_env_name_ok(struct proto_bytes b)
 bool fn_env_bindable(const struct proto_kv *env)
 {
 	/* Read by python, node, glibc or the dynamic loader at start-up. */
-	static const char *const prefixes[] = {"PYTHON", "NODE_", "UV_",     "LD_",
+	static const char *const prefixes[] = {"PYTHON", "NODE_",  "UV_",    "LD_",
 					       "LC_",	 "GLIBC_", "MALLOC_"};
 	static const char *const names[] = {"LANG", "LANGUAGE", "TZ", "HOME"};
 	struct proto_bytes k, v;

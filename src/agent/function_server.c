@@ -134,11 +134,11 @@ static void fn_chan_frames(struct fn *f)
 					"Runtime.ProtocolError: bad frame on the runtime channel");
 			return;
 		}
-		if (h.type == PROTO_LOAD_OK && (f->state == PROTO_FN_LOADING ||
-						f->spare == FN_SPARE_STARTING)) {
+		if (h.type == PROTO_LOAD_OK &&
+		    (f->state == PROTO_FN_LOADING || f->spare == FN_SPARE_STARTING)) {
 			fn_runtime_ready(f);
-		} else if (h.type == PROTO_ERROR && (f->state == PROTO_FN_LOADING ||
-						     f->spare == FN_SPARE_STARTING)) {
+		} else if (h.type == PROTO_ERROR &&
+			   (f->state == PROTO_FN_LOADING || f->spare == FN_SPARE_STARTING)) {
 			struct proto_errmsg e;
 			char msg[FN_MSG_MAX];
 

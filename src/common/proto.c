@@ -9,11 +9,11 @@
 /* ---- types ---------------------------------------------------------------- */
 
 static const char *const proto_names[] = {
-	[PROTO_HELLO] = "HELLO",     [PROTO_HELLO_OK] = "HELLO_OK", [PROTO_LOAD] = "LOAD",
-	[PROTO_LOAD_OK] = "LOAD_OK", [PROTO_INVOKE] = "INVOKE",	    [PROTO_RESULT] = "RESULT",
-	[PROTO_LOG] = "LOG",	     [PROTO_ENTROPY] = "ENTROPY",   [PROTO_TIME] = "TIME",
-	[PROTO_ACK] = "ACK",	     [PROTO_PING] = "PING",	    [PROTO_PONG] = "PONG",
-	[PROTO_ERROR] = "ERROR",     [PROTO_TRACE] = "TRACE",	    [PROTO_NET] = "NET",
+	[PROTO_HELLO] = "HELLO",       [PROTO_HELLO_OK] = "HELLO_OK", [PROTO_LOAD] = "LOAD",
+	[PROTO_LOAD_OK] = "LOAD_OK",   [PROTO_INVOKE] = "INVOKE",     [PROTO_RESULT] = "RESULT",
+	[PROTO_LOG] = "LOG",	       [PROTO_ENTROPY] = "ENTROPY",   [PROTO_TIME] = "TIME",
+	[PROTO_ACK] = "ACK",	       [PROTO_PING] = "PING",	      [PROTO_PONG] = "PONG",
+	[PROTO_ERROR] = "ERROR",       [PROTO_TRACE] = "TRACE",	      [PROTO_NET] = "NET",
 	[PROTO_PRESTART] = "PRESTART",
 };
 
@@ -563,8 +563,7 @@ ssize_t proto_encode_time(void *buf, size_t size, uint32_t id, uint64_t ns)
 	return proto_end(&w);
 }
 
-ssize_t proto_encode_prestart(void *buf, size_t size, uint32_t id,
-			       const struct proto_prestart *m)
+ssize_t proto_encode_prestart(void *buf, size_t size, uint32_t id, const struct proto_prestart *m)
 {
 	struct proto_writer w;
 

@@ -283,8 +283,7 @@ ssize_t proto_encode_hello_ok(void *buf, size_t size, uint32_t id, const struct 
 ssize_t proto_encode_load(void *buf, size_t size, uint32_t id, const struct proto_load *m);
 ssize_t proto_encode_load_ok(void *buf, size_t size, uint32_t id, uint32_t generation,
 			     uint32_t init_us);
-ssize_t proto_encode_prestart(void *buf, size_t size, uint32_t id,
-			       const struct proto_prestart *m);
+ssize_t proto_encode_prestart(void *buf, size_t size, uint32_t id, const struct proto_prestart *m);
 ssize_t proto_encode_invoke(void *buf, size_t size, uint32_t id, const struct proto_invoke *m);
 ssize_t proto_encode_result(void *buf, size_t size, uint32_t id, const struct proto_result *m);
 ssize_t proto_encode_log(void *buf, size_t size, uint32_t id, uint8_t stream, const void *data,

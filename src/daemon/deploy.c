@@ -328,8 +328,9 @@ static int agent_connect(struct vmproc *vm, const uint8_t *first, size_t first_l
  * its LOAD_OK (see PRESTART_PYTHON). */
 static int warm_prestart(struct agentconn *c, const char *runtime, char *err, size_t esz)
 {
-	struct proto_prestart ps = {.runtime = {(const uint8_t *)runtime, (uint32_t)strlen(runtime)},
-				    .init_timeout_ms = LOAD_TIMEOUT_MS};
+	struct proto_prestart ps = {
+		.runtime = {(const uint8_t *)runtime, (uint32_t)strlen(runtime)},
+		.init_timeout_ms = LOAD_TIMEOUT_MS};
 	uint8_t first[AGENTCONN_RESEED_MAX], buf[128];
 	struct proto_header h;
 	const uint8_t *p;
