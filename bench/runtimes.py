@@ -151,7 +151,9 @@ def base_of(k, name):
         return None
     state = (k.work / "state" / "snapshots" / snap["id"] / "state").read_bytes()
     m = re.search(rb"(/[\x21-\x7e]*/base/[0-9a-f]{24}-[^/\x00-\x20]+)", state)
-    return Path(m.group(1).decode()) if m else None
+    # By name in the shared cache: the path written may be the bench's own
+    # cache directory (a link to it, gone when the report is written).
+    return bl.CACHE / "base" / Path(m.group(1).decode()).name if m else None
 
 
 def run(args):

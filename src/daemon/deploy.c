@@ -167,7 +167,8 @@ static int sha256_file(const char *path, EVP_MD_CTX *ctx)
 }
 
 /* The part of the base snapshot's key that does not depend on the shape:
- * the kernel, the root image and kiln-vmm, hashed once per image. */
+ * the kernel, the root image and kiln-vmm, hashed once per image, then with
+ * warm (what runs before the snapshot; NULL: nothing) on every call. */
 static int inputs_key(struct deployer *d, const char *image, const char *warm, char out[65])
 {
 	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
@@ -201,15 +202,30 @@ static int inputs_key(struct deployer *d, const char *image, const char *warm, c
 		EVP_DigestUpdate(ctx, BASE_CMDLINE, strlen(BASE_CMDLINE));
 		/* The device set: every base has a network device (docs/networking.md). */
 		EVP_DigestUpdate(ctx, "net=none", 8);
-		if (warm)
-			EVP_DigestUpdate(ctx, warm, strlen(warm));
 		EVP_DigestFinal_ex(ctx, md, &mdlen);
 		EVP_MD_CTX_free(ctx);
 		for (unsigned b = 0; b < 32; b++)
 			snprintf(d->inputs[i].key + 2 * b, 3, "%02x", md[b]);
 		d->inputs[i].image = image;
 	}
-	memcpy(out, d->inputs[i].key, 65);
+	/* What runs before the snapshot varies per base of one image (a spare
+	 * python or none): hashed per call, over the image's cached key. */
+	if (!warm) {
+		memcpy(out, d->inputs[i].key, 65);
+		goto out_unlock;
+	}
+	ctx = EVP_MD_CTX_new();
+	if (!ctx) {
+		r = -ENOMEM;
+		goto out_unlock;
+	}
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	EVP_DigestUpdate(ctx, d->inputs[i].key, 64);
+	EVP_DigestUpdate(ctx, warm, strlen(warm));
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	for (unsigned b = 0; b < 32; b++)
+		snprintf(out + 2 * b, 3, "%02x", md[b]);
 out_unlock:
 	pthread_mutex_unlock(&once);
 	return r;
