@@ -250,8 +250,7 @@ int64_t fn_next_deadline(const struct fn *f)
 {
 	int64_t d = f->cur ? f->cur_deadline_ms : -1;
 
-	if ((f->state == PROTO_FN_LOADING || f->spare == FN_SPARE_STARTING) && f->init_timeout_ms &&
-	    f->proc.pid > 0 && !f->kill_reason) {
+	if (fn_starting(f) && f->init_timeout_ms && f->proc.pid > 0 && !f->kill_reason) {
 		int64_t l = f->start_ms + (int64_t)f->init_timeout_ms;
 
 		if (d < 0 || l < d)
@@ -276,8 +275,7 @@ void fn_tick(struct fn *f, int64_t now_ms)
 		else
 			fn_run_next(f);
 	}
-	if ((f->state == PROTO_FN_LOADING || f->spare == FN_SPARE_STARTING) && f->init_timeout_ms &&
-	    f->proc.pid > 0 && !f->kill_reason &&
+	if (fn_starting(f) && f->init_timeout_ms && f->proc.pid > 0 && !f->kill_reason &&
 	    now_ms >= f->start_ms + (int64_t)f->init_timeout_ms)
 		fn_runtime_kill(f, "Runtime.InitTimeout: the handler did not load in time");
 }

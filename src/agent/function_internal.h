@@ -124,6 +124,13 @@ struct fn {
 	struct fn_tail tail; /* the end of stderr */
 };
 
+/* True while a runtime is starting: the function's (state LOADING) or a
+ * spare's; its LOAD_OK, ERROR or init deadline is awaited. */
+static inline bool fn_starting(const struct fn *f)
+{
+	return f->state == PROTO_FN_LOADING || f->spare == FN_SPARE_STARTING;
+}
+
 /* ---- function.c: the job queue, INVOKE, the agent loop's side, create and destroy ---- */
 
 /* Answers every queued job (and the running one with cur) with an ERROR. */

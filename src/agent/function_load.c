@@ -109,6 +109,16 @@ bool fn_env_name_ok(struct proto_bytes b)
 	return b.len > 0;
 }
 
+/* 0 when rt's interpreter can be run and its bootstrap read, else -errno. */
+static int fn_interp_available(const struct fn *f, const struct fn_interp *rt)
+{
+	char boot[PATH_MAX];
+	const char *interp = rt->interp ? rt->interp : f->python;
+
+	snprintf(boot, sizeof(boot), "%s/%s", f->runtime_dir, rt->boot);
+	return access(interp, X_OK) < 0 || access(boot, R_OK) < 0 ? -errno : 0;
+}
+
 bool fn_env_bindable(const struct proto_kv *env)
 {
 	/* Read by python, node, glibc or the dynamic loader at start-up. */
@@ -223,12 +233,9 @@ void fn_load(struct fn *f, uint64_t conn, uint32_t id, const struct proto_load *
 	} else if (server) {
 		const struct fn_interp *rt =
 			fn_interp_find((const char *)m->runtime.ptr, m->runtime.len);
-		const char *interp;
 
 		if (rt) {
-			snprintf(boot, sizeof(boot), "%s/%s", f->runtime_dir, rt->boot);
-			interp = rt->interp ? rt->interp : f->python;
-			err = access(interp, X_OK) < 0 || access(boot, R_OK) < 0 ? -errno : 0;
+			err = fn_interp_available(f, rt);
 		} else {
 			snprintf(boot, sizeof(boot), "%s/%.*s/bootstrap", f->runtime_dir,
 				 (int)m->runtime.len, (const char *)m->runtime.ptr);
@@ -312,7 +319,7 @@ void fn_load(struct fn *f, uint64_t conn, uint32_t id, const struct proto_load *
 	f->load_pending = true;
 	f->load_conn = conn;
 	f->load_id = id;
-	if (adopt && f->spare == FN_SPARE_IDLE)
+	if (adopt) /* every failure above returned, the spare unharmed or stopped */
 		fn_bind_runtime(f);
 	else
 		fn_start_runtime(f, false);
@@ -321,8 +328,7 @@ void fn_load(struct fn *f, uint64_t conn, uint32_t id, const struct proto_load *
 void fn_prestart(struct fn *f, uint64_t conn, uint32_t id, const struct proto_prestart *m)
 {
 	const struct fn_interp *rt;
-	char boot[PATH_MAX];
-	const char *interp;
+	int err;
 
 	if (!fn_name_ok(m->runtime)) {
 		fn_send_error(f, conn, id, PROTO_ERR_UNSUPPORTED, "bad runtime name");
@@ -335,11 +341,10 @@ void fn_prestart(struct fn *f, uint64_t conn, uint32_t id, const struct proto_pr
 			      (int)m->runtime.len, (const char *)m->runtime.ptr);
 		return;
 	}
-	snprintf(boot, sizeof(boot), "%s/%s", f->runtime_dir, rt->boot);
-	interp = rt->interp ? rt->interp : f->python;
-	if (access(interp, X_OK) < 0 || access(boot, R_OK) < 0) {
+	err = fn_interp_available(f, rt);
+	if (err) {
 		fn_send_error(f, conn, id, PROTO_ERR_UNSUPPORTED,
-			      "runtime %s is not available here (%s)", rt->name, strerror(errno));
+			      "runtime %s is not available here (%s)", rt->name, strerror(-err));
 		return;
 	}
 	fn_unload(f, "replaced by a PRESTART");

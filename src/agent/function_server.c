@@ -49,31 +49,23 @@ void fn_runtime_kill(struct fn *f, const char *reason)
 	}
 }
 
-/* The function could not be started: answer the LOAD and the queue. */
+/* The function, or a spare, could not be started or died before its LOAD_OK:
+ * answer the LOAD (or the PRESTART) and the queue. A function becomes
+ * FAILED; a spare is simply gone (no function, nothing restarts). */
 static void fn_set_failed(struct fn *f, const char *msg)
 {
-	snprintf(f->failure, sizeof(f->failure), "%s", msg);
-	f->state = PROTO_FN_FAILED;
-	fn_line_flush(f, &f->proc.out, true);
-	fn_line_flush(f, &f->proc.err, true);
-	if (f->load_pending)
-		fn_send_error(f, f->load_conn, f->load_id, PROTO_ERR_LOAD_FAILED, "%s", msg);
-	f->load_pending = false;
-	fn_fail_jobs(f, true, PROTO_ERR_LOAD_FAILED, msg);
-	fn_proc_close(f);
-}
-
-/* The spare could not be started, or died before it got a function: answer
- * the PRESTART if it still waits; no function, nothing restarts. */
-static void fn_spare_failed(struct fn *f, const char *msg)
-{
-	fn_line_flush(f, &f->proc.out, true);
-	fn_line_flush(f, &f->proc.err, true);
-	if (f->load_pending)
-		fn_send_error(f, f->load_conn, f->load_id, PROTO_ERR_LOAD_FAILED, "%s", msg);
-	else
+	if (f->spare == FN_SPARE_NONE) {
+		snprintf(f->failure, sizeof(f->failure), "%s", msg);
+		f->state = PROTO_FN_FAILED;
+	} else if (!f->load_pending) {
 		log_info("spare %s runtime ended: %s", f->spare_runtime, msg);
+	}
+	fn_line_flush(f, &f->proc.out, true);
+	fn_line_flush(f, &f->proc.err, true);
+	if (f->load_pending)
+		fn_send_error(f, f->load_conn, f->load_id, PROTO_ERR_LOAD_FAILED, "%s", msg);
 	f->load_pending = false;
+	fn_fail_jobs(f, true, PROTO_ERR_LOAD_FAILED, msg); /* none without a function */
 	fn_proc_close(f);
 	f->spare = FN_SPARE_NONE;
 }
@@ -134,11 +126,9 @@ static void fn_chan_frames(struct fn *f)
 					"Runtime.ProtocolError: bad frame on the runtime channel");
 			return;
 		}
-		if (h.type == PROTO_LOAD_OK &&
-		    (f->state == PROTO_FN_LOADING || f->spare == FN_SPARE_STARTING)) {
+		if (h.type == PROTO_LOAD_OK && fn_starting(f)) {
 			fn_runtime_ready(f);
-		} else if (h.type == PROTO_ERROR &&
-			   (f->state == PROTO_FN_LOADING || f->spare == FN_SPARE_STARTING)) {
+		} else if (h.type == PROTO_ERROR && fn_starting(f)) {
 			struct proto_errmsg e;
 			char msg[FN_MSG_MAX];
 
@@ -147,10 +137,7 @@ static void fn_chan_frames(struct fn *f)
 			else
 				snprintf(msg, sizeof(msg), "%.*s", (int)e.message.len,
 					 (const char *)e.message.ptr);
-			if (f->spare != FN_SPARE_NONE)
-				fn_spare_failed(f, msg);
-			else
-				fn_set_failed(f, msg);
+			fn_set_failed(f, msg);
 			return; /* the channel is closed now */
 		} else if (h.type == PROTO_RESULT && f->state == PROTO_FN_READY) {
 			fn_runtime_result(f, &h, payload);
@@ -210,16 +197,13 @@ void fn_runtime_exited(struct fn *f, int wstatus)
 	else
 		snprintf(how, sizeof(how), "exit status %d", WEXITSTATUS(wstatus));
 	fn_tail_message(&f->tail, false, last, sizeof(last));
-	if (f->spare != FN_SPARE_NONE || f->state == PROTO_FN_LOADING) {
+	if (fn_starting(f) || f->spare != FN_SPARE_NONE) {
 		if (f->kill_reason)
 			snprintf(msg, sizeof(msg), "%s", f->kill_reason);
 		else
 			snprintf(msg, sizeof(msg), "runtime exited during init (%s)%s%s", how,
 				 last[0] ? ": " : "", last);
-		if (f->spare != FN_SPARE_NONE)
-			fn_spare_failed(f, msg);
-		else
-			fn_set_failed(f, msg);
+		fn_set_failed(f, msg);
 		return;
 	}
 	if (f->cur) {
@@ -332,7 +316,7 @@ void fn_start_spare(struct fn *f)
 		char msg[128];
 
 		snprintf(msg, sizeof(msg), "cannot start the runtime: %s", strerror(-err));
-		fn_spare_failed(f, msg);
+		fn_set_failed(f, msg);
 	}
 }
 

@@ -112,12 +112,12 @@ static void fn_child(struct fn *f, const char *file, char *const argv[], const i
 	if (f->spare == FN_SPARE_NONE) {
 		setenv("KILN_FUNCTION_DIR", f->dir, 1);
 		setenv("KILN_HANDLER", f->handler, 1);
-	}
-	if (f->memory_mb && f->spare == FN_SPARE_NONE) {
-		char mb[16];
+		if (f->memory_mb) {
+			char mb[16];
 
-		snprintf(mb, sizeof(mb), "%" PRIu32, f->memory_mb);
-		setenv("KILN_MEMORY_MB", mb, 1);
+			snprintf(mb, sizeof(mb), "%" PRIu32, f->memory_mb);
+			setenv("KILN_MEMORY_MB", mb, 1);
+		}
 	}
 	if (f->server) {
 		setenv("PYTHONUNBUFFERED", "1", 1);
