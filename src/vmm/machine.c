@@ -328,7 +328,7 @@ struct machine *machine_create(const struct machine_config *cfg)
 	if (machine_open_console(m, cfg->console) < 0)
 		goto out_destroy;
 
-	m->vm = vm_create(cfg->mem_mib << 20, cfg->kvm_fd > 2 ? cfg->kvm_fd : -1);
+	m->vm = vm_create(cfg->mem_mib << 20, cfg->kvm_fd > 2 ? cfg->kvm_fd : -1, !cfg->kernel);
 	if (!m->vm)
 		goto out_destroy;
 	m->loop = evloop_create();

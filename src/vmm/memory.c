@@ -7,6 +7,22 @@
 #include <string.h>
 #include <sys/mman.h>
 
+/* Where guest_mem_init_hole tries to put guest RAM: from 32 TiB up, 1 TiB
+ * apart. mmap(NULL) allocates top-down from just below the stack (~128 TiB),
+ * or bottom-up from a third of the address space (~42 TiB) with an unlimited
+ * stack, so it reaches none of these while it has room above them; 32 TiB
+ * also clears AddressSanitizer's shadow, which ends just above 16 TiB. */
+#define GUEST_MEM_HOLE_BASE  (32ULL << 40)
+#define GUEST_MEM_HOLE_STEP  (1ULL << 40)
+#define GUEST_MEM_HOLE_TRIES 8
+
+static void guest_mem_set(struct guest_mem *m, void *p, uint64_t size)
+{
+	m->host = p;
+	m->size = size;
+	m->low_size = size < LAYOUT_MMIO_GAP_START ? size : LAYOUT_MMIO_GAP_START;
+}
+
 int guest_mem_init(struct guest_mem *m, uint64_t size)
 {
 	void *p;
@@ -18,10 +34,34 @@ int guest_mem_init(struct guest_mem *m, uint64_t size)
 		 -1, 0);
 	if (p == MAP_FAILED)
 		return -ENOMEM;
-	m->host = p;
-	m->size = size;
-	m->low_size = size < LAYOUT_MMIO_GAP_START ? size : LAYOUT_MMIO_GAP_START;
+	guest_mem_set(m, p, size);
 	return 0;
+}
+
+int guest_mem_init_hole(struct guest_mem *m, uint64_t size)
+{
+	memset(m, 0, sizeof(*m));
+	if (size == 0 || (size & 0xfff) || size > GUEST_MEM_HOLE_STEP)
+		return guest_mem_init(m, size);
+	for (unsigned int i = 0; i < GUEST_MEM_HOLE_TRIES; i++) {
+		void *want = (void *)(uintptr_t)(GUEST_MEM_HOLE_BASE + i * GUEST_MEM_HOLE_STEP);
+		/* Probe: free iff a no-replace mapping lands there; then let it go. */
+		void *p = mmap(want, size, PROT_NONE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+			       -1, 0);
+
+		if (p == MAP_FAILED)
+			continue;
+		if (p != want) { /* a kernel that ignores MAP_FIXED_NOREPLACE */
+			munmap(p, size);
+			break;
+		}
+		munmap(p, size);
+		guest_mem_set(m, p, size);
+		m->unmapped = true;
+		return 0;
+	}
+	return guest_mem_init(m, size);
 }
 
 void guest_mem_release(struct guest_mem *m)

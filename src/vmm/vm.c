@@ -102,7 +102,7 @@ int vm_memory_ready(struct vm *vm)
 	return vm->slot_err;
 }
 
-struct vm *vm_create(uint64_t mem_size, int kvm_fd)
+struct vm *vm_create(uint64_t mem_size, int kvm_fd, bool from_snapshot)
 {
 	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 	struct vm *vm;
@@ -164,7 +164,8 @@ struct vm *vm_create(uint64_t mem_size, int kvm_fd)
 		log_error("KVM_CREATE_PIT2: %s", strerror(errno));
 		goto out_close_vm;
 	}
-	ret = guest_mem_init(&vm->mem, mem_size);
+	ret = from_snapshot ? guest_mem_init_hole(&vm->mem, mem_size)
+			    : guest_mem_init(&vm->mem, mem_size);
 	if (ret < 0) {
 		log_error("cannot map %llu MiB of guest memory: %s",
 			  (unsigned long long)(mem_size >> 20), strerror(-ret));

@@ -68,8 +68,10 @@ int vm_take_eventfd(struct vm *vm);
  * the capabilities kiln needs, creates a VM with `mem_size` bytes of RAM, the
  * in-kernel irqchip and PIT. Returns the VM (caller owns it; vm_destroy frees
  * it) or NULL after logging why (no /dev/kvm, no permission, missing
- * capability, out of memory); kvm_fd is closed on failure too. */
-struct vm *vm_create(uint64_t mem_size, int kvm_fd);
+ * capability, out of memory); kvm_fd is closed on failure too. With
+ * `from_snapshot` guest RAM is left a hole for a snapshot's files
+ * (guest_mem_init_hole): a VM that will be restored, not booted. */
+struct vm *vm_create(uint64_t mem_size, int kvm_fd, bool from_snapshot);
 
 /* Waits until guest RAM is registered with KVM. Call it before any vCPU
  * runs and before guest RAM is remapped (restore). Returns 0, or -errno after

@@ -9,6 +9,7 @@
 #include "vmm/memory.h"
 
 #include <errno.h>
+#include <sys/mman.h>
 
 static void test_rejects_bad_sizes(void **state)
 {
@@ -66,12 +67,34 @@ static void test_large_guest_splits_around_hole(void **state)
 	guest_mem_release(&m);
 }
 
+static void test_hole_for_a_snapshot(void **state)
+{
+	struct guest_mem m;
+	const uint64_t size = 64ULL << 20;
+
+	(void)state;
+	assert_int_equal(guest_mem_init_hole(&m, 4097), -EINVAL);
+	assert_int_equal(guest_mem_init_hole(&m, size), 0);
+	assert_true(m.unmapped);
+	assert_int_equal(m.size, size);
+	/* Far below where mmap(NULL) allocates, and nothing mapped there. */
+	assert_true((uintptr_t)m.host >= (32ULL << 40));
+	assert_int_equal(msync(m.host, 4096, MS_ASYNC), -1);
+	assert_int_equal(errno, ENOMEM);
+	/* Addresses are checked as for RAM (a restore checks queues first). */
+	assert_ptr_equal(guest_mem_ptr(&m, 0x1000, 0x1000), m.host + 0x1000);
+	assert_null(guest_mem_ptr(&m, size, 1));
+	guest_mem_release(&m);
+	assert_null(m.host);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rejects_bad_sizes),
 		cmocka_unit_test(test_small_guest_bounds),
 		cmocka_unit_test(test_large_guest_splits_around_hole),
+		cmocka_unit_test(test_hole_for_a_snapshot),
 	};
 
 	return cmocka_run_group_tests_name("memory", tests, NULL, NULL);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -196,10 +197,13 @@ static void test_chain_of_diffs(void **state)
 	assert_int_equal(img.nlayers, 3);
 	assert_int_equal(img.layers[2].extents.n, 1);
 	assert_int_equal(img.layers[2].extents.v[0].page, 1);
-	assert_int_equal(guest_mem_init(&back, MEM_SIZE), 0);
+	/* Into a hole, as a pre-started kiln-vmm restores. */
+	assert_int_equal(guest_mem_init_hole(&back, MEM_SIZE), 0);
+	assert_true(back.unmapped);
 	snap_backing_init(&b);
 	assert_int_equal(snap_image_map(&img, &back, &b, why, sizeof(why)), 0);
 	snap_image_release(&img);
+	assert_false(back.unmapped);
 	check_page(&back, 1, 0xc1);
 	check_page(&back, 2, 0xb2);
 	check_page(&back, 100, 0x00);
@@ -218,6 +222,83 @@ static void test_chain_of_diffs(void **state)
 	guest_mem_release(&mem);
 	assert_true(snap_image_load(d2, MEM_SIZE, &img, why, sizeof(why)) < 0);
 	assert_non_null(strstr(why, "has changed since the diff was taken"));
+}
+
+/* A memory file of MEM_SIZE whose page p holds tag + p % 200 (+ 1 so no
+ * page is zero), or zeros outside [from, to). */
+static int layer_file(uint8_t tag, uint64_t from, uint64_t to)
+{
+	char path[256];
+	uint8_t buf[PG];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/layer-%u", tmpdir, tag);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, MEM_SIZE), 0);
+	for (uint64_t p = from; p < to; p++) {
+		memset(buf, tag + (int)(p % 200) + 1, sizeof(buf));
+		assert_int_equal(pwrite(fd, buf, PG, (off_t)(p * PG)), PG);
+	}
+	return fd;
+}
+
+static void test_chain_runs_from_the_topmost_layer(void **state)
+{
+	const uint64_t npages = MEM_SIZE / PG;
+	/* Layer 1's runs; layer 2's overlap their edges, cover one whole and
+	 * reach the end of RAM. */
+	struct snap_extent e1[] = {{0, 3}, {10, 20}, {40, 5}, {100, 1}};
+	struct snap_extent e2[] = {{2, 10}, {25, 20}, {100, 1}, {npages - 4, 4}};
+	struct snap_extents x1 = {.v = e1, .n = 4}, x2 = {.v = e2, .n = 4};
+	struct snap_extent bad[] = {{5, 5}, {7, 1}};
+	struct snap_extents xbad = {.v = bad, .n = 2};
+	struct snap_mem_layer chain[3];
+	struct guest_mem mem;
+	void *squat;
+
+	(void)state;
+	chain[0] = (struct snap_mem_layer){.fd = layer_file(0, 0, npages)};
+	chain[1] = (struct snap_mem_layer){.fd = layer_file(50, 0, npages), .ext = &x1};
+	chain[2] = (struct snap_mem_layer){.fd = layer_file(100, 0, npages), .ext = &x2};
+	for (int hole = 0; hole < 2; hole++) {
+		assert_int_equal(hole ? guest_mem_init_hole(&mem, MEM_SIZE)
+				      : guest_mem_init(&mem, MEM_SIZE),
+				 0);
+		assert_int_equal(mem.unmapped, hole == 1);
+		assert_int_equal(snap_mem_map_chain(&mem, chain, 3), 0);
+		assert_false(mem.unmapped);
+		for (uint64_t p = 0; p < npages; p++) {
+			unsigned int top = 0;
+
+			for (unsigned int l = 1; l < 3; l++)
+				for (size_t k = 0; k < chain[l].ext->n; k++)
+					if (p >= chain[l].ext->v[k].page &&
+					    p < chain[l].ext->v[k].page + chain[l].ext->v[k].npages)
+						top = l;
+			check_page(&mem, p, (uint8_t)(top * 50 + p % 200 + 1));
+		}
+		guest_mem_release(&mem);
+	}
+
+	/* Out-of-order extents are refused. */
+	chain[2].ext = &xbad;
+	assert_int_equal(guest_mem_init_hole(&mem, MEM_SIZE), 0);
+	assert_int_equal(snap_mem_map_chain(&mem, chain, 3), -EINVAL);
+	guest_mem_release(&mem);
+
+	/* Something else in the hole is left alone, not mapped over. */
+	chain[2].ext = &x2;
+	assert_int_equal(guest_mem_init_hole(&mem, MEM_SIZE), 0);
+	squat = mmap(mem.host + 20 * PG, PG, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	assert_ptr_equal(squat, mem.host + 20 * PG);
+	memset(squat, 0x77, PG);
+	assert_int_equal(snap_mem_map_chain(&mem, chain, 3), -EEXIST);
+	assert_int_equal(((uint8_t *)squat)[100], 0x77);
+	guest_mem_release(&mem);
+	for (unsigned int l = 0; l < 3; l++)
+		close(chain[l].fd);
 }
 
 static void test_serial_round_trip(void **state)
@@ -349,6 +430,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full_write_is_sparse),
 		cmocka_unit_test(test_chain_of_diffs),
+		cmocka_unit_test(test_chain_runs_from_the_topmost_layer),
 		cmocka_unit_test(test_serial_round_trip),
 		cmocka_unit_test(test_i8042_and_ctl_round_trip),
 	};

@@ -95,4 +95,22 @@ int snap_mem_resident(const struct guest_mem *mem, struct snap_extents *out, cha
  * -errno; after a failure the RAM contents are undefined. */
 int snap_mem_map(struct guest_mem *mem, int fd, const struct snap_extents *ext);
 
+/* A memory file of a snapshot chain: layer 0 (ext NULL) covers all of guest
+ * RAM, each later one its extents (sorted, disjoint, inside RAM: as
+ * snap_image_load checks them), over the layers below it. */
+struct snap_mem_layer {
+	int fd;
+	const struct snap_extents *ext;
+};
+
+/* Maps a chain of `n` layers over guest RAM, each page from the topmost
+ * layer that holds it, as one mapping per run of pages from one file: the
+ * runs are worked out first, so no mapping replaces another. Into a hole
+ * (mem->unmapped, guest_mem_init_hole) they go with MAP_FIXED_NOREPLACE:
+ * -EEXIST when something else took part of it, which is left alone; over
+ * mapped RAM with MAP_FIXED. Clears mem->unmapped once anything is mapped.
+ * Returns 0, -EINVAL for a malformed chain, -ENOMEM, or mmap's -errno;
+ * after a failure the RAM contents are undefined. */
+int snap_mem_map_chain(struct guest_mem *mem, const struct snap_mem_layer *layers, unsigned int n);
+
 #endif

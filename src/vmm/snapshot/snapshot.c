@@ -467,24 +467,29 @@ int snap_image_load(const char *dir, uint64_t max_mem, struct snap_image *img, c
 int snap_image_map(struct snap_image *img, struct guest_mem *mem, struct snap_backing *b, char *why,
 		   size_t why_len)
 {
+	struct snap_mem_layer chain[SNAP_MAX_DEPTH];
 	struct snap_layer *top;
 	int ret;
 
-	if (img->nlayers == 0 || mem->size != img->meta.mem_size)
+	if (img->nlayers == 0 || img->nlayers > SNAP_MAX_DEPTH || mem->size != img->meta.mem_size)
 		return reason_fail(why, why_len, -EINVAL,
 				   "guest memory size does not match the snapshot");
 	snap_backing_release(b);
-	ret = snap_mem_map(mem, img->layers[0].mem_fd, NULL);
+	for (unsigned int i = 0; i < img->nlayers; i++)
+		chain[i] = (struct snap_mem_layer){.fd = img->layers[i].mem_fd,
+						   .ext = i ? &img->layers[i].extents : NULL};
+	ret = snap_mem_map_chain(mem, chain, img->nlayers);
+	if (ret == -EEXIST)
+		return reason_fail(why, why_len, ret,
+				   "cannot map %s/memory: another mapping took part of guest RAM's "
+				   "address range",
+				   img->layers[img->nlayers - 1].dir);
 	if (ret < 0)
 		return reason_fail(why, why_len, ret, "cannot map %s/memory: %s",
-				   img->layers[0].dir, strerror(-ret));
+				   img->layers[img->nlayers - 1].dir, strerror(-ret));
 	for (unsigned int i = 1; i < img->nlayers; i++) {
 		struct snap_layer *l = &img->layers[i];
 
-		ret = snap_mem_map(mem, l->mem_fd, &l->extents);
-		if (ret < 0)
-			return reason_fail(why, why_len, ret, "cannot map %s/memory: %s", l->dir,
-					   strerror(-ret));
 		for (size_t k = 0; k < l->extents.n; k++) {
 			ret = snap_extents_add(&b->overlays, l->extents.v[k].page,
 					       l->extents.v[k].npages);
