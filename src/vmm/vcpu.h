@@ -44,6 +44,14 @@ struct vcpu {
 	/* Its MSRs as created, before it ever ran (kvm_state_note_reset), or
 	 * NULL: a restore writes only the MSRs whose values differ. Owned. */
 	struct kvm_msrs *reset_msrs;
+	/* Read with them, valid while reset_msrs is set: its TSC kHz (0 when
+	 * unknown), XCRs and debug registers as created (has_reset_xcrs and
+	 * has_reset_dbg when read), which a restore then sets only if they
+	 * differ. */
+	int reset_tsc_khz;
+	bool has_reset_xcrs, has_reset_dbg;
+	struct kvm_xcrs reset_xcrs;
+	struct kvm_debugregs reset_dbg;
 };
 
 /* Creates vCPU `index` of `count`, with CPUID from KVM's supported set

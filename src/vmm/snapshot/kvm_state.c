@@ -14,8 +14,12 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#define MSR_IA32_TSC_DEADLINE 0x6e0
-#define KVM_STATE_MAX_MSRS    1024
+#define MSR_IA32_TSC_DEADLINE	0x6e0
+#define MSR_KVM_WALL_CLOCK	0x11
+#define MSR_KVM_SYSTEM_TIME	0x12
+#define MSR_KVM_WALL_CLOCK_NEW	0x4b564d00
+#define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01
+#define KVM_STATE_MAX_MSRS	1024
 
 /* MSRs saved besides those KVM_GET_MSR_INDEX_LIST names (unreadable ones
  * are skipped): APIC base, PAT, the MTRRs, the syscall and segment-base
@@ -379,6 +383,13 @@ int kvm_state_note_reset(struct vcpu *v)
 		return ret;
 	free(v->reset_msrs);
 	v->reset_msrs = msrs;
+	v->reset_tsc_khz =
+		vm_has_cap(v->vm, KVM_CAP_GET_TSC_KHZ) ? ioctl(v->fd, KVM_GET_TSC_KHZ, 0) : 0;
+	if (v->reset_tsc_khz < 0)
+		v->reset_tsc_khz = 0;
+	v->has_reset_xcrs =
+		vm_has_cap(v->vm, KVM_CAP_XCRS) && ioctl(v->fd, KVM_GET_XCRS, &v->reset_xcrs) == 0;
+	v->has_reset_dbg = ioctl(v->fd, KVM_GET_DEBUGREGS, &v->reset_dbg) == 0;
 	return 0;
 }
 
@@ -390,6 +401,26 @@ static bool kvm_state_msr_at_reset(const struct vcpu *v, const struct kvm_msr_en
 	for (uint32_t i = 0; r && i < r->nmsrs; i++)
 		if (r->entries[i].index == e->index)
 			return r->entries[i].data == e->data;
+	return false;
+}
+
+/* True for an MSR of the snapshot's that a restore need not write:
+ * - kvm-clock's wall clock MSRs. Writing one makes KVM write the host's
+ *   wall clock into that guest page (a copy-on-write fault of a snapshot
+ *   page, ~20 us here); the guest reads it only when it boots or resumes
+ *   from suspend, and after a restore kiln's TIME frame sets the clock.
+ * - the legacy system time MSR when the current one holds the same page:
+ *   KVM keeps one value behind both, and each write maps the page again. */
+static bool kvm_state_msr_redundant(const struct kvm_msr_entry *all, size_t n,
+				    const struct kvm_msr_entry *e)
+{
+	if (e->index == MSR_KVM_WALL_CLOCK || e->index == MSR_KVM_WALL_CLOCK_NEW)
+		return true;
+	if (e->index != MSR_KVM_SYSTEM_TIME)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (all[i].index == MSR_KVM_SYSTEM_TIME_NEW)
+			return all[i].data == e->data;
 	return false;
 }
 
@@ -410,16 +441,20 @@ int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, si
 	for (size_t i = 0; i < nmsrs; i++) {
 		if (msrs[i].index == MSR_IA32_TSC_DEADLINE) {
 			deadline = msrs[i];
-			has_deadline = true;
-		} else if (!kvm_state_msr_at_reset(v, &msrs[i])) {
+			/* A fresh vCPU's deadline is 0 (disarmed) already. */
+			has_deadline = msrs[i].data != 0 || !v->reset_msrs;
+		} else if (!kvm_state_msr_at_reset(v, &msrs[i]) &&
+			   !kvm_state_msr_redundant(msrs, nmsrs, &msrs[i])) {
 			msrs[kept++] = msrs[i];
 		}
 	}
 
 	if (snap_find(f, SNAP_SEC_VCPU_TSC_KHZ, id, &s) && s.len == 4) {
 		uint32_t khz = le32_get(s.data);
-		int now = vm_has_cap(v->vm, KVM_CAP_GET_TSC_KHZ) ? ioctl(v->fd, KVM_GET_TSC_KHZ, 0)
-								 : -1;
+		int now = v->reset_msrs && v->reset_tsc_khz > 0 ? v->reset_tsc_khz
+			  : vm_has_cap(v->vm, KVM_CAP_GET_TSC_KHZ)
+				  ? ioctl(v->fd, KVM_GET_TSC_KHZ, 0)
+				  : -1;
 
 		if (now > 0 && (uint32_t)now != khz) {
 			if (!vm_has_cap(v->vm, KVM_CAP_TSC_CONTROL) ||
@@ -475,7 +510,8 @@ int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, si
 	if (snap_find(f, SNAP_SEC_VCPU_XCRS, id, &s)) {
 		ret = kvm_state_get(f, SNAP_SEC_VCPU_XCRS, id, &u.xcrs, sizeof(u.xcrs), "XCRS", why,
 				    why_len);
-		if (!ret)
+		if (!ret && !(v->reset_msrs && v->has_reset_xcrs &&
+			      memcmp(&u.xcrs, &v->reset_xcrs, sizeof(u.xcrs)) == 0))
 			ret = kvm_state_set(v->fd, KVM_SET_XCRS, &u.xcrs, "KVM_SET_XCRS", v->index,
 					    why, why_len);
 		if (ret)
@@ -515,7 +551,8 @@ int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, si
 	if (!ret && snap_find(f, SNAP_SEC_VCPU_DEBUGREGS, id, &s)) {
 		ret = kvm_state_get(f, SNAP_SEC_VCPU_DEBUGREGS, id, &u.dbg, sizeof(u.dbg),
 				    "debug registers", why, why_len);
-		if (!ret)
+		if (!ret && !(v->reset_msrs && v->has_reset_dbg &&
+			      memcmp(&u.dbg, &v->reset_dbg, sizeof(u.dbg)) == 0))
 			ret = kvm_state_set(v->fd, KVM_SET_DEBUGREGS, &u.dbg, "KVM_SET_DEBUGREGS",
 					    v->index, why, why_len);
 	}
