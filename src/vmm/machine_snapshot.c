@@ -159,7 +159,7 @@ static void machine_snapshot_cb(void *opaque, uint32_t events)
 	if (!x->diff) {
 		/* From now on RAM is the new file, copied on write: the next
 		 * diff holds what changes after this snapshot. */
-		ret = snap_mem_map(mem, newfd, NULL);
+		ret = snap_mem_map(mem, newfd);
 		if (ret < 0) {
 			log_error("cannot map the new memory file over guest RAM: %s; stopping",
 				  strerror(-ret));

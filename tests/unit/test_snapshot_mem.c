@@ -157,7 +157,7 @@ static void test_chain_of_diffs(void **state)
 	fill_page(&mem, 2, 0xa2);
 	fill_page(&mem, 100, 0xa3);
 	crc_base = write_snapshot(base, &mem, NULL, false, &fd);
-	assert_int_equal(snap_mem_map(&mem, fd, NULL), 0);
+	assert_int_equal(snap_mem_map(&mem, fd), 0);
 	b.file_backed = true;
 	b.base_fd = fd;
 	assert_non_null(realpath(base, b.parent_dir));

@@ -374,30 +374,14 @@ int snap_mem_write(int fd, const struct guest_mem *mem, const struct snap_backin
 	return ret;
 }
 
-int snap_mem_map(struct guest_mem *mem, int fd, const struct snap_extents *ext)
+int snap_mem_map(struct guest_mem *mem, int fd)
 {
-	const int prot = PROT_READ | PROT_WRITE;
-	const int flags = MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE;
-	uint64_t npages = mem->size / SNAP_PAGE_SIZE;
-
 	if (!mem->host)
 		return -EINVAL;
-	if (!ext) {
-		if (mmap(mem->host, mem->size, prot, flags, fd, 0) == MAP_FAILED)
-			return -errno;
-		return 0;
-	}
-	for (size_t i = 0; i < ext->n; i++)
-		if (ext->v[i].page >= npages || ext->v[i].npages > npages - ext->v[i].page ||
-		    ext->v[i].npages == 0)
-			return -EINVAL;
-	for (size_t i = 0; i < ext->n; i++) {
-		uint64_t off = ext->v[i].page * SNAP_PAGE_SIZE;
-
-		if (mmap(mem->host + off, (size_t)(ext->v[i].npages * SNAP_PAGE_SIZE), prot, flags,
-			 fd, (off_t)off) == MAP_FAILED)
-			return -errno;
-	}
+	if (mmap(mem->host, mem->size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0) == MAP_FAILED)
+		return -errno;
+	mem->unmapped = false;
 	return 0;
 }
 

@@ -91,9 +91,9 @@ int snap_mem_resident(const struct guest_mem *mem, struct snap_extents *out, cha
 		      size_t why_len);
 
 /* Maps `fd` (a memory file of mem->size bytes) MAP_PRIVATE over the whole of
- * guest RAM, or only over `ext`'s pages when ext is non-NULL. Returns 0 or
+ * guest RAM (MAP_FIXED: whatever was there is replaced). Returns 0 or
  * -errno; after a failure the RAM contents are undefined. */
-int snap_mem_map(struct guest_mem *mem, int fd, const struct snap_extents *ext);
+int snap_mem_map(struct guest_mem *mem, int fd);
 
 /* A memory file of a snapshot chain: layer 0 (ext NULL) covers all of guest
  * RAM, each later one its extents (sorted, disjoint, inside RAM: as
