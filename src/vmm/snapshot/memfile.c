@@ -385,117 +385,89 @@ int snap_mem_map(struct guest_mem *mem, int fd)
 	return 0;
 }
 
-/* A run of guest pages and the layer its contents come from. */
-struct snap_mem_run {
-	uint64_t page, npages;
-	unsigned int layer;
-};
-
-struct snap_mem_runs {
-	struct snap_mem_run *v;
-	size_t n, cap;
-};
-
-static int snap_mem_runs_add(struct snap_mem_runs *r, uint64_t page, uint64_t npages,
-			     unsigned int layer)
+/* Which layer of the chain holds page `pos`: the topmost whose extents
+ * cover it (0, the base, when none does), with *end the first page after
+ * pos where that may change (its extent ends, or a layer above it starts
+ * one). cur[l] is layer l's cursor into its sorted extents; pos only grows. */
+static unsigned int snap_mem_owner(const struct snap_mem_layer *layers, unsigned int n, size_t *cur,
+				   uint64_t pos, uint64_t *end)
 {
-	struct snap_mem_run *last = r->n ? &r->v[r->n - 1] : NULL;
+	for (unsigned int l = n - 1; l > 0; l--) {
+		const struct snap_extents *e = layers[l].ext;
+		const struct snap_extent *x;
 
-	if (npages == 0)
-		return 0;
-	if (last && last->layer == layer && last->page + last->npages == page) {
-		last->npages += npages;
-		return 0;
+		while (cur[l] < e->n && e->v[cur[l]].page + e->v[cur[l]].npages <= pos)
+			cur[l]++;
+		if (cur[l] == e->n)
+			continue;
+		x = &e->v[cur[l]];
+		if (x->page <= pos) {
+			if (x->page + x->npages < *end)
+				*end = x->page + x->npages;
+			return l;
+		}
+		if (x->page < *end)
+			*end = x->page;
 	}
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 16;
-		struct snap_mem_run *v = realloc(r->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		r->v = v;
-		r->cap = cap;
-	}
-	r->v[r->n++] = (struct snap_mem_run){.page = page, .npages = npages, .layer = layer};
 	return 0;
 }
 
-/* Lays `ext` (layer `layer`) over `cur`, which covers [0, npages) in order:
- * one pass over both, into `out` (empty on entry). */
-static int snap_mem_runs_overlay(const struct snap_mem_runs *cur, const struct snap_extents *ext,
-				 unsigned int layer, uint64_t npages, struct snap_mem_runs *out)
+/* Maps pages [page, page + npages) of guest RAM from `fd` at their own
+ * offset, with `fixed` MAP_FIXED or MAP_FIXED_NOREPLACE. */
+static int snap_mem_map_run(struct guest_mem *mem, int fd, int fixed, uint64_t page,
+			    uint64_t npages)
 {
-	size_t i = 0, j = 0;
-	uint64_t pos = 0;
-	int ret = 0;
+	const size_t len = (size_t)(npages * SNAP_PAGE_SIZE);
+	uint8_t *want = mem->host + page * SNAP_PAGE_SIZE;
+	void *p = mmap(want, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE | fixed, fd,
+		       (off_t)(page * SNAP_PAGE_SIZE));
 
-	while (pos < npages && !ret) {
-		uint64_t end;
-
-		while (i < cur->n && cur->v[i].page + cur->v[i].npages <= pos)
-			i++;
-		while (j < ext->n && ext->v[j].page + ext->v[j].npages <= pos)
-			j++;
-		if (i == cur->n)
-			return -EINVAL;
-		if (j < ext->n && ext->v[j].page <= pos) {
-			end = ext->v[j].page + ext->v[j].npages;
-			ret = snap_mem_runs_add(out, pos, end - pos, layer);
-		} else {
-			end = cur->v[i].page + cur->v[i].npages;
-			if (j < ext->n && ext->v[j].page < end)
-				end = ext->v[j].page;
-			ret = snap_mem_runs_add(out, pos, end - pos, cur->v[i].layer);
-		}
-		pos = end;
+	if (p == MAP_FAILED)
+		return -errno;
+	if (p != want) { /* MAP_FIXED_NOREPLACE unknown: taken as a hint */
+		munmap(p, len);
+		return -EEXIST;
 	}
-	return ret;
+	mem->unmapped = false;
+	return 0;
 }
 
 int snap_mem_map_chain(struct guest_mem *mem, const struct snap_mem_layer *layers, unsigned int n)
 {
 	const uint64_t npages = mem->size / SNAP_PAGE_SIZE;
-	struct snap_mem_runs a = {0}, b = {0}, tmp;
-	int flags = MAP_PRIVATE | MAP_NORESERVE, ret;
+	size_t cur[SNAP_MAX_DEPTH] = {0};
+	/* Decided once: after the first run, the rest of a hole is still one. */
+	const int fixed = mem->unmapped ? MAP_FIXED_NOREPLACE : MAP_FIXED;
+	uint64_t pos = 0, run = 0;
+	unsigned int owner = 0;
+	int ret = 0;
 
-	if (!mem->host || n == 0 || layers[0].ext)
+	if (!mem->host || n == 0 || n > SNAP_MAX_DEPTH || layers[0].ext)
 		return -EINVAL;
-	ret = snap_mem_runs_add(&a, 0, npages, 0);
-	for (unsigned int l = 1; l < n && !ret; l++) {
+	for (unsigned int l = 1; l < n; l++) {
 		const struct snap_extents *e = layers[l].ext;
 
-		for (size_t k = 0; e && k < e->n; k++)
+		if (!e)
+			return -EINVAL;
+		for (size_t k = 0; k < e->n; k++)
 			if (e->v[k].npages == 0 || e->v[k].page >= npages ||
 			    e->v[k].npages > npages - e->v[k].page ||
 			    (k && e->v[k].page < e->v[k - 1].page + e->v[k - 1].npages))
-				ret = -EINVAL;
-		if (!e || ret) {
-			ret = -EINVAL;
-			break;
-		}
-		b.n = 0;
-		ret = snap_mem_runs_overlay(&a, e, l, npages, &b);
-		tmp = a;
-		a = b;
-		b = tmp;
+				return -EINVAL;
 	}
-	flags |= mem->unmapped ? MAP_FIXED_NOREPLACE : MAP_FIXED;
-	for (size_t k = 0; k < a.n && !ret; k++) {
-		uint64_t off = a.v[k].page * SNAP_PAGE_SIZE;
-		void *want = mem->host + off, *p;
+	/* Runs from one layer that meet are mapped as one. */
+	while (pos < npages && !ret) {
+		uint64_t end = npages;
+		unsigned int l = snap_mem_owner(layers, n, cur, pos, &end);
 
-		p = mmap(want, (size_t)(a.v[k].npages * SNAP_PAGE_SIZE), PROT_READ | PROT_WRITE,
-			 flags, layers[a.v[k].layer].fd, (off_t)off);
-		if (p == MAP_FAILED) {
-			ret = -errno;
-		} else if (p != want) { /* MAP_FIXED_NOREPLACE unknown: a hint */
-			munmap(p, (size_t)(a.v[k].npages * SNAP_PAGE_SIZE));
-			ret = -EEXIST;
-		} else {
-			mem->unmapped = false;
+		if (pos > run && l != owner) {
+			ret = snap_mem_map_run(mem, layers[owner].fd, fixed, run, pos - run);
+			run = pos;
 		}
+		owner = l;
+		pos = end;
 	}
-	free(a.v);
-	free(b.v);
+	if (!ret)
+		ret = snap_mem_map_run(mem, layers[owner].fd, fixed, run, npages - run);
 	return ret;
 }

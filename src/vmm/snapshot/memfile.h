@@ -95,6 +95,9 @@ int snap_mem_resident(const struct guest_mem *mem, struct snap_extents *out, cha
  * -errno; after a failure the RAM contents are undefined. */
 int snap_mem_map(struct guest_mem *mem, int fd);
 
+/* The longest chain of snapshots: a full one and up to 7 diffs on it. */
+#define SNAP_MAX_DEPTH 8
+
 /* A memory file of a snapshot chain: layer 0 (ext NULL) covers all of guest
  * RAM, each later one its extents (sorted, disjoint, inside RAM: as
  * snap_image_load checks them), over the layers below it. */
@@ -104,13 +107,15 @@ struct snap_mem_layer {
 };
 
 /* Maps a chain of `n` layers over guest RAM, each page from the topmost
- * layer that holds it, as one mapping per run of pages from one file: the
- * runs are worked out first, so no mapping replaces another. Into a hole
+ * layer that holds it, as one mapping per run of pages from one file, in
+ * address order: each page is mapped once, so no mapping replaces another
+ * (the extents are checked first; nothing is allocated). Into a hole
  * (mem->unmapped, guest_mem_init_hole) they go with MAP_FIXED_NOREPLACE:
  * -EEXIST when something else took part of it, which is left alone; over
  * mapped RAM with MAP_FIXED. Clears mem->unmapped once anything is mapped.
- * Returns 0, -EINVAL for a malformed chain, -ENOMEM, or mmap's -errno;
- * after a failure the RAM contents are undefined. */
+ * Returns 0, -EINVAL for a malformed chain (or more than SNAP_MAX_DEPTH
+ * layers), or mmap's -errno; after a failure the RAM contents are
+ * undefined. */
 int snap_mem_map_chain(struct guest_mem *mem, const struct snap_mem_layer *layers, unsigned int n);
 
 #endif

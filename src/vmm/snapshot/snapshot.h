@@ -26,7 +26,6 @@
 #include "vmm/snapshot/memfile.h"
 
 #define SNAP_VMM_VERSION "kiln-vmm 0.1"
-#define SNAP_MAX_DEPTH	 8 /* a full snapshot and up to 7 diffs layered on it */
 #define SNAP_META_DIFF	 1U
 
 /* SNAP_SEC_META's payload. */
