@@ -44,7 +44,7 @@ struct vcpu {
 	/* Its MSRs as created, before it ever ran (kvm_state_note_reset), or
 	 * NULL: a restore writes only the MSRs whose values differ. Owned. */
 	struct kvm_msrs *reset_msrs;
-	/* Read with them, valid while reset_msrs is set: its TSC kHz (0 when
+	/* Read with them, valid while reset_msrs is set: its TSC kHz (-1 when
 	 * unknown), XCRs and debug registers as created (has_reset_xcrs and
 	 * has_reset_dbg when read), which a restore then sets only if they
 	 * differ. */

@@ -183,6 +183,14 @@ static int kvm_state_write_msrs(struct vcpu *v, const struct kvm_msr_entry *e, s
 	return 0;
 }
 
+/* vCPU v's TSC frequency in kHz, or -1 when KVM does not say. */
+static int kvm_state_tsc_khz(struct vcpu *v)
+{
+	int khz = vm_has_cap(v->vm, KVM_CAP_GET_TSC_KHZ) ? ioctl(v->fd, KVM_GET_TSC_KHZ, 0) : -1;
+
+	return khz > 0 ? khz : -1;
+}
+
 /* ---- save ---------------------------------------------------------------------------- */
 
 /* Fetches with `req` into `buf` (len bytes) and appends it as a section. */
@@ -276,7 +284,7 @@ int kvm_state_save_vcpu(struct vcpu *v, struct snap_writer *w)
 	}
 	snap_end(w);
 
-	khz = vm_has_cap(v->vm, KVM_CAP_GET_TSC_KHZ) ? ioctl(v->fd, KVM_GET_TSC_KHZ, 0) : -1;
+	khz = kvm_state_tsc_khz(v);
 	if (khz > 0) {
 		snap_begin(w, SNAP_SEC_VCPU_TSC_KHZ, id);
 		snap_put_u32(w, (uint32_t)khz);
@@ -383,10 +391,7 @@ int kvm_state_note_reset(struct vcpu *v)
 		return ret;
 	free(v->reset_msrs);
 	v->reset_msrs = msrs;
-	v->reset_tsc_khz =
-		vm_has_cap(v->vm, KVM_CAP_GET_TSC_KHZ) ? ioctl(v->fd, KVM_GET_TSC_KHZ, 0) : 0;
-	if (v->reset_tsc_khz < 0)
-		v->reset_tsc_khz = 0;
+	v->reset_tsc_khz = kvm_state_tsc_khz(v);
 	v->has_reset_xcrs =
 		vm_has_cap(v->vm, KVM_CAP_XCRS) && ioctl(v->fd, KVM_GET_XCRS, &v->reset_xcrs) == 0;
 	v->has_reset_dbg = ioctl(v->fd, KVM_GET_DEBUGREGS, &v->reset_dbg) == 0;
@@ -451,10 +456,7 @@ int kvm_state_load_vcpu(struct vcpu *v, const struct snap_file *f, char *why, si
 
 	if (snap_find(f, SNAP_SEC_VCPU_TSC_KHZ, id, &s) && s.len == 4) {
 		uint32_t khz = le32_get(s.data);
-		int now = v->reset_msrs && v->reset_tsc_khz > 0 ? v->reset_tsc_khz
-			  : vm_has_cap(v->vm, KVM_CAP_GET_TSC_KHZ)
-				  ? ioctl(v->fd, KVM_GET_TSC_KHZ, 0)
-				  : -1;
+		int now = v->reset_msrs ? v->reset_tsc_khz : kvm_state_tsc_khz(v);
 
 		if (now > 0 && (uint32_t)now != khz) {
 			if (!vm_has_cap(v->vm, KVM_CAP_TSC_CONTROL) ||
