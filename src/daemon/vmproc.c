@@ -378,13 +378,11 @@ int vmproc_ctl(struct vmproc *v, json_t *req, json_t **reply, int timeout_ms, ch
 		return -ENOMEM;
 	n = strlen(line);
 	line[n] = 0;
-	if (util_write_all(v->ctl_fd, line, n) || util_write_all(v->ctl_fd, "\n", 1)) {
-		free(line);
-		r = -EPIPE;
-		goto out_close;
-	}
+	r = util_write_all(v->ctl_fd, line, n) || util_write_all(v->ctl_fd, "\n", 1) ? -EPIPE : 0;
 	free(line);
-	line = NULL;
+	line = NULL; /* out_close frees line: a reply's, from here on */
+	if (r)
+		goto out_close;
 	for (;;) {
 		struct pollfd p = {.fd = v->ctl_fd, .events = POLLIN};
 		int64_t left = deadline - util_now_ms();
