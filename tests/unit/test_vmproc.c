@@ -62,56 +62,59 @@ static void test_ctl_ok_and_refused(void **state)
 	json_decref(req);
 }
 
-/* kiln-vmm killed before the request is written (kilnd stopping during a
- * deploy): -EPIPE, the socket closed, and the request freed only once. */
-static void test_ctl_peer_gone_before_the_write(void **state)
+/* What the stand-in kiln-vmm does before the request: nothing more than
+ * `reply` (NULL: nothing), then `how` to its end of the socket. */
+enum peer_end { PEER_OPEN, PEER_CLOSED, PEER_SHUT_WR };
+
+/* One "stop" request against a peer that fails to answer: vmproc_ctl
+ * returns want, closes the socket, and frees what it made once (a double
+ * free aborts here, and make asan reports it). */
+static void ctl_fails(const char *reply, enum peer_end how, int timeout_ms, int want,
+		      const char *want_err)
 {
 	json_t *req = json_pack("{s:s}", "op", "stop");
 	struct vmproc v;
 	char err[64];
 	int peer;
 
-	(void)state;
 	fake_vm(&v, &peer);
-	close(peer);
-	assert_int_equal(vmproc_ctl(&v, req, NULL, 2000, err, sizeof(err)), -EPIPE);
+	if (reply)
+		assert_int_equal(write(peer, reply, strlen(reply)), (ssize_t)strlen(reply));
+	if (how == PEER_CLOSED) {
+		close(peer);
+		peer = -1;
+	} else if (how == PEER_SHUT_WR) {
+		assert_int_equal(shutdown(peer, SHUT_WR), 0);
+	}
+	assert_int_equal(vmproc_ctl(&v, req, NULL, timeout_ms, err, sizeof(err)), want);
 	assert_int_equal(v.ctl_fd, -1);
-	assert_string_equal(err, "control socket: Broken pipe");
+	if (want_err)
+		assert_string_equal(err, want_err);
+	if (peer >= 0)
+		close(peer);
 	json_decref(req);
+}
+
+/* kiln-vmm killed before the request is written (kilnd stopping during a
+ * deploy): -EPIPE. */
+static void test_ctl_peer_gone_before_the_write(void **state)
+{
+	(void)state;
+	ctl_fails(NULL, PEER_CLOSED, 2000, -EPIPE, "control socket: Broken pipe");
 }
 
 /* kiln-vmm takes the request and dies before answering: -EPIPE. */
 static void test_ctl_peer_gone_before_the_reply(void **state)
 {
-	json_t *req = json_pack("{s:s}", "op", "stop");
-	struct vmproc v;
-	char err[64];
-	int peer;
-
 	(void)state;
-	fake_vm(&v, &peer);
-	assert_int_equal(shutdown(peer, SHUT_WR), 0);
-	assert_int_equal(vmproc_ctl(&v, req, NULL, 2000, err, sizeof(err)), -EPIPE);
-	assert_int_equal(v.ctl_fd, -1);
-	close(peer);
-	json_decref(req);
+	ctl_fails(NULL, PEER_SHUT_WR, 2000, -EPIPE, NULL);
 }
 
 /* A reply cut short with no newline, then silence: -ETIMEDOUT, in time. */
 static void test_ctl_half_a_reply_times_out(void **state)
 {
-	json_t *req = json_pack("{s:s}", "op", "stats");
-	struct vmproc v;
-	char err[64];
-	int peer;
-
 	(void)state;
-	fake_vm(&v, &peer);
-	assert_int_equal(write(peer, "{\"ok\":tr", 8), 8);
-	assert_int_equal(vmproc_ctl(&v, req, NULL, 200, err, sizeof(err)), -ETIMEDOUT);
-	assert_int_equal(v.ctl_fd, -1);
-	close(peer);
-	json_decref(req);
+	ctl_fails("{\"ok\":tr", PEER_OPEN, 200, -ETIMEDOUT, NULL);
 }
 
 int main(void)
