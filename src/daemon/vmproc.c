@@ -388,12 +388,18 @@ int vmproc_ctl(struct vmproc *v, json_t *req, json_t **reply, int timeout_ms, ch
 		int64_t left = deadline - util_now_ms();
 		ssize_t got;
 		char *nl;
+		int ready;
 
 		if (left <= 0) {
 			r = -ETIMEDOUT;
 			goto out_close;
 		}
-		if (poll(&p, 1, (int)left) <= 0)
+		ready = poll(&p, 1, (int)left);
+		if (ready < 0 && errno != EINTR) {
+			r = -errno; /* not a wait until the deadline */
+			goto out_close;
+		}
+		if (ready <= 0)
 			continue;
 		got = read(v->ctl_fd, buf, sizeof(buf));
 		if (got <= 0) {
