@@ -52,6 +52,11 @@ void snap_extents_release(struct snap_extents *e)
 	memset(e, 0, sizeof(*e));
 }
 
+bool snap_extent_fits(uint64_t prev_end, uint64_t page, uint64_t npages, uint64_t ram_pages)
+{
+	return npages != 0 && page >= prev_end && page < ram_pages && npages <= ram_pages - page;
+}
+
 void snap_backing_init(struct snap_backing *b)
 {
 	memset(b, 0, sizeof(*b));
@@ -450,9 +455,8 @@ int snap_mem_map_chain(struct guest_mem *mem, const struct snap_mem_layer *layer
 		if (!e)
 			return -EINVAL;
 		for (size_t k = 0; k < e->n; k++)
-			if (e->v[k].npages == 0 || e->v[k].page >= npages ||
-			    e->v[k].npages > npages - e->v[k].page ||
-			    (k && e->v[k].page < e->v[k - 1].page + e->v[k - 1].npages))
+			if (!snap_extent_fits(k ? e->v[k - 1].page + e->v[k - 1].npages : 0,
+					      e->v[k].page, e->v[k].npages, npages))
 				return -EINVAL;
 	}
 	/* Runs from one layer that meet are mapped as one. */

@@ -50,6 +50,11 @@ int snap_extents_add(struct snap_extents *e, uint64_t page, uint64_t npages);
 /* Frees the array. Accepts a zeroed struct. */
 void snap_extents_release(struct snap_extents *e);
 
+/* True when run [page, page + npages) may follow a run that ended at page
+ * prev_end (0 for the first) in a snapshot's extents of guest RAM of
+ * ram_pages pages: non-empty, sorted, disjoint, inside RAM. */
+bool snap_extent_fits(uint64_t prev_end, uint64_t page, uint64_t npages, uint64_t ram_pages);
+
 /* Where guest RAM's contents come from. */
 struct snap_backing {
 	bool file_backed;	      /* RAM is a MAP_PRIVATE chain of snapshot files */

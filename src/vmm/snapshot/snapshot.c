@@ -272,8 +272,7 @@ static int snap_get_extents(const struct snap_file *f, uint64_t npages, struct s
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t page = snap_get_u64(&r), cnt = snap_get_u64(&r);
 
-		/* Sorted, disjoint, non-empty, inside RAM. */
-		if (cnt == 0 || page < prev_end || page >= npages || cnt > npages - page)
+		if (!snap_extent_fits(prev_end, page, cnt, npages))
 			return reason_fail(
 				why, why_len, -EINVAL,
 				"MEM_EXTENTS entry %llu is out of order or outside guest RAM",
